@@ -1,0 +1,112 @@
+"""Zero-shot classification, image-text retrieval and teacher-student agreement, from embeddings.
+
+Metric functions take L2-normalised embeddings (torch or numpy) so the same code scores PyTorch models and
+exported ONNX artifacts. ``evaluate_shapes`` runs a model over the ShapesWorld evaluation sets.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+__all__ = ["zero_shot_metrics", "retrieval_metrics", "agreement_metrics", "embed_images", "embed_texts",
+           "evaluate_shapes", "EvalResult"]
+
+
+def _t(x) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).float()
+
+
+def zero_shot_metrics(image_emb, class_emb, labels, groups: dict[str, np.ndarray] | None = None) -> dict:
+    """Top-1/top-5 accuracy (%) of image_emb [N, D] against class_emb [C, D]; optional named subsets (masks)."""
+    logits = _t(image_emb) @ _t(class_emb).T
+    labels = torch.as_tensor(np.asarray(labels)).long()
+    top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+    hit1 = (top5[:, 0] == labels).float()
+    hit5 = (top5 == labels[:, None]).any(1).float()
+    out = {"top1": 100 * hit1.mean().item(), "top5": 100 * hit5.mean().item(), "n": len(labels)}
+    for name, mask in (groups or {}).items():
+        m = torch.as_tensor(np.asarray(mask)).bool()
+        out[f"{name}_top1"] = 100 * hit1[m].mean().item()
+        out[f"{name}_top5"] = 100 * hit5[m].mean().item()
+    return out
+
+
+def retrieval_metrics(image_emb, text_emb, captions: list[str], ks=(1, 5, 10)) -> dict:
+    """Recall@k (%) both ways for N paired items; a hit is any retrieved item whose caption equals the query's."""
+    sim = _t(image_emb) @ _t(text_emb).T  # [N images, N texts]
+    ids = {c: i for i, c in enumerate(dict.fromkeys(captions))}
+    cap = torch.tensor([ids[c] for c in captions])
+    out = {}
+    for name, s in (("i2t", sim), ("t2i", sim.T)):
+        ranked = s.topk(max(ks), dim=1).indices  # [N, kmax]
+        same = cap[ranked] == cap[:, None]
+        for k in ks:
+            out[f"{name}_R@{k}"] = 100 * same[:, :k].any(1).float().mean().item()
+    return out
+
+
+def agreement_metrics(t_img, t_txt, s_img, s_txt) -> dict:
+    """How closely a student reproduces its teacher's image-to-text similarity rows."""
+    t_sim, s_sim = _t(t_img) @ _t(t_txt).T, _t(s_img) @ _t(s_txt).T
+    top1 = (t_sim.argmax(1) == s_sim.argmax(1)).float().mean().item()
+    row_cos = torch.nn.functional.cosine_similarity(t_sim, s_sim, dim=1).mean().item()
+    return {"top1_agreement": 100 * top1, "sim_row_cosine": row_cos}
+
+
+@torch.no_grad()
+def embed_images(model, images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
+    """uint8 [N, H, W, 3] at the model's input size --> normalised [N, D]."""
+    from .data.transforms import to_tensor
+    return torch.cat([model.encode_image(to_tensor(images[i:i + batch_size]), normalize=True)
+                      for i in range(0, len(images), batch_size)])
+
+
+@torch.no_grad()
+def embed_texts(model, tokenizer, texts: list[str], batch_size: int = 256) -> torch.Tensor:
+    return torch.cat([model.encode_text(tokenizer(texts[i:i + batch_size]), normalize=True)
+                      for i in range(0, len(texts), batch_size)])
+
+
+@dataclass
+class EvalResult:
+    zero_shot: dict = field(default_factory=dict)
+    retrieval: dict = field(default_factory=dict)
+    agreement: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def shapes_eval_sets(n_zeroshot: int = 4096, n_retrieval: int = 1000, image_size: int = 32):
+    """Rendered ShapesWorld evaluation sets (cached per process: they are deterministic)."""
+    key = (n_zeroshot, n_retrieval, image_size)
+    if key not in _SETS:
+        from .data.shapes import ShapesWorld, class_prompts, is_held_out
+        zi, _, zl = ShapesWorld("zeroshot", image_size).batch(0, n_zeroshot)
+        ri, rc, _ = ShapesWorld("retrieval", image_size).batch(0, n_retrieval)
+        held = np.array([is_held_out(int(l)) for l in zl])
+        _SETS[key] = dict(zs_images=zi, zs_labels=zl, held=held, prompts=class_prompts(), ret_images=ri,
+                          ret_captions=rc)
+    return _SETS[key]
+
+
+_SETS: dict = {}
+
+
+def evaluate_shapes(model, tokenizer, teacher=None, teacher_tokenizer=None, n_zeroshot: int = 4096,
+                    n_retrieval: int = 1000) -> EvalResult:
+    """Zero-shot (all/seen/held-out) and retrieval on ShapesWorld; agreement with ``teacher`` when given."""
+    image_size = model.visual.image_size[0] if hasattr(model.visual, "image_size") else 32
+    s = shapes_eval_sets(n_zeroshot, n_retrieval, image_size)
+    img, cls = embed_images(model, s["zs_images"]), embed_texts(model, tokenizer, s["prompts"])
+    res = EvalResult()
+    res.zero_shot = zero_shot_metrics(img, cls, s["zs_labels"], {"seen": ~s["held"], "held_out": s["held"]})
+    r_img, r_txt = embed_images(model, s["ret_images"]), embed_texts(model, tokenizer, s["ret_captions"])
+    res.retrieval = retrieval_metrics(r_img, r_txt, s["ret_captions"])
+    if teacher is not None:
+        t_img = embed_images(teacher, s["zs_images"])
+        t_cls = embed_texts(teacher, teacher_tokenizer or tokenizer, s["prompts"])
+        res.agreement = agreement_metrics(t_img, t_cls, img, cls)
+    return res

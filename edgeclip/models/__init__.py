@@ -1,0 +1,15 @@
+"""Canonical CLIP models: configs, construction, loading teachers, saving students, parameter budgets."""
+from .factory import create_model, model_config
+from .io import REFERENCE_TEACHER, load_student, load_teacher, read_state_dict, save_student
+from .registry import get_model_config, list_models
+
+
+def get_tokenizer(model_or_cfg):
+    """open_clip's BPE tokenizer (its vocabulary ships in the wheel) at the model's context length."""
+    from open_clip.tokenizer import SimpleTokenizer
+    cfg = model_or_cfg if isinstance(model_or_cfg, dict) else model_config(model_or_cfg)
+    return SimpleTokenizer(context_length=cfg["text_cfg"].get("context_length", 77))
+
+
+__all__ = ["create_model", "model_config", "load_teacher", "load_student", "save_student", "read_state_dict",
+           "get_model_config", "list_models", "get_tokenizer", "REFERENCE_TEACHER"]

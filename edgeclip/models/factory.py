@@ -1,0 +1,52 @@
+"""One front door for building canonical CLIP models (open_clip's ``CLIP``) from a name or a config dict."""
+from __future__ import annotations
+
+import torch
+
+from ..errors import ConfigError
+from .registry import check_config, get_model_config
+
+
+def create_model(model: str | dict, device: str | torch.device = "cpu", seed: int | None = None):
+    """Build a randomly initialised open_clip ``CLIP`` in eval mode.
+
+    Args:
+        model: an edgeclip or open_clip model name (e.g. ``"ViT-B-32"``, ``"TinyCLIP-ViT-8M-16-Text-3M"``) or an
+            open_clip-style config dict (``embed_dim``, ``vision_cfg``, ``text_cfg``; per-layer shapes of a
+            non-uniform pruned model under ``edgeclip_layers``).
+        device: where to put the model.
+        seed: seeds the initialisation when given (reproducible random teachers in tests).
+
+    Returns:
+        ``open_clip.model.CLIP`` in eval mode; ``model.edgeclip_cfg`` holds the config it was built from.
+
+    Raises:
+        ConfigError: unknown name or malformed config.
+
+    Example:
+        >>> m = create_model("TinyCLIP-ViT-8M-16-Text-3M")
+    """
+    import open_clip.model as ocm
+
+    cfg = get_model_config(model) if isinstance(model, str) else check_config(dict(model))
+    layers = cfg.pop("edgeclip_layers", None)
+    if seed is not None:
+        torch.manual_seed(seed)
+    try:
+        clip = ocm.CLIP(**cfg)
+    except (TypeError, ValueError, AssertionError) as e:
+        raise ConfigError(f"cannot build CLIP from config: {e}") from None
+    if layers:
+        from .nonuniform import apply_layer_shapes
+        apply_layer_shapes(clip, layers)
+        cfg["edgeclip_layers"] = layers
+    clip.edgeclip_cfg = cfg
+    return clip.to(device).eval()
+
+
+def model_config(model) -> dict:
+    """The config a canonical model was built from (set by ``create_model`` and the loaders)."""
+    cfg = getattr(model, "edgeclip_cfg", None)
+    if cfg is None:
+        raise ConfigError("model carries no edgeclip config; build it with edgeclip.create_model or load_teacher")
+    return cfg

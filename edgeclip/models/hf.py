@@ -1,0 +1,169 @@
+"""Hugging Face ``CLIPModel`` <-> open_clip ``CLIP`` conversion, by state dict (no transformers needed).
+
+HF keeps separate q/k/v projections, stores projections as [embed, width] Linear weights and names the
+LayerNorms ``pre_layrnorm`` / ``post_layernorm`` / ``final_layer_norm``; open_clip fuses q/k/v into
+``in_proj`` and stores ``proj`` as [width, embed]. EOT pooling agrees when HF's ``eos_token_id`` is 49407
+(open_clip takes the argmax id, which is the first end-of-text token).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError
+
+SOT, EOT = 49406, 49407
+_BLOCK = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "attn.out_proj": "self_attn.out_proj",
+          "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2"}
+
+
+def hf_config_to_open_clip(hf: dict) -> dict:
+    """HF ``config.json`` dict --> open_clip model config."""
+    try:
+        v, t = hf["vision_config"], hf["text_config"]
+        cfg = {
+            "embed_dim": hf.get("projection_dim", 512),
+            "vision_cfg": {"image_size": v.get("image_size", 224), "layers": v["num_hidden_layers"],
+                           "width": v["hidden_size"], "patch_size": v["patch_size"],
+                           "head_width": v["hidden_size"] // v["num_attention_heads"],
+                           "mlp_ratio": v["intermediate_size"] / v["hidden_size"]},
+            "text_cfg": {"context_length": t.get("max_position_embeddings", 77), "vocab_size": t["vocab_size"],
+                         "width": t["hidden_size"], "heads": t["num_attention_heads"],
+                         "layers": t["num_hidden_layers"], "mlp_ratio": t["intermediate_size"] / t["hidden_size"]},
+        }
+    except KeyError as e:
+        raise ConfigError(f"HF CLIP config lacks {e}; is this a CLIPModel folder?") from None
+    acts = {v.get("hidden_act", "quick_gelu"), t.get("hidden_act", "quick_gelu")}
+    if len(acts) > 1 or not acts <= {"quick_gelu", "gelu"}:
+        raise ConfigError(f"unsupported HF CLIP activations {sorted(acts)}; edgeclip handles gelu and quick_gelu")
+    if acts == {"quick_gelu"}:
+        cfg["quick_gelu"] = True
+    return cfg
+
+
+def open_clip_config_to_hf(cfg: dict) -> dict:
+    v, t = cfg["vision_cfg"], cfg["text_cfg"]
+    act = "quick_gelu" if cfg.get("quick_gelu") else "gelu"
+    vw, tw = v["width"], t["width"]
+    size = v.get("image_size", 224)
+    return {
+        "architectures": ["CLIPModel"], "model_type": "clip", "projection_dim": cfg["embed_dim"],
+        "logit_scale_init_value": 2.6592,
+        "vision_config": {"hidden_size": vw, "intermediate_size": int(vw * v.get("mlp_ratio", 4.0)),
+                          "num_hidden_layers": v["layers"], "num_attention_heads": vw // v.get("head_width", 64),
+                          "image_size": size if isinstance(size, int) else size[0], "patch_size": v["patch_size"],
+                          "hidden_act": act, "projection_dim": cfg["embed_dim"], "layer_norm_eps": 1e-5},
+        "text_config": {"hidden_size": tw, "intermediate_size": int(tw * t.get("mlp_ratio", 4.0)),
+                        "num_hidden_layers": t["layers"], "num_attention_heads": t.get("heads", 8),
+                        "max_position_embeddings": t.get("context_length", 77), "vocab_size": t["vocab_size"],
+                        "hidden_act": act, "projection_dim": cfg["embed_dim"], "layer_norm_eps": 1e-5,
+                        "bos_token_id": SOT, "eos_token_id": EOT, "pad_token_id": 0},
+    }
+
+
+def _tower_pairs(oc: str, hf: str, layers: int):
+    """(open_clip prefix, HF prefix) pairs for one tower's transformer blocks."""
+    for i in range(layers):
+        yield f"{oc}transformer.resblocks.{i}.", f"{hf}encoder.layers.{i}."
+
+
+def hf_to_open_clip_state_dict(sd: dict, cfg: dict) -> dict:
+    out = {
+        "visual.conv1.weight": sd["vision_model.embeddings.patch_embedding.weight"],
+        "visual.class_embedding": sd["vision_model.embeddings.class_embedding"],
+        "visual.positional_embedding": sd["vision_model.embeddings.position_embedding.weight"],
+        "visual.ln_pre.weight": sd["vision_model.pre_layrnorm.weight"],
+        "visual.ln_pre.bias": sd["vision_model.pre_layrnorm.bias"],
+        "visual.ln_post.weight": sd["vision_model.post_layernorm.weight"],
+        "visual.ln_post.bias": sd["vision_model.post_layernorm.bias"],
+        "visual.proj": sd["visual_projection.weight"].T.contiguous(),
+        "token_embedding.weight": sd["text_model.embeddings.token_embedding.weight"],
+        "positional_embedding": sd["text_model.embeddings.position_embedding.weight"],
+        "ln_final.weight": sd["text_model.final_layer_norm.weight"],
+        "ln_final.bias": sd["text_model.final_layer_norm.bias"],
+        "text_projection": sd["text_projection.weight"].T.contiguous(),
+        "logit_scale": sd["logit_scale"].reshape(()),
+    }
+    pairs = list(_tower_pairs("visual.", "vision_model.", cfg["vision_cfg"]["layers"]))
+    pairs += list(_tower_pairs("", "text_model.", cfg["text_cfg"]["layers"]))
+    for oc, hf in pairs:
+        for a, b in _BLOCK.items():
+            for p in ("weight", "bias"):
+                out[f"{oc}{a}.{p}"] = sd[f"{hf}{b}.{p}"]
+        for p in ("weight", "bias"):  # [3w, w] in_proj = q; k; v
+            out[f"{oc}attn.in_proj_{p}"] = torch.cat([sd[f"{hf}self_attn.{n}_proj.{p}"] for n in "qkv"])
+    return out
+
+
+def open_clip_to_hf_state_dict(sd: dict, cfg: dict) -> dict:
+    inv = {
+        "vision_model.embeddings.patch_embedding.weight": sd["visual.conv1.weight"],
+        "vision_model.embeddings.class_embedding": sd["visual.class_embedding"],
+        "vision_model.embeddings.position_embedding.weight": sd["visual.positional_embedding"],
+        "vision_model.pre_layrnorm.weight": sd["visual.ln_pre.weight"],
+        "vision_model.pre_layrnorm.bias": sd["visual.ln_pre.bias"],
+        "vision_model.post_layernorm.weight": sd["visual.ln_post.weight"],
+        "vision_model.post_layernorm.bias": sd["visual.ln_post.bias"],
+        "visual_projection.weight": sd["visual.proj"].T.contiguous(),
+        "text_model.embeddings.token_embedding.weight": sd["token_embedding.weight"],
+        "text_model.embeddings.position_embedding.weight": sd["positional_embedding"],
+        "text_model.final_layer_norm.weight": sd["ln_final.weight"],
+        "text_model.final_layer_norm.bias": sd["ln_final.bias"],
+        "text_projection.weight": sd["text_projection"].T.contiguous(),
+        "logit_scale": sd["logit_scale"].reshape(()),
+    }
+    pairs = list(_tower_pairs("visual.", "vision_model.", cfg["vision_cfg"]["layers"]))
+    pairs += list(_tower_pairs("", "text_model.", cfg["text_cfg"]["layers"]))
+    for oc, hf in pairs:
+        for a, b in _BLOCK.items():
+            for p in ("weight", "bias"):
+                inv[f"{hf}{b}.{p}"] = sd[f"{oc}{a}.{p}"]
+        for p in ("weight", "bias"):
+            for n, chunk in zip("qkv", sd[f"{oc}attn.in_proj_{p}"].chunk(3)):
+                inv[f"{hf}self_attn.{n}_proj.{p}"] = chunk.contiguous()
+    return inv
+
+
+def load_hf(folder: str | os.PathLike):
+    """Load a HF ``CLIPModel`` folder (``config.json`` + ``model.safetensors``) as a canonical open_clip CLIP."""
+    from .factory import create_model
+    from .io import default_preprocess_cfg, load_weights, read_state_dict
+
+    folder = Path(folder)
+    try:
+        hf_cfg = json.loads((folder / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"cannot read {folder / 'config.json'}: {e}") from None
+    if hf_cfg.get("model_type") not in (None, "clip"):
+        raise ConfigError(f"{str(folder)!r} holds a {hf_cfg.get('model_type')!r} model, not a CLIPModel")
+    cfg = hf_config_to_open_clip(hf_cfg)
+    weights = next((folder / n for n in ("model.safetensors", "pytorch_model.bin") if (folder / n).is_file()), None)
+    if weights is None:
+        raise ConfigError(f"{str(folder)!r} has no model.safetensors or pytorch_model.bin")
+    sd = read_state_dict(weights)
+    try:
+        converted = hf_to_open_clip_state_dict(sd, cfg)
+    except KeyError as e:
+        raise ConfigError(f"HF checkpoint {str(weights)!r} lacks key {e}") from None
+    model = create_model(cfg)
+    load_weights(model, converted, str(weights))
+    model.edgeclip_preprocess = default_preprocess_cfg(cfg)
+    return model
+
+
+def save_hf(model, folder: str | os.PathLike) -> None:
+    """Write ``config.json`` + ``model.safetensors`` loadable by ``transformers.CLIPModel.from_pretrained``."""
+    from safetensors.torch import save_file
+
+    from .factory import model_config
+    cfg = model_config(model)
+    if cfg.get("edgeclip_layers"):
+        raise ConfigError("a non-uniform pruned model has no HF CLIPModel equivalent; prune with tie_layers=True")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    sd = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
+    (folder / "config.json").write_text(json.dumps(open_clip_config_to_hf(cfg), indent=2) + "\n")
+    save_file(open_clip_to_hf_state_dict(sd, cfg), str(folder / "model.safetensors"))

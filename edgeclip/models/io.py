@@ -1,0 +1,169 @@
+"""Loading teachers (open_clip names, checkpoints, student folders, HF folders) and saving students.
+
+A student folder follows open_clip's local-dir convention (``open_clip_config.json`` + ``model.safetensors``)
+so plain ``open_clip.create_model_and_transforms("local-dir:PATH")`` loads it without edgeclip.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from .._io import atomic_path
+from ..errors import ConfigError
+from .factory import create_model, model_config
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "open_clip_config.json"
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+REFERENCE_TEACHER = Path(__file__).resolve().parent.parent / "assets" / "reference_teacher"
+
+
+def default_preprocess_cfg(cfg: dict) -> dict:
+    size = cfg["vision_cfg"].get("image_size", 224)
+    return {"size": size, "mean": list(OPENAI_MEAN), "std": list(OPENAI_STD), "interpolation": "bicubic",
+            "resize_mode": "shortest"}
+
+
+def save_student(model, folder: str | os.PathLike, preprocess_cfg: dict | None = None, fp16: bool = False,
+                 hf: bool = False, extra: dict | None = None) -> Path:
+    """Write ``open_clip_config.json`` + ``model.safetensors`` (+ ``hf/`` CLIPModel copy) atomically.
+
+    Args:
+        model: a canonical CLIP built by edgeclip (it carries its config).
+        folder: destination; replaced as a whole only once everything is written.
+        preprocess_cfg: open_clip preprocess config; defaults to OpenAI mean/std at the model's image size.
+        fp16: store weights in float16 (half the size; loaded back as float32).
+        hf: also write a Hugging Face ``CLIPModel`` copy under ``hf/`` (needs the ``[hf]`` extra).
+        extra: more JSON-able metadata stored under ``"edgeclip"`` in the config file.
+    """
+    from safetensors.torch import save_file
+
+    cfg = model_config(model)
+    sd = {k: (v.half() if fp16 and v.is_floating_point() else v).detach().cpu().contiguous()
+          for k, v in model.state_dict().items()}
+    with atomic_path(folder) as tmp:
+        tmp.mkdir()
+        meta = {"model_cfg": cfg, "preprocess_cfg": preprocess_cfg or default_preprocess_cfg(cfg)}
+        if extra:
+            meta["edgeclip"] = extra
+        (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+        save_file(sd, str(tmp / WEIGHTS_NAME))
+        if hf:
+            from .hf import save_hf
+            save_hf(model, tmp / "hf")
+    return Path(folder)
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a checkpoint safely: safetensors, or torch files with ``weights_only=True`` (never unpickles code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {str(path)!r} not found")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            sd = load_file(str(path))
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated / corrupt / pickled code
+        raise ConfigError(f"cannot read checkpoint {str(path)!r}: {str(e).splitlines()[0][:200]}") from None
+    if isinstance(sd, dict) and "state_dict" in sd:
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict):
+        raise ConfigError(f"checkpoint {str(path)!r} holds no state dict")
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def load_weights(model, sd: dict[str, torch.Tensor], source: str) -> None:
+    """Load a state dict strictly; a mismatch is one clear line naming the first bad key and both shapes."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    if missing or unexpected:
+        raise ConfigError(f"checkpoint {source!r} does not match the architecture: {len(missing)} missing keys "
+                          f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})")
+    for k, v in sd.items():
+        if v.shape != own[k].shape:
+            raise ConfigError(f"checkpoint {source!r} key {k!r} has shape {tuple(v.shape)}, the architecture "
+                              f"expects {tuple(own[k].shape)}")
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()})
+
+
+def load_student(folder: str | os.PathLike, device: str = "cpu"):
+    """Load an edgeclip / open_clip local-dir folder. Returns (model, preprocess_cfg)."""
+    folder = Path(folder)
+    cfg_path = folder / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise ConfigError(f"{str(folder)!r} has no {CONFIG_NAME}; is it a student folder?")
+    try:
+        meta = json.loads(cfg_path.read_text())
+        cfg = meta["model_cfg"]
+    except (json.JSONDecodeError, KeyError) as e:
+        raise ConfigError(f"{str(cfg_path)!r} is malformed: {e}") from None
+    weights = next((folder / n for n in (WEIGHTS_NAME, "open_clip_model.safetensors") if (folder / n).is_file()), None)
+    if weights is None:
+        raise ConfigError(f"{str(folder)!r} has no {WEIGHTS_NAME}")
+    model = create_model(cfg)
+    load_weights(model, read_state_dict(weights), str(weights))
+    model.edgeclip_preprocess = meta.get("preprocess_cfg") or default_preprocess_cfg(cfg)
+    model.edgeclip_meta = meta.get("edgeclip", {})
+    return model.to(device).eval(), model.edgeclip_preprocess
+
+
+def load_teacher(teacher: str | os.PathLike | None = None, pretrained: str | None = None, device: str = "cpu"):
+    """Load any supported teacher as a canonical open_clip ``CLIP`` in eval mode.
+
+    Args:
+        teacher: ``None`` or ``"reference"`` for the shipped ShapesWorld teacher; a student/open_clip folder
+            (``open_clip_config.json``); a Hugging Face ``CLIPModel`` folder (``config.json`` +
+            ``model.safetensors``); or a model name (edgeclip's or open_clip's), optionally ``"local-dir:PATH"``.
+        pretrained: with a model name: a local checkpoint file (``.safetensors``, ``.pt``/``.bin`` read with
+            ``weights_only=True``) or an open_clip pretrained tag (needs network; offline it fails clearly).
+        device: target device.
+
+    Returns:
+        The model; ``model.edgeclip_preprocess`` holds its preprocess config.
+
+    Raises:
+        ConfigError: unknown name, unreadable or mismatched checkpoint, or a download attempted offline.
+    """
+    if teacher is None or str(teacher) == "reference":
+        teacher = REFERENCE_TEACHER
+    name = str(teacher).removeprefix("local-dir:")
+    path = Path(name)
+    if path.is_dir():
+        if (path / CONFIG_NAME).is_file():
+            return load_student(path, device)[0]
+        if (path / "config.json").is_file():
+            from .hf import load_hf
+            return load_hf(path).to(device).eval()
+        raise ConfigError(f"folder {name!r} holds neither {CONFIG_NAME} nor an HF config.json")
+    if path.suffix in (".safetensors", ".pt", ".pth", ".bin") and pretrained is None:
+        raise ConfigError(f"{name!r} is a checkpoint file; pass the architecture name too, e.g. "
+                          f"load_teacher('ViT-B-32', pretrained={name!r})")
+    model = create_model(name)
+    if pretrained:
+        if Path(pretrained).is_file():
+            load_weights(model, read_state_dict(pretrained), pretrained)
+        else:
+            _load_pretrained_tag(model, name, pretrained)
+    model.edgeclip_preprocess = default_preprocess_cfg(model.edgeclip_cfg)
+    return model.to(device).eval()
+
+
+def _load_pretrained_tag(model, name: str, tag: str) -> None:
+    import open_clip
+    if not open_clip.get_pretrained_cfg(name, tag):
+        raise ConfigError(f"{tag!r} is neither a file nor a pretrained tag of {name!r}; "
+                          f"known tags: {open_clip.list_pretrained_tags_by_model(name)}")
+    try:
+        ckpt = open_clip.download_pretrained(open_clip.get_pretrained_cfg(name, tag))
+    except Exception:
+        raise ConfigError(f"cannot download {name}/{tag} (offline?); download the weights elsewhere and pass "
+                          f"the local file: load_teacher({name!r}, pretrained='PATH/open_clip_model.safetensors')"
+                          ) from None
+    load_weights(model, read_state_dict(ckpt), ckpt)

@@ -1,0 +1,154 @@
+"""Parameter budgets the TinyCLIP way: "8M" is the vision tower; text counts exclude the token embedding.
+
+``student_config`` solves for the student architecture (layers, width in whole heads, MLP ratio kept) that
+meets a budget within +-5%, preferring depth (TinyCLIP's ViT-B/16 -> 8M keeps 10 of 12 layers, width 768 -> 256).
+"""
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+TOLERANCE = 0.05
+_UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "b": 1e9}
+
+
+@dataclass(frozen=True)
+class ParamCount:
+    vision: int
+    text: int  # text tower incl. positional embedding, final LN, projection and logit scale; excl. token embedding
+    token_embedding: int
+    total: int
+
+    def table(self) -> str:
+        rows = [("vision", self.vision), ("text (excl. token embedding)", self.text),
+                ("token embedding", self.token_embedding), ("total", self.total)]
+        return "\n".join(f"{k:<30} {v:>14,} {_human(v):>8}" for k, v in rows)
+
+
+@dataclass(frozen=True)
+class Budget:
+    image: int
+    text: int | None = None  # None: shrink the text tower by the image fraction
+
+
+def _human(n: float) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}k"
+
+
+def count_params(model) -> ParamCount:
+    """Vision / text (excl. token embedding) / token embedding / total parameter counts of a canonical CLIP."""
+    vision = sum(p.numel() for p in model.visual.parameters())
+    tok = model.token_embedding.weight.numel()
+    total = sum(p.numel() for p in model.parameters())
+    return ParamCount(vision=vision, text=total - vision - tok, token_embedding=tok, total=total)
+
+
+def _parse_one(v) -> int:
+    if isinstance(v, bool):
+        raise ConfigError(f"bad parameter budget {v!r}; use e.g. '8M', '500k' or 8000000")
+    if isinstance(v, (int, float)):
+        n = int(v)
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGbB]?)\s*", str(v))
+        if not m:
+            raise ConfigError(f"bad parameter budget {v!r}; use e.g. '8M', '500k' or 8000000")
+        n = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    if n <= 0:
+        raise ConfigError(f"parameter budget must be positive, got {v!r}")
+    return n
+
+
+def parse_budget(target) -> Budget:
+    """``"8M"`` | ``"500k"`` | ``8_000_000`` | ``{"image": "8M", "text": "3M"}`` --> ``Budget``."""
+    if isinstance(target, Budget):
+        return target
+    if isinstance(target, dict):
+        unknown = set(target) - {"image", "vision", "text"}
+        if unknown or not ({"image", "vision"} & set(target)):
+            raise ConfigError(f"budget dict needs 'image' (and optionally 'text'), got keys {sorted(target)}")
+        img = target.get("image", target.get("vision"))
+        return Budget(_parse_one(img), _parse_one(target["text"]) if "text" in target else None)
+    return Budget(_parse_one(target))
+
+
+def _tower_params(layers: int, width: int, mlp: int, extra_per_width: int, fixed: int) -> int:
+    block = 4 * width * width + 2 * width * mlp + 9 * width + mlp  # ln1, qkv, out, ln2, fc, proj
+    return layers * block + extra_per_width * width + fixed
+
+
+def vision_params(v: dict, embed_dim: int) -> int:
+    """Analytic count of open_clip's standard ViT tower (checked against built models in the tests)."""
+    w, p, size = v["width"], v["patch_size"], v.get("image_size", 224)
+    size = size if isinstance(size, int) else size[0]
+    grid = size // p
+    mlp = int(w * v.get("mlp_ratio", 4.0))
+    per_w = 3 * p * p + 1 + (grid * grid + 1) + 4 + embed_dim  # conv, cls, pos, ln_pre+ln_post, proj
+    return _tower_params(v["layers"], w, mlp, per_w, 0)
+
+
+def text_params(t: dict, embed_dim: int) -> int:
+    w = t["width"]
+    mlp = int(w * t.get("mlp_ratio", 4.0))
+    per_w = t.get("context_length", 77) + 2 + embed_dim  # pos, ln_final, projection
+    return _tower_params(t["layers"], w, mlp, per_w, 1)  # + logit_scale
+
+
+def _head_width(tower: dict, kind: str) -> int:
+    return tower.get("head_width", 64) if kind == "vision" else tower["width"] // tower.get("heads", 8)
+
+
+def _candidates(tower: dict, kind: str, embed_dim: int):
+    hw = _head_width(tower, kind)
+    count = vision_params if kind == "vision" else text_params
+    for layers in range(1, tower["layers"] + 1):
+        for heads in range(1, tower["width"] // hw + 1):
+            c = dict(tower, layers=layers, width=heads * hw)
+            if kind == "text":
+                c["heads"] = heads
+            yield count(c, embed_dim), c
+
+
+def _solve(tower: dict, kind: str, embed_dim: int, target: int, strict: bool) -> dict:
+    cands = sorted(_candidates(tower, kind, embed_dim), key=lambda x: x[0])
+    ok = [c for c in cands if abs(c[0] - target) <= TOLERANCE * target]
+    if ok:  # prefer depth, then the closest count
+        return max(ok, key=lambda c: (c[1]["layers"], -abs(c[0] - target)))[1]
+    below = [c for c in cands if c[0] < target]
+    above = [c for c in cands if c[0] > target]
+    near = [below[-1]] if below else []
+    near += [above[0]] if above else []
+    if strict or not near:
+        sizes = ", ".join(f"{_human(n)} (layers={c['layers']}, width={c['width']})" for n, c in near)
+        raise ConfigError(f"no {kind} tower within +-{TOLERANCE:.0%} of {_human(target)}; nearest feasible: {sizes}")
+    return min(near, key=lambda c: abs(c[0] - target))[1]
+
+
+def student_config(teacher_cfg: dict, target) -> dict:
+    """Smaller config of the teacher's family meeting ``target`` (see ``parse_budget``) within +-5%.
+
+    Raises:
+        ConfigError: target >= teacher, or no architecture within tolerance (names the nearest sizes).
+    """
+    budget = parse_budget(target)
+    e = teacher_cfg["embed_dim"]
+    tv, tt = vision_params(teacher_cfg["vision_cfg"], e), text_params(teacher_cfg["text_cfg"], e)
+    if budget.image >= tv:
+        raise ConfigError(f"target {_human(budget.image)} is not below the teacher's vision tower ({_human(tv)})")
+    if budget.text is not None and budget.text > tt:
+        raise ConfigError(f"text target {_human(budget.text)} exceeds the teacher's text tower ({_human(tt)})")
+    cfg = copy.deepcopy(teacher_cfg)
+    cfg.pop("edgeclip_layers", None)
+    cfg["vision_cfg"] = _solve(teacher_cfg["vision_cfg"], "vision", e, budget.image, strict=True)
+    if budget.text is None:
+        cfg["text_cfg"] = _solve(teacher_cfg["text_cfg"], "text", e, round(tt * budget.image / tv), strict=False)
+    elif budget.text < tt:
+        cfg["text_cfg"] = _solve(teacher_cfg["text_cfg"], "text", e, budget.text, strict=True)
+    return cfg
+
+
+def config_params(cfg: dict) -> tuple[int, int]:
+    """(vision, text excl. token embedding) of a standard config, without building it."""
+    return vision_params(cfg["vision_cfg"], cfg["embed_dim"]), text_params(cfg["text_cfg"], cfg["embed_dim"])

@@ -1,0 +1,65 @@
+import pytest
+
+from edgeclip.errors import ConfigError
+from edgeclip.models import create_model, get_model_config, list_models
+from edgeclip.models.params import Budget, config_params, count_params, parse_budget, student_config
+
+
+def test_tinyclip_8m_counts_match_the_paper():
+    c = count_params(create_model("TinyCLIP-ViT-8M-16-Text-3M"))
+    assert (c.vision, c.text, c.token_embedding) == (8_276_992, 2_520_577, 12_648_448)
+
+
+def test_vit_b_32_vision_count():
+    c = count_params(create_model("ViT-B-32"))
+    assert abs(c.vision - 87.8e6) < 0.1e6
+    assert c.total == c.vision + c.text + c.token_embedding
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_analytic_count_equals_built_model(name):
+    cfg = get_model_config(name)
+    c = count_params(create_model(cfg))
+    assert config_params(cfg) == (c.vision, c.text)
+
+
+@pytest.mark.parametrize("text,expected", [("8M", 8_000_000), ("500k", 500_000), (8_000_000, 8_000_000),
+                                           ("1.5m", 1_500_000), ({"image": "8M", "text": "3M"}, None)])
+def test_parse_budget(text, expected):
+    b = parse_budget(text)
+    if expected is None:
+        assert b == Budget(8_000_000, 3_000_000)
+    else:
+        assert b.image == expected and b.text is None
+
+
+@pytest.mark.parametrize("bad", ["eight", "-3M", 0, {"txt": "1M"}, True])
+def test_parse_budget_rejects_garbage(bad):
+    with pytest.raises(ConfigError):
+        parse_budget(bad)
+
+
+def test_vit_b_16_to_8m_is_tinyclip_8m_class():
+    cfg = student_config(get_model_config("ViT-B-16"), "8M")
+    v = cfg["vision_cfg"]
+    assert (v["layers"], v["width"]) == (10, 256)
+    vision, _ = config_params(cfg)
+    assert abs(vision - 8e6) <= 0.05 * 8e6
+
+
+def test_text_budget_is_met_when_given():
+    cfg = student_config(get_model_config("ViT-B-32"), {"image": "8M", "text": "2.8M"})
+    v, t = config_params(cfg)
+    assert abs(v - 8e6) <= 0.4e6 and abs(t - 2.8e6) <= 0.14e6
+    with pytest.raises(ConfigError, match=r"nearest feasible: 2.78M .* 3.23M"):  # whole heads of 64 only
+        student_config(get_model_config("ViT-B-32"), {"image": "8M", "text": "3M"})
+
+
+def test_infeasible_budget_names_nearest_sizes():
+    with pytest.raises(ConfigError, match="nearest feasible"):
+        student_config(get_model_config("ShapesCLIP-ViT-12L-192"), "10k")
+
+
+def test_target_at_or_above_teacher_is_an_error():
+    with pytest.raises(ConfigError, match="not below"):
+        student_config(get_model_config("ViT-B-32"), "100M")
