@@ -126,8 +126,10 @@ def _solve(tower: dict, kind: str, embed_dim: int, target: int, strict: bool) ->
     return min(near, key=lambda c: abs(c[0] - target))[1]
 
 
-def student_config(teacher_cfg: dict, target) -> dict:
+def student_config(teacher_cfg: dict, target, strict: bool = True) -> dict:
     """Smaller config of the teacher's family meeting ``target`` (see ``parse_budget``) within +-5%.
+
+    ``strict=False`` takes the nearest feasible size instead of failing (intermediate stages of a plan).
 
     Raises:
         ConfigError: target >= teacher, or no architecture within tolerance (names the nearest sizes).
@@ -141,11 +143,11 @@ def student_config(teacher_cfg: dict, target) -> dict:
         raise ConfigError(f"text target {_human(budget.text)} exceeds the teacher's text tower ({_human(tt)})")
     cfg = copy.deepcopy(teacher_cfg)
     cfg.pop("edgeclip_layers", None)
-    cfg["vision_cfg"] = _solve(teacher_cfg["vision_cfg"], "vision", e, budget.image, strict=True)
+    cfg["vision_cfg"] = _solve(teacher_cfg["vision_cfg"], "vision", e, budget.image, strict=strict)
     if budget.text is None:
         cfg["text_cfg"] = _solve(teacher_cfg["text_cfg"], "text", e, round(tt * budget.image / tv), strict=False)
     elif budget.text < tt:
-        cfg["text_cfg"] = _solve(teacher_cfg["text_cfg"], "text", e, budget.text, strict=True)
+        cfg["text_cfg"] = _solve(teacher_cfg["text_cfg"], "text", e, budget.text, strict=strict)
     return cfg
 
 

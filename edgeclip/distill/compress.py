@@ -1,0 +1,179 @@
+"""``compress()``: teacher + budget + data -> trained student folder + report (plan, params, losses, metrics)."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from .._io import write_json, write_text
+from ..errors import ConfigError
+from ..models import get_tokenizer, load_teacher, model_config, save_student
+from ..models.io import default_preprocess_cfg
+from ..models.params import count_params
+from .stages import plan_stages
+from .trainer import Batches, DistillConfig, TeacherCache, distill
+
+
+@dataclass
+class CompressResult:
+    student: torch.nn.Module
+    out: Path
+    report: dict = field(default_factory=dict)
+
+
+def _check_device(device: str) -> str:
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but no CUDA GPU is available; use --device cpu")
+    return str(device)
+
+
+def _image_transform(pre: dict):
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+    keys = ("size", "mean", "std", "interpolation", "resize_mode")
+    return image_transform_v2(PreprocessCfg(**{k: pre[k] for k in keys if k in pre}), is_train=False)
+
+
+def _is_shapes(pairs) -> bool:
+    from ..data.pairs import ShapesPairs
+    return isinstance(pairs, ShapesPairs)
+
+
+def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: float | None = None,
+             method: str = "manual", stages: int | str = "auto", out: str | Path = "runs/student",
+             device: str = "cpu", batch_size: int = 128, lr: float | None = None, resume: bool = False,
+             seed: int = 0, depth: str = "interval", width: str = "leading", eval_every: int = 0,
+             cache_teacher: bool = True, hf: bool = False) -> CompressResult:
+    """Distil ``teacher`` into a student of ``target_params`` (TinyCLIP: inheritance + affinity mimicking).
+
+    Args:
+        teacher: anything ``load_teacher`` accepts, or a loaded canonical CLIP.
+        target_params: ``"8M"``, ``"500k"``, an int, or ``{"image": ..., "text": ...}`` (see ``parse_budget``).
+        data: ``"shapes"`` / ``"shapes:N"`` (ShapesWorld), a CSV/TSV (``filepath,title``), webdataset tars,
+            or any object with ``__len__`` and ``load(i) -> (PIL image, caption) | None``.
+        steps: optimizer steps in total (split evenly across stages); ``epochs`` overrides it.
+        method: ``"manual"`` (layer/channel selection), ``"auto"`` (L0 masks, fused), or ``"scratch"``.
+        stages: ``"auto"`` (<= ~50% cut per stage) or a number of stages.
+        out: output folder: ``student/``, ``stages/``, ``ckpt/``, ``report.json``, ``report.md``.
+        device: ``"cpu"`` or ``"cuda"``; a GPU asked for but absent is an error.
+        resume: continue from the checkpoints in ``out/ckpt`` (same result as an uninterrupted run).
+
+    Returns:
+        ``CompressResult`` with the student (eval mode), the output folder and the report dict.
+
+    Raises:
+        ConfigError / DataError / InheritError on bad input, before anything is written.
+
+    Example:
+        >>> res = compress("reference", "25%", data="shapes", steps=800)  # doctest: +SKIP
+    """
+    from ..data.pairs import open_pairs
+
+    t_start = time.time()
+    device = _check_device(device)
+    teacher = teacher if isinstance(teacher, torch.nn.Module) else load_teacher(teacher)
+    t_cfg = model_config(teacher)
+    t_pre = getattr(teacher, "edgeclip_preprocess", None) or default_preprocess_cfg(t_cfg)
+    target_params = _relative_budget(target_params, teacher)
+    plan = plan_stages(t_cfg, target_params, stages)
+    pairs = open_pairs(data, t_pre["size"] if isinstance(t_pre["size"], int) else t_pre["size"][0])
+    if len(pairs) == 0:
+        from ..errors import DataError
+        raise DataError("the dataset is empty")
+    if method not in ("manual", "auto", "scratch"):
+        raise ConfigError(f"unknown method {method!r}; choose manual, auto or scratch")
+    if epochs is not None:
+        steps = max(1, round(epochs * len(pairs) / batch_size))
+    per_stage = max(1, steps // len(plan))
+    out = Path(out)
+    print("plan: " + " -> ".join(["teacher"] + [f"{s.vision / 1e6:.2f}M" for s in plan]))
+    for s in plan:
+        print("  " + s.describe())
+    cfg = DistillConfig(steps=per_stage, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                        eval_every=eval_every, warmup=min(50, max(1, per_stage // 10)))
+    tf = _image_transform(t_pre)
+    cache = TeacherCache() if cache_teacher else None
+    eval_fn = _shapes_eval_fn() if _is_shapes(pairs) else None
+    prev, stage_reports = teacher, []
+    for st in plan:
+        student, inh = _make_student(prev, st.cfg, method, depth, width, seed, pairs, tf, teacher, device)
+        batches = Batches(pairs, batch_size, seed, tf, get_tokenizer(teacher), get_tokenizer(student))
+        student, hist = distill(student, teacher, batches, replace(cfg, seed=seed + st.index),
+                                ckpt=out / "ckpt" / f"stage{st.index}.pt", cache=cache, resume=resume,
+                                eval_fn=eval_fn, desc=f"stage {st.index}/{len(plan)}")
+        save_student(student, out / "stages" / f"stage{st.index}", preprocess_cfg=t_pre)
+        stage_reports.append({"stage": st.index, "config": st.cfg, "params": count_params(student).__dict__,
+                              "inherit": inh, "final_loss": hist.loss[-1], "loss_curve": hist.loss[:: max(1, len(hist.loss) // 50)],
+                              "evals": hist.evals, "wall_s": hist.wall_s, "samples_per_s": hist.samples_per_s})
+        prev = student
+    save_student(prev, out / "student", preprocess_cfg=t_pre, hf=hf)
+    report = {
+        "teacher": {"config": t_cfg, "params": count_params(teacher).__dict__},
+        "student": {"config": model_config(prev), "params": count_params(prev).__dict__},
+        "target_params": str(target_params), "method": method, "data": pairs.describe(),
+        "skipped_items": dict(getattr(pairs, "skipped", None).counts) if hasattr(pairs, "skipped") else {},
+        "plan": [s.describe() for s in plan], "stages": stage_reports,
+        "teacher_cache": {"hits": cache.hits, "misses": cache.misses} if cache else None,
+    }
+    if eval_fn:
+        report["eval"] = {"teacher": eval_fn(teacher), "student": eval_fn(prev)}
+    report["wall_s"] = time.time() - t_start
+    write_json(out / "report.json", report)
+    write_text(out / "report.md", report_markdown(report))
+    return CompressResult(prev, out, report)
+
+
+def _relative_budget(target, teacher):
+    """Accept "25%" as a fraction of the teacher's vision tower."""
+    if isinstance(target, str) and target.strip().endswith("%"):
+        frac = float(target.strip()[:-1]) / 100
+        return round(count_params(teacher).vision * frac)
+    return target
+
+
+def _make_student(prev, cfg, method, depth, width, seed, pairs, tf, teacher, device):
+    from ..inherit import inherit_weights
+    if method == "auto":
+        from ..inherit.auto import AutoConfig, prune_and_fuse
+        student, rep = prune_and_fuse(prev, cfg, pairs, tf, teacher, AutoConfig(seed=seed, device=device))
+        return student, rep
+    student, rep = inherit_weights(prev, cfg, method=method, depth=depth, width=width, seed=seed)
+    return student, rep.to_dict()
+
+
+def _shapes_eval_fn(n_zeroshot: int = 2048, n_retrieval: int = 1000):
+    from ..evaluate import evaluate_shapes
+
+    def fn(model) -> dict:
+        r = evaluate_shapes(model, get_tokenizer(model), n_zeroshot=n_zeroshot, n_retrieval=n_retrieval)
+        return {**{k: round(v, 2) for k, v in r.zero_shot.items() if k.endswith("top1")},
+                "i2t_R@1": round(r.retrieval["i2t_R@1"], 2), "t2i_R@1": round(r.retrieval["t2i_R@1"], 2)}
+    return fn
+
+
+def report_markdown(r: dict) -> str:
+    tp, sp = r["teacher"]["params"], r["student"]["params"]
+    lines = ["# edgeclip compress report", "",
+             f"- method: {r['method']}, data: {r['data']}, wall time: {r['wall_s'] / 60:.1f} min",
+             f"- plan: {' -> '.join(r['plan'])}" if len(r["plan"]) > 1 else f"- plan: {r['plan'][0]}", "",
+             "| | vision | text (excl. tok. emb.) | token emb. | total |", "|---|---:|---:|---:|---:|",
+             f"| teacher | {tp['vision']:,} | {tp['text']:,} | {tp['token_embedding']:,} | {tp['total']:,} |",
+             f"| student | {sp['vision']:,} | {sp['text']:,} | {sp['token_embedding']:,} | {sp['total']:,} |",
+             f"| ratio | {sp['vision'] / tp['vision']:.1%} | {sp['text'] / tp['text']:.1%} | | "
+             f"{sp['total'] / tp['total']:.1%} |", ""]
+    for s in r["stages"]:
+        lines.append(f"- stage {s['stage']}: final loss {s['final_loss']:.4f}, {s['wall_s'] / 60:.1f} min, "
+                     f"{s['samples_per_s']:.0f} samples/s")
+    if r.get("teacher_cache"):
+        lines.append(f"- teacher cache: {r['teacher_cache']['hits']} hits, {r['teacher_cache']['misses']} misses")
+    if r.get("skipped_items"):
+        lines.append(f"- skipped items: {r['skipped_items']}")
+    if "eval" in r:
+        t, s = r["eval"]["teacher"], r["eval"]["student"]
+        keys = [k for k in t if k in s]
+        lines += ["", "| metric | teacher | student | retained |", "|---|---:|---:|---:|"]
+        lines += [f"| {k} | {t[k]:.2f} | {s[k]:.2f} | {s[k] / t[k]:.1%} |" if t[k] else f"| {k} | {t[k]:.2f} | "
+                  f"{s[k]:.2f} | |" for k in keys]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,46 @@
+"""Multi-stage plans: cut at most ~50% of the vision parameters per stage (TinyCLIP's progressive shrinking)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..models.params import config_params, parse_budget, student_config
+
+MAX_CUT = 0.5
+
+
+@dataclass(frozen=True)
+class Stage:
+    index: int
+    target_vision: int
+    cfg: dict
+    vision: int
+    text: int
+
+    def describe(self) -> str:
+        v, t = self.cfg["vision_cfg"], self.cfg["text_cfg"]
+        return (f"stage {self.index}: vision {self.vision / 1e6:.2f}M (layers {v['layers']}, width {v['width']}), "
+                f"text {self.text / 1e6:.2f}M (layers {t['layers']}, width {t['width']})")
+
+
+def plan_stages(teacher_cfg: dict, target, stages: int | str = "auto") -> list[Stage]:
+    """Geometric plan from the teacher to ``target``; ``stages="auto"`` keeps every cut at or below ~50%.
+
+    Intermediate stages take the nearest feasible size; the last one must meet the target (+-5%), else
+    ``ConfigError`` names the nearest sizes reachable along the plan (try ``stages=1``).
+    """
+    budget = parse_budget(target)
+    tv, tt = config_params(teacher_cfg)
+    frac = budget.image / tv
+    n = max(1, math.ceil(math.log(frac) / math.log(1 - MAX_CUT) - 0.1)) if stages == "auto" else int(stages)
+    if n < 1:
+        raise ValueError(f"stages must be >= 1 or 'auto', got {stages!r}")
+    plan, prev = [], teacher_cfg
+    for k in range(1, n + 1):  # each stage is solved inside the previous one, so inheritance can chain
+        tgt = round(tv * frac ** (k / n))
+        text = None if budget.text is None else round(tt * (budget.text / tt) ** (k / n))
+        cfg = student_config(prev, {"image": tgt, **({"text": text} if text else {})}, strict=k == n)
+        v, t = config_params(cfg)
+        plan.append(Stage(k, tgt, cfg, v, t))
+        prev = cfg
+    return plan

@@ -1,0 +1,219 @@
+"""The distillation loop: AdamW + warm-up/cosine, grad clip, accumulation, teacher-embedding cache,
+atomic checkpoints and exact resume (training is a pure function of the step number and the seed).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .._io import atomic_path
+from ..errors import ConfigError, DataError
+from .losses import affinity_loss, gather_features
+
+
+@dataclass
+class DistillConfig:
+    steps: int = 800                 # optimizer steps for this stage
+    batch_size: int = 128            # pairs per optimizer step (global, across ranks and micro-batches)
+    lr: float | None = None          # peak lr; None: 5e-4 * batch_size / 128
+    warmup: int = 50                 # linear warm-up steps, then cosine to 0
+    weight_decay: float = 0.2        # AdamW decay on matrices only (not norms, biases, logit scale)
+    grad_clip: float = 5.0           # max global grad norm
+    accum_steps: int = 1             # micro-batches per step (each has its own affinity matrix)
+    logit_scale: float = 50.0        # fixed for teacher and student (TinyCLIP --logit-scale 50)
+    contrastive_weight: float = 0.0  # weight of the ground-truth CLIP loss
+    eval_every: int = 0              # run eval_fn every N steps (0: only at the end)
+    ckpt_every: int = 100            # write a resumable checkpoint every N steps
+    seed: int = 0                    # data order
+    device: str = "cpu"
+    precision: str = "fp32"          # fp32 | bf16 | fp16 (autocast, GPU only)
+
+    def peak_lr(self) -> float:
+        return self.lr if self.lr is not None else 5e-4 * self.batch_size / 128
+
+
+def lr_at(step: int, cfg: DistillConfig) -> float:
+    peak = cfg.peak_lr()
+    if step < cfg.warmup:
+        return peak * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: DistillConfig) -> torch.optim.AdamW:
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2 and "logit" not in n]
+    rest = [p for n, p in model.named_parameters() if p.requires_grad and not (p.ndim >= 2 and "logit" not in n)]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": rest, "weight_decay": 0.0}],
+                             lr=cfg.peak_lr(), betas=(0.9, 0.98), eps=1e-6)
+
+
+class TeacherCache:
+    """Teacher embeddings per sample index (fp16, in memory; saved/loaded as .npz). One teacher forward per
+    sample: later epochs and later stages of the same teacher read the cache instead."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.img: dict[int, np.ndarray] = {}
+        self.txt: dict[int, np.ndarray] = {}
+        self.hits = self.misses = 0
+        self.path = Path(path) if path else None
+        if self.path and self.path.is_file():
+            z = np.load(self.path)
+            self.img = dict(zip(z["keys"].tolist(), z["img"]))
+            self.txt = dict(zip(z["keys"].tolist(), z["txt"]))
+
+    def save(self) -> None:
+        if not self.path or not self.img:
+            return
+        keys = np.array(sorted(self.img))
+        with atomic_path(self.path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, keys=keys, img=np.stack([self.img[k] for k in keys]),
+                         txt=np.stack([self.txt[k] for k in keys]))
+
+    @torch.no_grad()
+    def get(self, teacher, keys: list[int], pixels: torch.Tensor, ids: torch.Tensor):
+        miss = [j for j, k in enumerate(keys) if k not in self.img]
+        self.misses += len(miss)
+        self.hits += len(keys) - len(miss)
+        if miss:
+            dev = next(teacher.parameters()).device
+            ti = teacher.encode_image(pixels[miss].to(dev), normalize=True).half().cpu().numpy()
+            tt = teacher.encode_text(ids[miss].to(dev), normalize=True).half().cpu().numpy()
+            for j, a, b in zip(miss, ti, tt):
+                self.img[keys[j]], self.txt[keys[j]] = a, b
+        return (torch.from_numpy(np.stack([self.img[k] for k in keys])).float(),
+                torch.from_numpy(np.stack([self.txt[k] for k in keys])).float())
+
+
+class Batches:
+    """Deterministic batches: step -> sample indices (a fresh permutation per epoch) -> tensors."""
+
+    def __init__(self, pairs, batch_size: int, seed: int, image_transform, teacher_tok, student_tok,
+                 rank: int = 0, world: int = 1):
+        if len(pairs) == 0:
+            raise DataError("the dataset is empty")
+        self.pairs, self.bs, self.seed = pairs, batch_size, seed
+        self.tf, self.t_tok, self.s_tok = image_transform, teacher_tok, student_tok
+        self.rank, self.world = rank, world
+        self._perm: dict[int, np.ndarray] = {}
+
+    def indices(self, step: int) -> list[int]:
+        n = len(self.pairs)
+        start = step * self.bs
+        out = []
+        for pos in range(start, start + self.bs):
+            epoch = pos // n
+            if epoch not in self._perm:
+                self._perm = {epoch: np.random.default_rng((self.seed, epoch)).permutation(n)}
+            out.append(int(self._perm[epoch][pos % n]))
+        return out[self.rank::self.world]
+
+    def __call__(self, step: int):
+        keys, imgs, caps = [], [], []
+        for i in self.indices(step):
+            item = self.pairs.load(i)
+            if item is not None:
+                keys.append(i)
+                imgs.append(self.tf(item[0]))
+                caps.append(item[1])
+        if not keys:
+            return None
+        return keys, torch.stack(imgs), self.t_tok(caps), self.s_tok(caps)
+
+
+@dataclass
+class StageHistory:
+    steps: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    evals: list[dict] = field(default_factory=list)
+    wall_s: float = 0.0
+    samples_per_s: float = 0.0
+
+
+def _save_ckpt(path: Path, model, opt, step: int, hist: StageHistory) -> None:
+    import json
+    state = {"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
+             "history": json.dumps(asdict(hist))}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load_ckpt(path: Path, model, opt) -> tuple[int, StageHistory]:
+    import json
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ConfigError(f"cannot resume from {str(path)!r}: {str(e).splitlines()[0][:160]}") from None
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optim"])
+    return int(state["step"]), StageHistory(**json.loads(state["history"]))
+
+
+def distill(student, teacher, batches: Batches, cfg: DistillConfig, ckpt: str | Path | None = None,
+            cache: TeacherCache | None = None, resume: bool = False, eval_fn=None, desc: str = "distill"):
+    """Train ``student`` to mimic ``teacher``'s affinities. Returns ``StageHistory``; student is left in eval."""
+    import torch.distributed as dist
+    dev = torch.device(cfg.device)
+    student.to(dev).train()
+    teacher.to(dev).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    ddp = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    model = torch.nn.parallel.DistributedDataParallel(student) if ddp else student
+    opt = make_optimizer(student, cfg)
+    ckpt = Path(ckpt) if ckpt else None
+    step, hist = 0, StageHistory()
+    if resume and ckpt and ckpt.is_file():
+        step, hist = _load_ckpt(ckpt, student, opt)
+    cache = cache or TeacherCache()
+    autocast = dev.type == "cuda" and cfg.precision in ("bf16", "fp16")
+    amp_dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float16
+    t0, t_run, seen = time.time() - hist.wall_s, time.time(), 0
+    bar = tqdm(range(step, cfg.steps), desc=desc, initial=step, total=cfg.steps, mininterval=2, leave=False)
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        batch = batches(step)
+        if batch is None:
+            raise DataError(f"batch {step} has no readable items (skipped: {dict(batches.pairs.skipped.counts)})")
+        keys, pixels, t_ids, s_ids = batch
+        t_img, t_txt = cache.get(teacher, keys, pixels, t_ids)
+        opt.zero_grad(set_to_none=True)
+        total = 0.0
+        for chunk in np.array_split(np.arange(len(keys)), min(cfg.accum_steps, len(keys))):
+            c = torch.as_tensor(chunk)
+            with torch.autocast(dev.type, dtype=amp_dtype, enabled=autocast):
+                s_img, s_txt, _ = model(pixels[c].to(dev), s_ids[c].to(dev))
+            ti, tt = t_img[c].to(dev), t_txt[c].to(dev)
+            terms = affinity_loss(s_img.float(), s_txt.float(), ti, tt, cfg.logit_scale,
+                                  s_img_all=gather_features(s_img.float(), True),
+                                  s_txt_all=gather_features(s_txt.float(), True),
+                                  t_img_all=gather_features(ti, False), t_txt_all=gather_features(tt, False),
+                                  contrastive_weight=cfg.contrastive_weight)
+            (terms["loss"] * len(chunk) / len(keys)).backward()
+            total += terms["loss"].item() * len(chunk) / len(keys)
+        torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
+        opt.step()
+        seen += len(keys)
+        hist.steps.append(step + 1)
+        hist.loss.append(total)
+        bar.set_postfix(loss=f"{total:.3f}", samples_per_s=f"{seen / max(1e-9, time.time() - t_run):.0f}",
+                        refresh=False)
+        last = step + 1 == cfg.steps
+        if eval_fn and ((cfg.eval_every and (step + 1) % cfg.eval_every == 0) or last):
+            student.eval()
+            hist.evals.append({"step": step + 1, **eval_fn(student)})
+            student.train()
+        if ckpt and ((step + 1) % cfg.ckpt_every == 0 or last):
+            hist.wall_s = time.time() - t0
+            _save_ckpt(ckpt, student, opt, step + 1, hist)
+    hist.wall_s = time.time() - t0
+    hist.samples_per_s = seen / max(1e-9, time.time() - t_run)
+    return student.eval(), hist
