@@ -1,27 +1,189 @@
-"""Subcommands of the pipeline stages (compress, eval, export, parity, demo, quickstart)."""
+"""Subcommands of the pipeline stages: compress, eval, export, parity, demo, quickstart.
+
+Each is a thin wrapper: parse flags, call one public function, print its report.
+"""
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
 
-from .errors import EdgeClipError
+from .errors import ConfigError, ParityError
+
+SHARED_PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "imagenet-sample-200"
+VARIANT_CHOICES = ("fp32-opt", "fp16", "int8-dynamic", "int8-static")
 
 
-class NotBuiltError(EdgeClipError):
-    pass
+def _photos_default() -> str | None:
+    return str(SHARED_PHOTOS) if SHARED_PHOTOS.is_dir() else None
 
 
-def _not_built(name: str):
-    def run(a) -> int:
-        raise NotBuiltError(f"'{name}' is not built yet in this version of edgeclip")
-    return run
+def _cmd_compress(a) -> int:
+    from .distill import compress
+    target = json.loads(a.target) if a.target.strip().startswith("{") else a.target
+    res = compress(a.teacher, target, data=a.data, steps=a.steps, epochs=a.epochs, method=a.method,
+                   stages=a.stages if a.stages == "auto" else int(a.stages), out=a.out, device=a.device,
+                   batch_size=a.batch_size, lr=a.lr, resume=a.resume, seed=a.seed, depth=a.depth, width=a.width,
+                   hf=a.hf)
+    print((res.out / "report.md").read_text())
+    print(f"student: {res.out / 'student'}")
+    return 0
+
+
+def _cmd_eval(a) -> int:
+    from ._io import write_json
+    from .evaluate import evaluate_model
+    from .models import load_teacher
+    model = load_teacher(a.model)
+    teacher = load_teacher(a.teacher) if a.teacher else None
+    res = evaluate_model(model, a.data, teacher=teacher, class_names=a.classes, limit=a.limit)
+    print(json.dumps(res, indent=2))
+    if a.out:
+        write_json(a.out, res)
+    return 0
+
+
+def _variants(a) -> list[str]:
+    v = ["fp32"] + list(a.variant or [])
+    if a.fp16:
+        v.append("fp16")
+    if a.int8:
+        v += ["int8-dynamic"] + (["int8-static"] if a.calib else [])
+    return list(dict.fromkeys(v))
+
+
+def _cmd_export(a) -> int:
+    from .export import export_artifact
+    from .models import load_teacher
+    if not a.onnx and not a.trt:
+        raise ConfigError("nothing to export: pass --onnx and/or --trt")
+    if a.int8 and not a.calib:
+        print("note: --int8 without --calib builds int8-dynamic only", file=sys.stderr)
+    model = load_teacher(a.model)
+    res = export_artifact(model, a.out, _variants(a), images_dir=a.images, calib_dir=a.calib, trt=a.trt,
+                          trt_precision=a.trt_precision, opset=a.opset)
+    print((Path(a.out) / "parity.md").read_text())
+    return _verdict(res.parity)
+
+
+def _verdict(reports) -> int:
+    failed = [f"{r.variant}: {'; '.join(r.failed)}" for r in reports if not r.passed]
+    if failed:
+        raise ParityError("parity gates failed -> " + " | ".join(failed))
+    print("parity: all gates passed")
+    return 0
+
+
+def _cmd_parity(a) -> int:
+    from ._io import write_json, write_text
+    from .export import check_parity, parity_markdown, read_manifest
+    from .models import load_teacher
+    model = load_teacher(a.against)
+    m = read_manifest(a.artifact)
+    if m.get("model_cfg") and m["model_cfg"] != model.edgeclip_cfg:
+        raise ConfigError(f"artifact {a.artifact!r} was exported from another architecture than {a.against!r}")
+    variants = a.variant or list(m.get("variants", {}))
+    reports = [check_parity(a.artifact, model, v, a.images, raise_on_fail=False) for v in variants]
+    print(parity_markdown(reports))
+    if a.report:
+        write_json(Path(a.report).with_suffix(".json"), [r.to_dict() for r in reports])
+        write_text(Path(a.report).with_suffix(".md"), parity_markdown(reports))
+    return _verdict(reports)
+
+
+def _cmd_demo(a) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    try:
+        from apps.demo.app import main as demo_main
+    except ImportError as e:
+        from .errors import BackendError
+        raise BackendError(f"the demo needs the [demo] extra (pip install 'edgeclip[demo]'): {e}") from None
+    return demo_main(a)
+
+
+def _cmd_quickstart(a) -> int:
+    from .distill import compress
+    from .export import export_artifact
+    out = Path(a.out)
+    res = compress("reference", a.target, data=f"shapes:{a.samples}", steps=a.steps, out=out, stages=a.stages
+                   if a.stages == "auto" else int(a.stages), batch_size=a.batch_size, seed=a.seed)
+    art = export_artifact(res.student, out / "artifact", ["fp32", "fp32-opt", "fp16", "int8-dynamic"],
+                          images_dir=a.images)
+    print((out / "report.md").read_text())
+    print((out / "artifact" / "parity.md").read_text())
+    print(f"student: {out / 'student'}\nartifact: {out / 'artifact'}")
+    return _verdict(art.parity)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    for name, help_ in (("compress", "distill a teacher into a smaller student"),
-                        ("eval", "zero-shot and retrieval metrics of a model"),
-                        ("export", "export a student to ONNX / TensorRT with parity checks"),
-                        ("parity", "check an exported artifact against PyTorch"),
-                        ("demo", "launch the Gradio demo"),
-                        ("quickstart", "compress the reference teacher, export it, check parity, print the report")):
-        q = sub.add_parser(name, help=help_)
-        q.set_defaults(func=_not_built(name))
+    q = sub.add_parser("compress", help="distill a teacher into a smaller student")
+    q.add_argument("teacher", help="'reference', an open_clip name, a student folder or an HF CLIPModel folder")
+    q.add_argument("--target", required=True, help="vision budget ('8M', '500k', '25%%') or JSON "
+                   "'{\"image\": \"8M\", \"text\": \"3M\"}'")
+    q.add_argument("--data", default="shapes", help="'shapes[:N]', a CSV/TSV (filepath,title) or webdataset tars")
+    q.add_argument("--steps", type=int, default=800, help="optimizer steps in total (split across stages)")
+    q.add_argument("--epochs", type=float, default=None, help="epochs over the data (overrides --steps)")
+    q.add_argument("--method", choices=("manual", "auto", "scratch"), default="manual", help="weight inheritance")
+    q.add_argument("--stages", default="auto", help="'auto' (<= ~50%% cut per stage) or a number")
+    q.add_argument("--depth", choices=("interval", "uniform"), default="interval", help="layer selection rule")
+    q.add_argument("--width", choices=("leading", "magnitude"), default="leading", help="channel selection rule")
+    q.add_argument("--batch-size", type=int, default=128, help="pairs per step")
+    q.add_argument("--lr", type=float, default=None, help="peak learning rate (default 5e-4 * batch/128)")
+    q.add_argument("--device", default="cpu", help="cpu or cuda")
+    q.add_argument("--seed", type=int, default=0, help="seed for init and data order")
+    q.add_argument("--resume", action="store_true", help="continue from OUT/ckpt after an interruption")
+    q.add_argument("--hf", action="store_true", help="also save a Hugging Face CLIPModel copy (student/hf)")
+    q.add_argument("--out", default="runs/student", help="output folder")
+    q.set_defaults(func=_cmd_compress)
+
+    q = sub.add_parser("eval", help="zero-shot and retrieval metrics of a model")
+    q.add_argument("model", help="model to evaluate (name, student folder, HF folder, 'reference')")
+    q.add_argument("--data", default="shapes", help="'shapes', an image folder (class per sub-folder or "
+                   "manifest.csv) or a CSV of image,caption pairs")
+    q.add_argument("--classes", default=None, help="class-name file (one per line) for an image folder")
+    q.add_argument("--teacher", default=None, help="also report teacher-student agreement")
+    q.add_argument("--limit", type=int, default=None, help="evaluate at most N items")
+    q.add_argument("--out", default=None, help="write the JSON report here")
+    q.set_defaults(func=_cmd_eval)
+
+    q = sub.add_parser("export", help="export a model to ONNX / TensorRT; parity runs automatically")
+    q.add_argument("model", help="student folder (or any teacher spec)")
+    q.add_argument("--onnx", action="store_true", help="export ONNX encoders")
+    q.add_argument("--fp16", action="store_true", help="also an fp16 variant")
+    q.add_argument("--int8", action="store_true", help="also INT8 (dynamic; static too with --calib)")
+    q.add_argument("--calib", default=None, help="image folder for INT8 static calibration")
+    q.add_argument("--variant", action="append", choices=VARIANT_CHOICES, help="extra variant (repeatable)")
+    q.add_argument("--trt", action="store_true", help="build TensorRT engines (needs tensorrt + an NVIDIA GPU)")
+    q.add_argument("--trt-precision", choices=("fp32", "fp16", "int8"), default="fp16", help="engine precision")
+    q.add_argument("--images", default=_photos_default(), help="photos for parity (default: shared ImageNet sample)")
+    q.add_argument("--opset", type=int, choices=(17, 18), default=18, help="ONNX opset")
+    q.add_argument("--out", required=True, help="artifact folder")
+    q.set_defaults(func=_cmd_export)
+
+    q = sub.add_parser("parity", help="check an exported artifact against PyTorch")
+    q.add_argument("artifact", help="artifact folder written by 'edgeclip export'")
+    q.add_argument("--against", required=True, help="the PyTorch model it came from")
+    q.add_argument("--variant", action="append", default=None, help="variants to check (default: all)")
+    q.add_argument("--images", default=_photos_default(), help="image folder (default: shared ImageNet sample)")
+    q.add_argument("--report", default=None, help="write PATH.json and PATH.md")
+    q.set_defaults(func=_cmd_parity)
+
+    q = sub.add_parser("demo", help="launch the Gradio demo (student ONNX next to teacher PyTorch)")
+    q.add_argument("--artifact", default="runs/quickstart/artifact", help="exported student artifact folder")
+    q.add_argument("--teacher", default="reference", help="teacher spec")
+    q.add_argument("--gallery", default=None, help="image folder for the gallery (default: ShapesWorld scenes)")
+    q.add_argument("--host", default="127.0.0.1", help="bind address")
+    q.add_argument("--port", type=int, default=7860, help="port")
+    q.set_defaults(func=_cmd_demo)
+
+    q = sub.add_parser("quickstart", help="compress the reference teacher, export it, check parity, print the report")
+    q.add_argument("--target", default="25%", help="vision budget (default 25%% of the teacher)")
+    q.add_argument("--steps", type=int, default=800, help="distillation steps")
+    q.add_argument("--samples", type=int, default=12_800, help="ShapesWorld training pairs")
+    q.add_argument("--stages", default="1", help="'auto' or a number of stages")
+    q.add_argument("--batch-size", type=int, default=128, help="pairs per step")
+    q.add_argument("--seed", type=int, default=0, help="seed")
+    q.add_argument("--images", default=_photos_default(), help="photos for parity")
+    q.add_argument("--out", default="runs/quickstart", help="output folder")
+    q.set_defaults(func=_cmd_quickstart)

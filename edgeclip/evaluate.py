@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-__all__ = ["zero_shot_metrics", "retrieval_metrics", "agreement_metrics", "embed_images", "embed_texts",
+__all__ = ["zero_shot_metrics", "retrieval_metrics", "agreement_metrics", "embed_images", "embed_texts", "evaluate_model",
            "evaluate_shapes", "EvalResult"]
 
 
@@ -110,3 +110,86 @@ def evaluate_shapes(model, tokenizer, teacher=None, teacher_tokenizer=None, n_ze
         t_cls = embed_texts(teacher, teacher_tokenizer or tokenizer, s["prompts"])
         res.agreement = agreement_metrics(t_img, t_cls, img, cls)
     return res
+
+
+def _folder_items(folder, class_names_file=None, limit=None):
+    """ImageNet-style folder: ``manifest.csv`` (filepath + class_name/label) or one sub-folder per class."""
+    import csv
+    from pathlib import Path
+
+    from .data.pairs import IMAGE_EXTS
+    from .errors import DataError
+    folder = Path(folder)
+    man = folder / "manifest.csv"
+    if man.is_file():
+        with open(man, newline="", encoding="utf-8", errors="replace") as f:
+            rows = [(folder / r["filepath"], r.get("class_name") or r.get("label") or r.get("title"))
+                    for r in csv.DictReader(f) if r.get("filepath")]
+    else:
+        rows = [(p, p.parent.name) for p in sorted(folder.rglob("*")) if p.suffix.lower() in IMAGE_EXTS]
+    if class_names_file:
+        names = [l.strip() for l in Path(class_names_file).read_text().splitlines() if l.strip()]
+        subdirs = sorted({lab for _, lab in rows})
+        if len(names) != len(subdirs):
+            raise DataError(f"class file has {len(names)} names for {len(subdirs)} classes")
+        rows = [(p, names[subdirs.index(lab)]) for p, lab in rows]
+    rows = [r for r in rows if r[1]][:limit]
+    if not rows:
+        raise DataError(f"no labelled images in {str(folder)!r}")
+    return rows
+
+
+@torch.no_grad()
+def _embed_pil(model, images, batch_size: int = 64) -> torch.Tensor:
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+
+    from .models.io import default_preprocess_cfg
+    from .models.factory import model_config
+    pre = getattr(model, "edgeclip_preprocess", None) or default_preprocess_cfg(model_config(model))
+    keys = ("size", "mean", "std", "interpolation", "resize_mode")
+    tf = image_transform_v2(PreprocessCfg(**{k: pre[k] for k in keys if k in pre}), is_train=False)
+    return torch.cat([model.encode_image(torch.stack([tf(i) for i in images[j:j + batch_size]]), normalize=True)
+                      for j in range(0, len(images), batch_size)])
+
+
+def evaluate_model(model, data="shapes", teacher=None, class_names=None, limit=None,
+                   template: str = "a photo of a {}.") -> dict:
+    """Evaluate on ``"shapes"``, an image folder with classes (zero-shot), or a CSV of pairs (retrieval).
+
+    Corrupt images are skipped and counted under ``"skipped"``.
+    """
+    from pathlib import Path
+
+    from .data.pairs import CsvPairs, open_image
+    from .models import get_tokenizer
+    tok = get_tokenizer(model)
+    if str(data) == "shapes":
+        r = evaluate_shapes(model, tok, teacher, get_tokenizer(teacher) if teacher else None)
+        return {"data": "shapes", **r.to_dict()}
+    p = Path(data)
+    if p.is_dir():
+        rows, imgs, labels, skipped = _folder_items(p, class_names, limit), [], [], 0
+        for path, lab in rows:
+            try:
+                imgs.append(open_image(path))
+                labels.append(lab)
+            except Exception:
+                skipped += 1
+        classes = sorted(set(labels))
+        y = np.array([classes.index(l) for l in labels])
+        prompts = [template.format(c) for c in classes]
+        img, cls = _embed_pil(model, imgs), embed_texts(model, tok, prompts)
+        out = {"data": str(p), "skipped": skipped, "zero_shot": zero_shot_metrics(img, cls, y)}
+        if teacher is not None:
+            out["agreement"] = agreement_metrics(_embed_pil(teacher, imgs),
+                                                 embed_texts(teacher, get_tokenizer(teacher), prompts), img, cls)
+        return out
+    pairs = CsvPairs(p)
+    items = [x for x in (pairs.load(i) for i in range(min(len(pairs), limit or len(pairs)))) if x is not None]
+    imgs, caps = [x[0] for x in items], [x[1] for x in items]
+    img, txt = _embed_pil(model, imgs), embed_texts(model, tok, caps)
+    out = {"data": str(p), "skipped": dict(pairs.skipped.counts), "retrieval": retrieval_metrics(img, txt, caps)}
+    if teacher is not None:
+        out["agreement"] = agreement_metrics(_embed_pil(teacher, imgs), embed_texts(teacher, get_tokenizer(teacher),
+                                                                                    caps), img, txt)
+    return out

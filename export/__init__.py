@@ -1,0 +1,86 @@
+"""edgeclip.export: ONNX encoders, parity gates against PyTorch, ORT-optimised / fp16 / INT8 variants, TensorRT.
+
+``export_artifact`` is the whole ``edgeclip export`` command: export, build variants, gate every variant on
+parity, and refuse to report success when a gate fails.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .onnx_export import ExportResult, export_onnx, read_manifest, update_manifest
+from .parity import ParityReport, check_parity, load_photos, parity_markdown
+from .tensorrt_engine import build_engine, plan_build, trt_readiness
+from .tolerances import GATES, Precision, check_gates
+from .variants import build_variants
+
+__all__ = ["export_onnx", "export_artifact", "check_parity", "build_variants", "build_engine", "plan_build",
+           "trt_readiness", "Precision", "GATES", "check_gates", "ParityReport", "ArtifactResult",
+           "read_manifest", "parity_markdown"]
+
+
+@dataclass
+class ArtifactResult:
+    out_dir: Path
+    parity: list[ParityReport] = field(default_factory=list)
+    engines: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.parity)
+
+
+def export_artifact(model, out_dir: str | Path, variants=("fp32",), images_dir: str | Path | None = None,
+                    calib_dir: str | Path | None = None, trt: bool = False, trt_precision: str = "fp16",
+                    opset: int = 18) -> ArtifactResult:
+    """Export ``model``, build ``variants``, run parity on each; writes ``parity.json`` / ``parity.md``.
+
+    A failed gate does not raise here: the verdicts land in the manifest and ``ArtifactResult.passed`` is
+    False (the CLI turns that into a non-zero exit naming the gates).
+
+    Raises:
+        ExportError / BackendError: export, a variant or TensorRT could not be built.
+    """
+    from edgeclip._io import write_json, write_text
+    out_dir = Path(out_dir)
+    export_onnx(model, out_dir, opset=opset)
+    extra = [v for v in variants if Precision(v) is not Precision.FP32]
+    calib = load_photos(calib_dir, 64)[0] if calib_dir else None
+    if extra:
+        build_variants(out_dir, extra, calib)
+    reports = [check_parity(out_dir, model, Precision(v).value, images_dir, raise_on_fail=False)
+               for v in ["fp32", *extra]]
+    res = ArtifactResult(out_dir, reports)
+    readiness = {k: trt_readiness(out_dir / f, n) for k, f, n in
+                 (("image", "image_encoder.onnx", "pixel_values"), ("text", "text_encoder.onnx", "input_ids"))}
+    update_manifest(out_dir, parity={r.variant: {"passed": r.passed, "failed": r.failed} for r in reports},
+                    trt_readiness=readiness)
+    if trt:
+        m = read_manifest(out_dir)
+        size, ctx = m["image_size"], m["context_length"]
+        for tower, shape, name in (("image", (1, 3, size, size), "pixel_values"), ("text", (1, ctx), "input_ids")):
+            plan = plan_build(_trt_version(), trt_precision, shape)
+            src = out_dir / m["variants"][plan.onnx_variant][tower]
+            res.engines[tower] = build_engine(src, out_dir / f"{tower}_encoder.{trt_precision}.plan", name, shape,
+                                              trt_precision)
+        update_manifest(out_dir, tensorrt=res.engines)
+        reports.append(_trt_parity(out_dir, model, res.engines, trt_precision, images_dir))
+    write_json(out_dir / "parity.json", [r.to_dict() for r in reports])
+    write_text(out_dir / "parity.md", parity_markdown(reports))
+    return res
+
+
+def _trt_parity(out_dir: Path, model, engines: dict, precision: str, images_dir) -> ParityReport:
+    from .parity import PROMPTS, _synthetic_images, compare
+    from .tensorrt_engine import TrtRuntime
+    rt = TrtRuntime(out_dir, engines)
+    images, labels = load_photos(images_dir, 64)
+    images = images or _synthetic_images(rt.preprocess.size)
+    metrics = compare(model, rt, images, PROMPTS, labels)
+    gate = {"fp32": "fp32", "fp16": "fp16", "int8": "int8-static"}[precision]
+    return ParityReport(f"tensorrt-{precision}", len(images), len(PROMPTS), metrics, check_gates(gate, metrics))
+
+
+def _trt_version() -> str:
+    from .tensorrt_engine import _import_trt
+    return _import_trt().__version__

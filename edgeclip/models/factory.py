@@ -1,6 +1,8 @@
 """One front door for building canonical CLIP models (open_clip's ``CLIP``) from a name or a config dict."""
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from ..errors import ConfigError
@@ -28,7 +30,7 @@ def create_model(model: str | dict, device: str | torch.device = "cpu", seed: in
     """
     import open_clip.model as ocm
 
-    cfg = get_model_config(model) if isinstance(model, str) else check_config(dict(model))
+    cfg = get_model_config(model) if isinstance(model, str) else check_config(copy.deepcopy(model))
     layers = cfg.pop("edgeclip_layers", None)
     if seed is not None:
         torch.manual_seed(seed)

@@ -1,0 +1,112 @@
+"""On-device runtime: an exported artifact folder + onnxruntime + numpy + Pillow. Never imports torch.
+
+>>> rt = load("runs/quickstart/artifact")           # doctest: +SKIP
+>>> idx = Index.build(rt, ["a.jpg", "b.jpg"])        # doctest: +SKIP
+>>> idx.search_text(rt, "a red star", k=5)           # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import BackendError, ConfigError
+from .preprocess import Preprocess
+from .tokenizer import Tokenizer
+
+__all__ = ["load", "Runtime", "Index", "Preprocess", "Tokenizer"]
+
+
+class Runtime:
+    """Image and text encoders of one artifact variant (fp32, fp32-opt, fp16, int8-dynamic, int8-static)."""
+
+    def __init__(self, artifact_dir: str | Path, variant: str = "fp32", providers: list[str] | None = None,
+                 threads: int | None = None):
+        import onnxruntime as ort
+        self.dir = Path(artifact_dir)
+        mpath = self.dir / "manifest.json"
+        if not mpath.is_file():
+            raise ConfigError(f"{str(artifact_dir)!r} is not an edgeclip artifact folder (no manifest.json)")
+        self.manifest = json.loads(mpath.read_text())
+        variants = self.manifest.get("variants", {})
+        if variant not in variants:
+            raise ConfigError(f"artifact has no variant {variant!r}; it has {sorted(variants)}")
+        self.variant = variant
+        tok = json.loads((self.dir / "tokenizer.json").read_text())
+        self.tokenizer = Tokenizer(self.dir / tok["vocab_file"], tok["context_length"])
+        self.preprocess = Preprocess(json.loads((self.dir / "preprocess.json").read_text()))
+        so = ort.SessionOptions()
+        if threads:
+            so.intra_op_num_threads = threads
+        so.log_severity_level = 3
+        providers = providers or ["CPUExecutionProvider"]
+        try:
+            self.image_session = ort.InferenceSession(str(self.dir / variants[variant]["image"]), so, providers=providers)
+            self.text_session = ort.InferenceSession(str(self.dir / variants[variant]["text"]), so, providers=providers)
+        except Exception as e:
+            raise BackendError(f"onnxruntime cannot load variant {variant!r}: {str(e).splitlines()[0][:200]}") from None
+        for sess, name in ((self.image_session, "pixel_values"), (self.text_session, "input_ids")):
+            got = [i.name for i in sess.get_inputs()]
+            if got != [name]:
+                raise ConfigError(f"{variant} graph inputs are {got}, expected [{name!r}]")
+
+    def embed_pixels(self, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        out = [self.image_session.run(None, {"pixel_values": pixels[i:i + batch_size].astype(np.float32)})[0]
+               for i in range(0, len(pixels), batch_size)]
+        return np.concatenate(out).astype(np.float32)
+
+    def embed_images(self, images, batch_size: int = 64) -> np.ndarray:
+        """PIL images or paths --> L2-normalised float32 [N, D]."""
+        imgs = [Image.open(i) if isinstance(i, (str, Path)) else i for i in images]
+        return self.embed_pixels(self.preprocess.batch(imgs), batch_size)
+
+    def embed_ids(self, ids: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        out = [self.text_session.run(None, {"input_ids": ids[i:i + batch_size].astype(np.int64)})[0]
+               for i in range(0, len(ids), batch_size)]
+        return np.concatenate(out).astype(np.float32)
+
+    def embed_texts(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
+        return self.embed_ids(self.tokenizer(texts), batch_size)
+
+
+def load(artifact_dir: str | Path, variant: str = "fp32", providers: list[str] | None = None,
+         threads: int | None = None) -> Runtime:
+    """Open an exported artifact folder for inference (onnxruntime CPU by default)."""
+    return Runtime(artifact_dir, variant, providers, threads)
+
+
+@dataclass
+class Index:
+    """A gallery embedded once; query by text or image. Saved as ``embeddings.npy`` + ``items.json``."""
+    embeddings: np.ndarray  # [N, D] float32, L2-normalised
+    items: list[str]
+
+    @classmethod
+    def build(cls, rt: Runtime, images, names: list[str] | None = None) -> "Index":
+        names = names or [str(i) for i in images]
+        return cls(rt.embed_images(images), names)
+
+    def search(self, query: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
+        scores = self.embeddings @ query.reshape(-1)
+        top = np.argsort(-scores)[:k]
+        return [(self.items[i], float(scores[i])) for i in top]
+
+    def search_text(self, rt: Runtime, text: str, k: int = 5) -> tuple[list[tuple[str, float]], float]:
+        t = time.perf_counter()
+        res = self.search(rt.embed_texts([text])[0], k)
+        return res, (time.perf_counter() - t) * 1e3
+
+    def save(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "embeddings.npy", self.embeddings)
+        (folder / "items.json").write_text(json.dumps(self.items))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Index":
+        folder = Path(folder)
+        return cls(np.load(folder / "embeddings.npy", allow_pickle=False), json.loads((folder / "items.json").read_text()))

@@ -1,0 +1,40 @@
+"""Image preprocessing with PIL + numpy, matching open_clip's eval transform (resize shortest side, centre crop,
+normalise) as recorded in an artifact's ``preprocess.json``."""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+_INTERP = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
+
+
+class Preprocess:
+    def __init__(self, cfg: dict):
+        size = cfg.get("size", 224)
+        self.size = size if isinstance(size, int) else int(size[0])
+        self.mean = np.asarray(cfg.get("mean", (0.48145466, 0.4578275, 0.40821073)), np.float32).reshape(3, 1, 1)
+        self.std = np.asarray(cfg.get("std", (0.26862954, 0.26130258, 0.27577711)), np.float32).reshape(3, 1, 1)
+        self.interp = _INTERP[cfg.get("interpolation", "bicubic")]
+        if cfg.get("resize_mode", "shortest") != "shortest":
+            raise ValueError(f"unsupported resize_mode {cfg.get('resize_mode')!r}; edgeclip runtime does 'shortest'")
+
+    def __call__(self, img: Image.Image) -> np.ndarray:
+        """PIL image --> float32 [3, size, size]."""
+        img = img.convert("RGB")
+        w, h = img.size
+        s = self.size
+        if (w, h) != (s, s):  # torchvision Resize(int): shortest side to s, long side truncated
+            if w <= h:
+                nw, nh = s, int(s * h / w)
+            else:
+                nw, nh = int(s * w / h), s
+            if (nw, nh) != (w, h):
+                img = img.resize((nw, nh), self.interp)
+            w, h = img.size
+            left, top = int(round((w - s) / 2.0)), int(round((h - s) / 2.0))
+            img = img.crop((left, top, left + s, top + s))
+        x = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0
+        return (x - self.mean) / self.std
+
+    def batch(self, images) -> np.ndarray:
+        return np.stack([self(i) for i in images]).astype(np.float32)

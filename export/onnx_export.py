@@ -1,0 +1,184 @@
+"""ONNX export of the two CLIP encoders (image -> normalised embedding, token ids -> normalised embedding).
+
+Pitfalls handled here (design §5, §7): batch is the only dynamic dim (traced with batch 2); the MHA fast path is
+off while tracing; the causal mask is a real graph constant; EOT pooling uses integer equality (no float
+argmax over ids, which ties in fp16); the final L2 normalisation runs in fp32.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from edgeclip._io import atomic_path
+from edgeclip.errors import ExportError
+
+EOT_ID = 49407
+DEFAULT_OPSET = 18
+IMAGE_ONNX, TEXT_ONNX = "image_encoder.onnx", "text_encoder.onnx"
+
+
+class ImageEncoder(torch.nn.Module):
+    """``pixel_values`` [B, 3, H, W] float32 --> ``image_embeds`` [B, D] (L2-normalised, fp32)."""
+
+    def __init__(self, clip):
+        super().__init__()
+        self.visual = clip.visual
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.visual(pixel_values).float(), dim=-1)
+
+
+class TextEncoder(torch.nn.Module):
+    """``input_ids`` [B, L] int64 --> ``text_embeds`` [B, D]; pools the first end-of-text token."""
+
+    def __init__(self, clip, eot_id: int = EOT_ID):
+        super().__init__()
+        self.token_embedding, self.positional_embedding = clip.token_embedding, clip.positional_embedding
+        self.transformer, self.ln_final, self.text_projection = clip.transformer, clip.ln_final, clip.text_projection
+        self.register_buffer("attn_mask", clip.attn_mask.clone(), persistent=False)
+        self.eot_id = eot_id
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        x = self.token_embedding(input_ids) + self.positional_embedding  # [B, L, W]
+        x = self.ln_final(self.transformer(x, attn_mask=self.attn_mask))
+        eot = (input_ids == self.eot_id).to(torch.int32).argmax(dim=-1)  # first EOT position [B]
+        x = x[torch.arange(x.shape[0]), eot]  # [B, W]
+        return F.normalize((x @ self.text_projection).float(), dim=-1)
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    files: dict[str, str] = field(default_factory=dict)  # name -> sha256
+    manifest: dict = field(default_factory=dict)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def _no_mha_fastpath():
+    prev = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(prev)
+
+
+def _export_one(module: torch.nn.Module, example: torch.Tensor, path: Path, in_name: str, out_name: str,
+                opset: int) -> None:
+    import logging
+    import warnings
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with _no_mha_fastpath(), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        try:
+            torch.onnx.export(module.eval(), (example,), str(path), input_names=[in_name], output_names=[out_name],
+                              opset_version=opset, dynamo=True, dynamic_shapes={in_name: {0: batch}},
+                              external_data=True, verbose=False)
+        except Exception as e:
+            raise ExportError(f"ONNX export of {path.name} failed: {str(e).splitlines()[0][:300]}") from None
+
+
+def write_tokenizer_files(out: Path, context_length: int) -> None:
+    from open_clip.tokenizer import default_bpe
+    shutil.copy(default_bpe(), out / "bpe_simple_vocab_16e6.txt.gz")
+    (out / "tokenizer.json").write_text(json.dumps({
+        "type": "clip_bpe", "vocab_file": "bpe_simple_vocab_16e6.txt.gz", "context_length": context_length,
+        "sot_token_id": 49406, "eot_token_id": EOT_ID, "pad_token_id": 0, "lowercase": True}, indent=2) + "\n")
+
+
+def export_onnx(model, out_dir: str | Path, opset: int = DEFAULT_OPSET, check: bool = True) -> ExportResult:
+    """Export both encoders of a canonical CLIP to ``out_dir`` (written to a temp folder, renamed at the end).
+
+    Args:
+        model: canonical open_clip CLIP (teacher or student), fp32.
+        out_dir: artifact folder: ``image_encoder.onnx``, ``text_encoder.onnx`` (+ ``.onnx.data``), tokenizer
+            files, ``preprocess.json``, ``manifest.json``.
+        opset: 17 or 18.
+        check: run ``onnx.checker`` on both graphs.
+
+    Returns:
+        ``ExportResult`` (files and their sha256 in the manifest).
+
+    Raises:
+        ExportError: tracing, conversion or the checker failed.
+    """
+    import onnx
+    import onnxruntime
+
+    from edgeclip import __version__
+    from edgeclip.models.factory import model_config
+    from edgeclip.models.io import default_preprocess_cfg
+
+    if opset not in (17, 18):
+        raise ExportError(f"opset {opset} is not supported; use 17 or 18")
+    cfg = model_config(model)
+    model = model.float().eval()
+    size = cfg["vision_cfg"].get("image_size", 224)
+    size = size if isinstance(size, int) else size[0]
+    ctx = cfg["text_cfg"].get("context_length", 77)
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        g = torch.Generator().manual_seed(0)
+        _export_one(ImageEncoder(model), torch.randn(2, 3, size, size, generator=g), tmp / IMAGE_ONNX,
+                    "pixel_values", "image_embeds", opset)
+        ids = torch.zeros(2, ctx, dtype=torch.long)
+        ids[:, 0], ids[0, 1:4], ids[0, 4], ids[1, 1] = 49406, torch.tensor([320, 1125, 539]), EOT_ID, EOT_ID
+        _export_one(TextEncoder(model), ids, tmp / TEXT_ONNX, "input_ids", "text_embeds", opset)
+        if check:
+            for name in (IMAGE_ONNX, TEXT_ONNX):
+                try:
+                    onnx.checker.check_model(str(tmp / name), full_check=True)
+                except Exception as e:
+                    raise ExportError(f"onnx.checker rejected {name}: {str(e).splitlines()[0][:200]}") from None
+        write_tokenizer_files(tmp, ctx)
+        pre = dict(getattr(model, "edgeclip_preprocess", None) or default_preprocess_cfg(cfg))
+        (tmp / "preprocess.json").write_text(json.dumps(pre, indent=2) + "\n")
+        files = {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        manifest = {
+            "format": "edgeclip-artifact/1", "edgeclip": __version__, "torch": torch.__version__,
+            "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "opset": opset,
+            "embed_dim": cfg["embed_dim"], "image_size": size, "context_length": ctx, "model_cfg": cfg,
+            "variants": {"fp32": {"image": IMAGE_ONNX, "text": TEXT_ONNX}}, "files": files, "parity": {},
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return ExportResult(out_dir, files, manifest)
+
+
+def read_manifest(artifact_dir: str | Path) -> dict:
+    p = Path(artifact_dir) / "manifest.json"
+    if not p.is_file():
+        raise ExportError(f"{str(artifact_dir)!r} is not an edgeclip artifact folder (no manifest.json)")
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ExportError(f"{p} is malformed: {e}") from None
+
+
+def update_manifest(artifact_dir: str | Path, **changes) -> dict:
+    """Merge ``changes`` into the manifest (dicts merged one level deep), refresh file hashes, write atomically."""
+    from edgeclip._io import write_json
+    artifact_dir = Path(artifact_dir)
+    m = read_manifest(artifact_dir)
+    for k, v in changes.items():
+        m[k] = {**m.get(k, {}), **v} if isinstance(v, dict) and isinstance(m.get(k), dict) else v
+    m["files"] = {p.name: sha256(p) for p in sorted(artifact_dir.iterdir())
+                  if p.is_file() and p.name != "manifest.json" and not p.name.startswith(".")}
+    write_json(artifact_dir / "manifest.json", m)
+    return m

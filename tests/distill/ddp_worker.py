@@ -1,0 +1,42 @@
+"""Run by tests/distill/test_losses.py: one affinity step of a tiny student, under torchrun (2 ranks, gloo)
+or alone (1 process, the doubled batch). Saves the mean loss and the (DDP-averaged) gradients."""
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from edgeclip.distill.losses import affinity_loss, gather_features
+
+
+def main(out):
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1:
+        dist.init_process_group("gloo")
+    rank = dist.get_rank() if world > 1 else 0
+    torch.manual_seed(0)
+    student = torch.nn.Linear(16, 8)
+    g = torch.Generator().manual_seed(1)
+    x_img, x_txt = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
+    t_img, t_txt = F.normalize(torch.randn(8, 8, generator=g), dim=-1), F.normalize(torch.randn(8, 8, generator=g), dim=-1)
+    rows = slice(rank * 8 // world, (rank + 1) * 8 // world)
+    model = torch.nn.parallel.DistributedDataParallel(student) if world > 1 else student
+    s_img, s_txt = F.normalize(model(x_img[rows]), dim=-1), F.normalize(model(x_txt[rows]), dim=-1)
+    out_terms = affinity_loss(s_img, s_txt, t_img[rows], t_txt[rows],
+                              s_img_all=gather_features(s_img, True), s_txt_all=gather_features(s_txt, True),
+                              t_img_all=gather_features(t_img[rows], False), t_txt_all=gather_features(t_txt[rows], False))
+    out_terms["loss"].backward()
+    loss = out_terms["loss"].detach()
+    if world > 1:
+        dist.all_reduce(loss)
+        loss /= world
+    if rank == 0:
+        torch.save({"loss": loss.item(), "grads": {n: p.grad for n, p in student.named_parameters()}},
+                   os.path.join(out, f"ws{world}.pt"))
+    if world > 1:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

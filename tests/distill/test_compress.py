@@ -1,0 +1,81 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgeclip.distill import TeacherCache, compress, plan_stages
+from edgeclip.errors import ConfigError, DataError
+from edgeclip.models import create_model, get_model_config, load_student
+
+WORKER = Path(__file__).with_name("compress_worker.py")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def test_plan_vit_b_16_to_8m_has_4_stages_of_at_most_half():
+    plan = plan_stages(get_model_config("ViT-B-16"), "8M")
+    assert len(plan) == 4
+    sizes = [86_192_640] + [s.vision for s in plan]
+    assert all(b / a >= 0.45 for a, b in zip(sizes, sizes[1:]))
+    assert abs(plan[-1].vision - 8e6) <= 0.4e6
+
+
+def test_compress_end_to_end_writes_a_loadable_student(tmp_path, tiny_model):
+    res = compress(tiny_model, {"image": 60_000, "text": 60_000}, data="shapes:128", steps=12, batch_size=32,
+                   out=tmp_path / "run", stages=1)
+    rep = json.loads((tmp_path / "run" / "report.json").read_text())
+    losses = rep["stages"][0]["loss_curve"]
+    assert losses[-1] < losses[0]  # loss falls
+    assert rep["teacher_cache"]["hits"] > 0  # epochs 2+ read the cache
+    student, _ = load_student(tmp_path / "run" / "student")
+    assert abs(sum(p.numel() for p in student.visual.parameters()) - 60_000) <= 3_000
+    assert (tmp_path / "run" / "report.md").read_text().startswith("# edgeclip compress report")
+    assert res.student is not None
+
+
+def test_resume_after_kill_reaches_the_same_student(tmp_path):
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    subprocess.run([sys.executable, str(WORKER), str(ref), "fresh", "24"], check=True, env=ENV, timeout=300)
+    p = subprocess.Popen([sys.executable, str(WORKER), str(killed), "fresh", "24"], env=ENV)
+    ckpt = killed / "ckpt" / "stage1.pt"
+    t0 = time.time()
+    while not ckpt.exists() and time.time() - t0 < 200 and p.poll() is None:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not (killed / "student").exists()  # nothing half-written looks finished
+    subprocess.run([sys.executable, str(WORKER), str(killed), "resume", "24"], check=True, env=ENV, timeout=300)
+    a, _ = load_student(ref / "student")
+    b, _ = load_student(killed / "student")
+    for k, v in a.state_dict().items():
+        assert torch.allclose(v, b.state_dict()[k], atol=1e-6), k
+    ra = json.loads((ref / "report.json").read_text())["stages"][0]["loss_curve"]
+    rb = json.loads((killed / "report.json").read_text())["stages"][0]["loss_curve"]
+    assert ra == pytest.approx(rb, abs=1e-6)
+
+
+def test_bad_requests_fail_before_writing(tmp_path, tiny_model):
+    with pytest.raises(ConfigError, match="not below"):
+        compress(tiny_model, "10M", out=tmp_path / "a")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            compress(tiny_model, {"image": 60_000, "text": 60_000}, device="cuda", out=tmp_path / "b", stages=1)
+    with pytest.raises(DataError):
+        compress(tiny_model, {"image": 60_000, "text": 60_000}, data="shapes:0", out=tmp_path / "c", stages=1)
+    assert not any(tmp_path.iterdir())
+
+
+def test_teacher_cache_saves_and_reloads(tmp_path, tiny_model):
+    cache = TeacherCache(tmp_path / "c.npz")
+    px, ids = torch.randn(4, 3, 32, 32), torch.randint(1, 4000, (4, 16))
+    a = cache.get(tiny_model, [0, 1, 2, 3], px, ids)
+    cache.save()
+    again = TeacherCache(tmp_path / "c.npz")
+    b = again.get(tiny_model, [0, 1, 2, 3], torch.zeros_like(px), ids)  # served from disk, not recomputed
+    assert again.hits == 4 and torch.equal(a[0], b[0])
