@@ -60,6 +60,10 @@ def _cmd_export(a) -> int:
         raise ConfigError("nothing to export: pass --onnx and/or --trt")
     if a.int8 and not a.calib:
         print("note: --int8 without --calib builds int8-dynamic only", file=sys.stderr)
+    if a.trt:  # fail before any work when TensorRT or the GPU is missing
+        from .export.tensorrt_engine import _gpu_capability, _import_trt
+        _import_trt()
+        _gpu_capability()
     model = load_teacher(a.model)
     res = export_artifact(model, a.out, _variants(a), images_dir=a.images, calib_dir=a.calib, trt=a.trt,
                           trt_precision=a.trt_precision, opset=a.opset)

@@ -132,6 +132,9 @@ def load_teacher(teacher: str | os.PathLike | None = None, pretrained: str | Non
         ConfigError: unknown name, unreadable or mismatched checkpoint, or a download attempted offline.
     """
     if teacher is None or str(teacher) == "reference":
+        if not (REFERENCE_TEACHER / WEIGHTS_NAME).is_file():
+            raise ConfigError(f"the reference teacher is missing from {REFERENCE_TEACHER}; train it with "
+                              "'python benchmarks/train_reference_teacher.py'")
         teacher = REFERENCE_TEACHER
     name = str(teacher).removeprefix("local-dir:")
     path = Path(name)

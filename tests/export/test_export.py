@@ -1,0 +1,112 @@
+"""Export + parity on a tiny model (fast); one ViT-B-32 text-tower export shows real architectures work."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+from edgeclip.errors import ExportError, ParityError
+from edgeclip.export import check_parity, export_artifact, export_onnx, read_manifest
+from edgeclip.export.tolerances import Precision, check_gates
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    from edgeclip.models import create_model
+    import sys as _s
+    from pathlib import Path
+    _s.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from conftest import TINY_CFG
+    model = create_model(TINY_CFG, seed=0)
+    out = tmp_path_factory.mktemp("art") / "a"
+    res = export_artifact(model, out, ["fp32", "fp32-opt", "fp16", "int8-dynamic"])
+    return model, out, res
+
+
+def test_artifact_layout_and_manifest(artifact):
+    _, out, res = artifact
+    m = read_manifest(out)
+    for f in ("image_encoder.onnx", "text_encoder.onnx", "preprocess.json", "tokenizer.json",
+              "bpe_simple_vocab_16e6.txt.gz", "parity.json", "parity.md"):
+        assert (out / f).is_file(), f
+    assert m["opset"] == 18 and set(m["variants"]) == {"fp32", "fp32-opt", "fp16", "int8-dynamic"}
+    assert all(v["passed"] for v in m["parity"].values()), m["parity"]
+    from edgeclip.export.onnx_export import sha256
+    assert m["files"]["image_encoder.onnx"] == sha256(out / "image_encoder.onnx")
+    onnx.checker.check_model(str(out / "image_encoder.onnx"), full_check=True)
+
+
+def test_only_batch_is_dynamic_and_any_batch_runs(artifact):
+    import onnxruntime as ort
+    _, out, _ = artifact
+    for name, feed in (("image_encoder.onnx", lambda b: {"pixel_values": np.zeros((b, 3, 32, 32), np.float32)}),
+                       ("text_encoder.onnx", lambda b: {"input_ids": np.full((b, 16), 49407, np.int64)})):
+        s = ort.InferenceSession(str(out / name), providers=["CPUExecutionProvider"])
+        shape = s.get_inputs()[0].shape
+        assert isinstance(shape[0], str) and all(isinstance(d, int) for d in shape[1:])
+        for b in (1, 3, 64):
+            assert s.run(None, feed(b))[0].shape[0] == b
+
+
+def test_parity_fails_loudly_on_a_broken_artifact(artifact, tmp_path):
+    import shutil
+    model, out, _ = artifact
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    m = onnx.load(str(broken / "image_encoder.onnx"))
+    init = max(m.graph.initializer, key=lambda t: np.prod(t.dims))  # the biggest weight
+    arr = onnx.numpy_helper.to_array(init).copy()
+    arr += 0.05 * np.random.default_rng(0).standard_normal(arr.shape).astype(arr.dtype)
+    init.CopyFrom(onnx.numpy_helper.from_array(arr, init.name))
+    onnx.save(m, str(broken / "image_encoder.onnx"), save_as_external_data=True, location="image_encoder.onnx.data")
+    with pytest.raises(ParityError, match="image.max_abs_diff"):
+        check_parity(broken, model, "fp32")
+
+
+def test_gates_table_is_applied_per_precision():
+    good = {"image": {"max_abs_diff": 2e-3, "min_cosine": 0.9995, "nonfinite": 0}}
+    assert check_gates(Precision.FP16, good) == []
+    assert check_gates(Precision.FP32, good)  # fp32 is stricter
+    assert check_gates(Precision.FP16, {"image": {"nonfinite": 3}}) == ["image.nonfinite 3 > 0"]
+
+
+def test_cli_export_exits_nonzero_on_bad_input(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "edgeclip.cli", "export", str(tmp_path / "missing"), "--onnx",
+                        "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert r.returncode == 2 and "error:" in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_opset_is_validated(tiny_model, tmp_path):
+    with pytest.raises(ExportError, match="opset"):
+        export_onnx(tiny_model, tmp_path / "x", opset=11)
+    assert not (tmp_path / "x").exists()
+
+
+def test_vit_b_32_text_tower_exports_exactly(tmp_path):
+    """A real architecture (random weights): the text encoder graph matches PyTorch."""
+    import torch
+    from edgeclip.export.onnx_export import TextEncoder, _export_one
+    from edgeclip.models import create_model, get_tokenizer
+    model = create_model("ViT-B-32", seed=0)
+    ids = get_tokenizer(model)(["a photo of a cat", "", "x " * 100])
+    _export_one(TextEncoder(model), ids[:2], tmp_path / "t.onnx", "input_ids", "text_embeds", 18)
+    import onnxruntime as ort
+    got = ort.InferenceSession(str(tmp_path / "t.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"input_ids": ids.numpy()})[0]
+    with torch.no_grad():
+        ref = model.encode_text(ids, normalize=True).numpy()
+    assert np.abs(got - ref).max() <= 1e-5
+
+
+def test_polygraphy_onnxruntime_runner_and_trt_readiness(artifact):
+    pytest.importorskip("polygraphy")
+    from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
+    from edgeclip.export import trt_readiness
+    _, out, _ = artifact
+    with OnnxrtRunner(SessionFromOnnx(str(out / "image_encoder.onnx"))) as runner:
+        y = runner.infer({"pixel_values": np.zeros((2, 3, 32, 32), np.float32)})["image_embeds"]
+    assert y.shape == (2, 32)
+    r = trt_readiness(out / "image_encoder.onnx", "pixel_values")
+    assert r["ok"], r["problems"]
