@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-__all__ = ["zero_shot_metrics", "retrieval_metrics", "agreement_metrics", "embed_images", "embed_texts", "evaluate_model",
+__all__ = ["zero_shot_metrics", "retrieval_metrics", "agreement_metrics", "embed_images", "embed_texts", "evaluate_model", "embed_pil_images",
            "evaluate_shapes", "EvalResult"]
 
 
@@ -140,7 +140,8 @@ def _folder_items(folder, class_names_file=None, limit=None):
 
 
 @torch.no_grad()
-def _embed_pil(model, images, batch_size: int = 64) -> torch.Tensor:
+def embed_pil_images(model, images, batch_size: int = 64) -> torch.Tensor:
+    """PIL images --> normalised [N, D] with the model's own eval preprocessing."""
     from open_clip.transform import PreprocessCfg, image_transform_v2
 
     from .models.io import default_preprocess_cfg
@@ -178,18 +179,18 @@ def evaluate_model(model, data="shapes", teacher=None, class_names=None, limit=N
         classes = sorted(set(labels))
         y = np.array([classes.index(l) for l in labels])
         prompts = [template.format(c) for c in classes]
-        img, cls = _embed_pil(model, imgs), embed_texts(model, tok, prompts)
+        img, cls = embed_pil_images(model, imgs), embed_texts(model, tok, prompts)
         out = {"data": str(p), "skipped": skipped, "zero_shot": zero_shot_metrics(img, cls, y)}
         if teacher is not None:
-            out["agreement"] = agreement_metrics(_embed_pil(teacher, imgs),
+            out["agreement"] = agreement_metrics(embed_pil_images(teacher, imgs),
                                                  embed_texts(teacher, get_tokenizer(teacher), prompts), img, cls)
         return out
     pairs = CsvPairs(p)
     items = [x for x in (pairs.load(i) for i in range(min(len(pairs), limit or len(pairs)))) if x is not None]
     imgs, caps = [x[0] for x in items], [x[1] for x in items]
-    img, txt = _embed_pil(model, imgs), embed_texts(model, tok, caps)
+    img, txt = embed_pil_images(model, imgs), embed_texts(model, tok, caps)
     out = {"data": str(p), "skipped": dict(pairs.skipped.counts), "retrieval": retrieval_metrics(img, txt, caps)}
     if teacher is not None:
-        out["agreement"] = agreement_metrics(_embed_pil(teacher, imgs), embed_texts(teacher, get_tokenizer(teacher),
+        out["agreement"] = agreement_metrics(embed_pil_images(teacher, imgs), embed_texts(teacher, get_tokenizer(teacher),
                                                                                     caps), img, txt)
     return out

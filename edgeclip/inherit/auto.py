@@ -1,0 +1,337 @@
+"""Automatic weight inheritance (TinyCLIP / CoFi): learn hard-concrete L0 masks under a Lagrangian sparsity
+target, then fuse the deterministic masks into a dense, standard open_clip model.
+
+Masks per tower: the shared hidden (residual) dimension, heads and MLP units (per layer, or shared across
+layers with ``tie_layers=True``). The hidden mask scales every write into the residual stream (``ln_pre`` /
+embeddings, attention ``out_proj``, MLP ``c_proj``); LayerNorms take their statistics over the kept channels
+only, so dropping the masked channels changes nothing. Head and MLP-unit masks scale activations right before
+the next linear layer, where ``fuse`` folds their values. Fused configs are uniform (the same head and MLP
+counts in every layer, width = heads x head width), so plain open_clip loads them; with ``tie_layers=False``
+each layer still picks its own heads and units. The MLP count is solved so the fused vision tower meets the
+target within +-1%.
+Paper: https://arxiv.org/abs/2309.12314 (TinyCLIP), https://arxiv.org/abs/2204.00408 (CoFi).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import InheritError
+from ..models.factory import create_model, model_config
+from ..models.params import config_params, parse_budget, text_params, vision_params
+
+L, R, BETA, EPS = -0.1, 1.1, 2 / 3, 1e-6
+
+
+@dataclass
+class AutoConfig:
+    steps: int = 200            # prune-phase steps
+    warmup: int = 100           # target ramps linearly from the teacher's size over these steps
+    mask_lr: float = 0.2        # Adam lr of log-alpha (init 10: ~50 steps to close a gate)
+    lambda_lr: float = 1.0      # gradient-ascent lr of the Lagrange multipliers
+    model_lr: float = 1e-4      # AdamW lr of the weights during pruning
+    tie_layers: bool = True     # share head/MLP masks across layers
+    batch_size: int = 64
+    seed: int = 0
+    device: str = "cpu"
+
+
+class HardConcrete(torch.nn.Module):
+    """A vector of hard-concrete gates (Louizos et al. 2018): l=-0.1, r=1.1, beta=2/3, log-alpha init 10."""
+
+    def __init__(self, *shape: int, init: float = 10.0):
+        super().__init__()
+        self.log_alpha = torch.nn.Parameter(torch.full(shape, init))
+
+    def forward(self) -> torch.Tensor:
+        if self.training:
+            u = torch.rand_like(self.log_alpha).clamp(EPS, 1 - EPS)
+            s = torch.sigmoid((u.log() - (1 - u).log() + self.log_alpha) / BETA)
+        else:
+            s = torch.sigmoid(self.log_alpha)
+        return (s * (R - L) + L).clamp(0, 1)
+
+    def prob_nonzero(self) -> torch.Tensor:
+        return torch.sigmoid(self.log_alpha - BETA * math.log(-L / R))
+
+    def clamp_(self) -> None:
+        with torch.no_grad():
+            self.log_alpha.clamp_(-10, 10)
+
+
+def _tower_dims(cfg: dict, tower: str) -> tuple[int, int, int, int]:
+    """(layers, width, head width, mlp units) of a tower config."""
+    t = cfg["vision_cfg"] if tower == "vision" else cfg["text_cfg"]
+    hw = t.get("head_width", 64) if tower == "vision" else t["width"] // t.get("heads", 8)
+    return t["layers"], t["width"], hw, int(t["width"] * t.get("mlp_ratio", 4.0))
+
+
+class TowerMasks(torch.nn.Module):
+    def __init__(self, cfg: dict, tower: str, tie_layers: bool):
+        super().__init__()
+        self.tower, self.cfg, self.tie = tower, cfg, tie_layers
+        self.layers, self.width, self.hw, self.mlp = _tower_dims(cfg, tower)
+        n = 1 if tie_layers else self.layers
+        self.hidden = HardConcrete(self.width)
+        self.heads = HardConcrete(n, self.width // self.hw)
+        self.units = HardConcrete(n, self.mlp)
+        self.fixed: dict | None = None  # deterministic masks once fixed
+
+    def sample(self) -> dict[str, torch.Tensor]:
+        if self.fixed is not None:
+            return self.fixed
+        h, a, m = self.hidden(), self.heads(), self.units()
+        return {"hidden": h, "heads": a.expand(self.layers, -1), "units": m.expand(self.layers, -1)}
+
+    def expected_params(self) -> torch.Tensor:
+        """Differentiable expected parameter count of the tower (embeddings and projections included)."""
+        w = self.hidden.prob_nonzero().sum()
+        heads = self.heads.prob_nonzero().sum(-1).expand(self.layers)
+        units = self.units.prob_nonzero().sum(-1).expand(self.layers)
+        inner = heads * self.hw
+        blocks = (4 * w + 4 * w * inner + 3 * inner + w + 2 * w * units + units + w).sum()
+        return blocks + w * self._per_width() + self._fixed_params()
+
+    def _per_width(self) -> int:
+        e = self.cfg["embed_dim"]
+        if self.tower == "vision":
+            v = self.cfg["vision_cfg"]
+            size = v.get("image_size", 224)
+            grid = (size if isinstance(size, int) else size[0]) // v["patch_size"]
+            return 3 * v["patch_size"] ** 2 + 1 + grid * grid + 1 + 4 + e
+        return self.cfg["text_cfg"].get("context_length", 77) + 2 + e
+
+    def _fixed_params(self) -> int:
+        return 0 if self.tower == "vision" else 1
+
+    def fix(self, target: int) -> dict:
+        """Deterministic masks meeting ``target`` params: width from the hidden gates (whole heads), MLP count
+        solved for the target, top-k by log-alpha. Returns the fused tower config."""
+        with torch.no_grad():
+            w_exp = self.hidden.prob_nonzero().sum().item()
+            n_heads = max(1, min(self.width // self.hw, round(w_exp / self.hw)))
+            count = vision_params if self.tower == "vision" else text_params
+            base = dict(self.cfg["vision_cfg" if self.tower == "vision" else "text_cfg"])
+            for h in range(n_heads, 0, -1):  # shrink width until an MLP size can meet the target
+                w = h * self.hw
+                c0 = count({**base, "width": w, "mlp_ratio": 0.0, "layers": self.layers}, self.cfg["embed_dim"])
+                per_unit = self.layers * (2 * w + 1)
+                units = round((target - c0) / per_unit)
+                if 1 <= units <= self.mlp:
+                    break
+            else:
+                raise InheritError(f"auto pruning cannot reach {target:,} {self.tower} params")
+            units = min(units, self.mlp)
+            keep_w = self.hidden.log_alpha.topk(w).indices.sort().values
+            hid = torch.zeros(self.width)
+            hid[keep_w] = (torch.sigmoid(self.hidden.log_alpha[keep_w]) * (R - L) + L).clamp(1e-3, 1)
+            la_h = self.heads.log_alpha.expand(self.layers, -1)
+            la_m = self.units.log_alpha.expand(self.layers, -1)
+            val_h, val_m = torch.sigmoid(la_h) * (R - L) + L, torch.sigmoid(la_m) * (R - L) + L
+            heads = torch.zeros(self.layers, self.width // self.hw)
+            mlp = torch.zeros(self.layers, self.mlp)
+            for i in range(self.layers):
+                k = la_h[i].topk(h).indices
+                heads[i, k] = val_h[i, k].clamp(1e-3, 1)
+                u = la_m[i].topk(units).indices
+                mlp[i, u] = val_m[i, u].clamp(1e-3, 1)
+        self.fixed = {"hidden": hid, "heads": heads, "units": mlp}
+        tower_cfg = {**base, "width": w, "mlp_ratio": (units + 0.5) / w}
+        if self.tower == "text":
+            tower_cfg["heads"] = h
+        return tower_cfg
+
+
+def _masked_ln(x: torch.Tensor, ln: torch.nn.LayerNorm, keep: torch.Tensor) -> torch.Tensor:
+    """LayerNorm whose statistics use only the channels with ``keep`` > 0; other channels come out 0."""
+    k = (keep > 0).to(x.dtype)
+    n = k.sum()
+    mean = (x * k).sum(-1, keepdim=True) / n
+    var = (((x - mean) * k) ** 2).sum(-1, keepdim=True) / n
+    return ((x - mean) / torch.sqrt(var + ln.eps) * ln.weight + ln.bias) * k
+
+
+def _blocks(x, resblocks, m, hw, attn_mask=None):
+    for i, blk in enumerate(resblocks):
+        B, N, W = x.shape
+        h = _masked_ln(x, blk.ln_1, m["hidden"])
+        qkv = F.linear(h, blk.attn.in_proj_weight, blk.attn.in_proj_bias)  # [B, N, 3W]
+        q, k, v = qkv.view(B, N, 3, W // hw, hw).permute(2, 0, 3, 1, 4)  # 3 x [B, H, N, hw]
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # [B, H, N, hw]
+        o = (o * m["heads"][i].view(1, -1, 1, 1)).transpose(1, 2).reshape(B, N, W)
+        x = x + blk.attn.out_proj(o) * m["hidden"]
+        h = blk.mlp.gelu(blk.mlp.c_fc(_masked_ln(x, blk.ln_2, m["hidden"]))) * m["units"][i]
+        x = x + blk.mlp.c_proj(h) * m["hidden"]
+    return x
+
+
+class MaskedCLIP(torch.nn.Module):
+    """A canonical CLIP whose forward applies L0 masks; ``encode_image`` / ``encode_text`` like open_clip."""
+
+    def __init__(self, clip, tie_layers: bool = True):
+        super().__init__()
+        self.clip, self.cfg = clip, model_config(clip)
+        self.masks = torch.nn.ModuleDict({t: TowerMasks(self.cfg, t, tie_layers) for t in ("vision", "text")})
+
+    def encode_image(self, x: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        v, m = self.clip.visual, self.masks["vision"].sample()
+        x = v.conv1(x).flatten(2).transpose(1, 2)  # [B, grid^2, W]
+        x = torch.cat([v.class_embedding.expand(x.shape[0], 1, -1), x], 1) + v.positional_embedding
+        x = _masked_ln(x, v.ln_pre, m["hidden"]) * m["hidden"]
+        x = _blocks(x, v.transformer.resblocks, m, self.masks["vision"].hw)
+        x = _masked_ln(x, v.ln_post, m["hidden"])[:, 0] @ v.proj
+        return F.normalize(x, dim=-1) if normalize else x
+
+    def encode_text(self, ids: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        c, m = self.clip, self.masks["text"].sample()
+        x = (c.token_embedding(ids) + c.positional_embedding) * m["hidden"]
+        x = _blocks(x, c.transformer.resblocks, m, self.masks["text"].hw, attn_mask=c.attn_mask)
+        x = _masked_ln(x, c.ln_final, m["hidden"])
+        x = x[torch.arange(x.shape[0]), ids.argmax(-1)] @ c.text_projection
+        return F.normalize(x, dim=-1) if normalize else x
+
+    def forward(self, image, text):
+        return self.encode_image(image, True), self.encode_text(text, True), None
+
+    def expected_params(self) -> dict[str, torch.Tensor]:
+        return {t: m.expected_params() for t, m in self.masks.items()}
+
+
+def _fold_tower(sd: dict, blocks: str, m: dict, hw: int, tower: str) -> dict:
+    """Slice kept channels/heads/units and fold the mask values into the following (or writing) layers."""
+    keep = m["hidden"].nonzero().squeeze(1)
+    s = m["hidden"][keep]
+    out = {}
+    n_layers = m["heads"].shape[0]
+    for i in range(n_layers):
+        b = f"{blocks}.{i}."
+        heads = m["heads"][i].nonzero().squeeze(1)
+        dims = (heads[:, None] * hw + torch.arange(hw)).reshape(-1)
+        W = sd[b + "attn.out_proj.weight"].shape[0]
+        rows = torch.cat([dims + j * W for j in range(3)])
+        units = m["units"][i].nonzero().squeeze(1)
+        head_val = m["heads"][i][heads].repeat_interleave(hw)
+        for ln in ("ln_1", "ln_2"):
+            out[b + f"{ln}.weight"], out[b + f"{ln}.bias"] = sd[b + f"{ln}.weight"][keep], sd[b + f"{ln}.bias"][keep]
+        out[b + "attn.in_proj_weight"] = sd[b + "attn.in_proj_weight"][rows][:, keep]
+        out[b + "attn.in_proj_bias"] = sd[b + "attn.in_proj_bias"][rows]
+        out[b + "attn.out_proj.weight"] = sd[b + "attn.out_proj.weight"][keep][:, dims] * head_val * s[:, None]
+        out[b + "attn.out_proj.bias"] = sd[b + "attn.out_proj.bias"][keep] * s
+        out[b + "mlp.c_fc.weight"] = sd[b + "mlp.c_fc.weight"][units][:, keep]
+        out[b + "mlp.c_fc.bias"] = sd[b + "mlp.c_fc.bias"][units]
+        out[b + "mlp.c_proj.weight"] = sd[b + "mlp.c_proj.weight"][keep][:, units] * m["units"][i][units] * s[:, None]
+        out[b + "mlp.c_proj.bias"] = sd[b + "mlp.c_proj.bias"][keep] * s
+    if tower == "vision":
+        out["visual.conv1.weight"] = sd["visual.conv1.weight"][keep]
+        out["visual.class_embedding"] = sd["visual.class_embedding"][keep]
+        out["visual.positional_embedding"] = sd["visual.positional_embedding"][:, keep]
+        out["visual.ln_pre.weight"] = sd["visual.ln_pre.weight"][keep] * s
+        out["visual.ln_pre.bias"] = sd["visual.ln_pre.bias"][keep] * s
+        out["visual.ln_post.weight"], out["visual.ln_post.bias"] = sd["visual.ln_post.weight"][keep], sd["visual.ln_post.bias"][keep]
+        out["visual.proj"] = sd["visual.proj"][keep]
+    else:
+        out["token_embedding.weight"] = sd["token_embedding.weight"][:, keep] * s
+        out["positional_embedding"] = sd["positional_embedding"][:, keep] * s
+        out["ln_final.weight"], out["ln_final.bias"] = sd["ln_final.weight"][keep], sd["ln_final.bias"][keep]
+        out["text_projection"] = sd["text_projection"][keep]
+        out["logit_scale"] = sd["logit_scale"]
+    return out
+
+
+def fuse(masked: MaskedCLIP, target) -> torch.nn.Module:
+    """Fix deterministic masks meeting ``target`` (see ``parse_budget``) and fold them into a dense open_clip
+    CLIP. The result equals ``masked`` in eval (same fixed masks) to float precision."""
+    budget = parse_budget(target)
+    cfg = copy.deepcopy(masked.cfg)
+    tv, tt = config_params(cfg)
+    text_target = budget.text if budget.text is not None else round(tt * budget.image / tv)
+    cfg["vision_cfg"] = masked.masks["vision"].fix(budget.image)
+    cfg["text_cfg"] = masked.masks["text"].fix(text_target)
+    sd = {k: v.detach() for k, v in masked.clip.state_dict().items()}
+    new = {}
+    new.update(_fold_tower(sd, "visual.transformer.resblocks", masked.masks["vision"].fixed,
+                           masked.masks["vision"].hw, "vision"))
+    new.update(_fold_tower(sd, "transformer.resblocks", masked.masks["text"].fixed, masked.masks["text"].hw,
+                           "text"))
+    student = create_model(cfg)
+    own = student.state_dict()
+    for k, v in own.items():
+        if k not in new or new[k].shape != v.shape:
+            raise InheritError(f"fuse: {k!r} has shape {tuple(new[k].shape) if k in new else None}, "
+                               f"expected {tuple(v.shape)}")
+    student.load_state_dict(new)
+    return student.eval()
+
+
+@dataclass
+class PruneHistory:
+    expected: list[dict]
+    lambdas: list[dict]
+    targets: dict
+
+
+def prune(masked: MaskedCLIP, teacher, batches, targets: dict[str, int], cfg: AutoConfig) -> PruneHistory:
+    """The prune phase: affinity distillation through sampled masks + Lagrangian control of expected size.
+
+    ``targets`` are absolute parameter counts per tower; the target ramps linearly from the full size over
+    ``cfg.warmup`` steps. Lagrange multipliers are updated by gradient ascent.
+    """
+    from ..distill.losses import affinity_loss
+    from ..distill.trainer import TeacherCache
+    torch.manual_seed(cfg.seed)
+    full = {t: m.expected_params().item() for t, m in masked.masks.items()}
+    lam = torch.nn.ParameterDict({t: torch.nn.Parameter(torch.zeros(2)) for t in targets})
+    opt_w = torch.optim.AdamW(masked.clip.parameters(), lr=cfg.model_lr, betas=(0.9, 0.98), eps=1e-6)
+    opt_m = torch.optim.Adam([p for n, p in masked.masks.named_parameters()], lr=cfg.mask_lr)
+    opt_l = torch.optim.SGD(lam.parameters(), lr=cfg.lambda_lr)
+    cache, hist = TeacherCache(), PruneHistory([], [], dict(targets))
+    masked.train()
+    for step in range(cfg.steps):
+        keys, px, t_ids, s_ids = batches(step)
+        t_img, t_txt = cache.get(teacher, keys, px, t_ids)
+        s_img, s_txt, _ = masked(px, s_ids)
+        loss = affinity_loss(s_img, s_txt, t_img, t_txt)["loss"]
+        ramp = min(1.0, (step + 1) / max(1, cfg.warmup))
+        exp = masked.expected_params()
+        for t, tgt in targets.items():
+            s_hat = exp[t] / full[t]
+            t_rel = 1 - ramp * (1 - tgt / full[t])
+            gap = s_hat - t_rel
+            loss = loss + lam[t][0] * gap + lam[t][1] * gap ** 2
+        for o in (opt_w, opt_m, opt_l):
+            o.zero_grad(set_to_none=True)
+        loss.backward()
+        for p in lam.parameters():  # gradient ascent on the multipliers
+            p.grad.neg_()
+        opt_w.step()
+        opt_m.step()
+        opt_l.step()
+        for m in masked.masks.values():
+            for g in (m.hidden, m.heads, m.units):
+                g.clamp_()
+        hist.expected.append({t: round(v.item()) for t, v in exp.items()})
+        hist.lambdas.append({t: lam[t].detach().tolist() for t in targets})
+    masked.eval()
+    return hist
+
+
+def prune_and_fuse(prev, student_cfg: dict, pairs, image_transform, teacher, cfg: AutoConfig):
+    """Auto inheritance for ``compress``: prune ``prev`` towards ``student_cfg``'s size, fuse, report."""
+    from ..distill.trainer import Batches
+    from ..models import get_tokenizer
+    v, t = config_params(student_cfg)
+    masked = MaskedCLIP(copy.deepcopy(prev).float(), tie_layers=cfg.tie_layers)
+    batches = Batches(pairs, cfg.batch_size, cfg.seed + 1000, image_transform, get_tokenizer(teacher),
+                      get_tokenizer(prev))
+    hist = prune(masked, teacher, batches, {"vision": v, "text": t}, cfg)
+    student = fuse(masked, {"image": v, "text": t})
+    from ..models.params import count_params
+    c = count_params(student)
+    return student, {"method": "auto", "tie_layers": cfg.tie_layers, "prune_steps": cfg.steps,
+                     "targets": {"vision": v, "text": t}, "fused": {"vision": c.vision, "text": c.text},
+                     "expected_final": hist.expected[-1] if hist.expected else None,
+                     "lambda_final": hist.lambdas[-1] if hist.lambdas else None}
