@@ -137,7 +137,7 @@ def _relative_budget(target, teacher):
 def _make_student(prev, cfg, method, depth, width, seed, pairs, tf, teacher, device):
     from ..inherit import inherit_weights
     if method == "auto":
-        from ..inherit.auto import AutoConfig, prune_and_fuse
+        from .prune import AutoConfig, prune_and_fuse
         student, rep = prune_and_fuse(prev, cfg, pairs, tf, teacher, AutoConfig(seed=seed, device=device))
         return student, rep
     student, rep = inherit_weights(prev, cfg, method=method, depth=depth, width=width, seed=seed)

@@ -10,7 +10,7 @@ from ..models.factory import create_model, model_config
 from .mapping import InheritReport, apply_plan
 from .manual import DEPTH_RULES, WIDTH_RULES, manual_plan, select_layers
 
-METHODS = ("manual", "scratch")  # "auto" is run through edgeclip.inherit.auto.prune_and_fuse
+METHODS = ("manual", "scratch")  # "auto" is run through edgeclip.distill.prune.prune_and_fuse
 
 __all__ = ["inherit_weights", "InheritReport", "select_layers", "DEPTH_RULES", "WIDTH_RULES", "METHODS"]
 
@@ -41,7 +41,7 @@ def inherit_weights(teacher, student_cfg: dict, method: str = "manual", depth: s
         return student, InheritReport("scratch", {}, 0, list(student.state_dict()), len(teacher.state_dict()))
     if method != "manual":
         raise InheritError(f"unknown inheritance method {method!r}; choose from {METHODS} "
-                           "(auto pruning: edgeclip.inherit.auto.prune_and_fuse)")
+                           "(auto pruning: edgeclip.distill.prune.prune_and_fuse)")
     plan = manual_plan(teacher.state_dict(), model_config(teacher), student_cfg, depth, width)
     report = apply_plan(student, teacher.state_dict(), plan, f"manual/{depth}/{width}")
     return student.eval(), report

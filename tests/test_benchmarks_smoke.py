@@ -1,0 +1,52 @@
+"""Each benchmark script runs end to end on a tiny setting (subprocess; benchmarks/ is never imported)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import TINY_CFG  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory):
+    from edgeclip.models import create_model, save_student
+    d = tmp_path_factory.mktemp("bench")
+    save_student(create_model(TINY_CFG, seed=0), d / "teacher")
+    return d
+
+
+def _run(script, args, out):
+    env = {**os.environ, "EDGECLIP_BENCH_RESULTS": str(out), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], check=True, env=env, timeout=600,
+                   capture_output=True)
+
+
+def test_inherit_vs_scratch_smoke(tiny_teacher):
+    out = tiny_teacher / "r1"
+    _run("inherit_vs_scratch.py", ["--teacher", str(tiny_teacher / "teacher"), "--target", "50%", "--steps", "4",
+                                   "--eval-every", "2", "--batch-size", "16", "--samples", "64", "--auto-steps",
+                                   "2", "--eval-images", "128"], out)
+    r = json.loads((out / "inherit_vs_scratch.json").read_text())
+    assert set(r["methods"]) == {"manual-leading", "manual-magnitude", "auto", "scratch"}
+    assert (out / "inherit_vs_scratch.png").stat().st_size > 0
+
+
+def test_speed_smoke(tiny_teacher):
+    out = tiny_teacher / "r2"
+    _run("speed.py", ["--teacher", str(tiny_teacher / "teacher"), "--target", "50%", "--batches", "1,4",
+                      "--repeat", "1", "--threads", "1"], out)
+    r = json.loads((out / "speed.json").read_text())
+    assert "ort-int8-dynamic/b4" in r["student_run"]["latency_ms"]
+
+
+def test_cache_speed_smoke(tiny_teacher):
+    out = tiny_teacher / "r3"
+    _run("cache_speed.py", ["--teacher", str(tiny_teacher / "teacher"), "--target", "50%", "--samples", "64",
+                            "--batch-size", "32"], out)
+    r = json.loads((out / "cache_speed.json").read_text())
+    assert len(r["epoch_s_with_cache"]) == 2
