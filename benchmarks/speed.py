@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -33,23 +32,22 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def _rss_probe(artifact: str, variant: str, threads: int) -> float:
-    """Peak RSS (MiB) of a fresh process that loads the variant and embeds one image batch."""
-    code = (f"import resource, numpy as np, edgeclip.runtime as rt; r = rt.load({artifact!r}, {variant!r}, "
-            f"threads={threads}); s = r.preprocess.size; r.embed_pixels(np.zeros((8, 3, s, s), np.float32));"
-            "r.embed_ids(np.zeros((8, r.tokenizer.context_length), np.int64));"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+def _peak_rss(code: str) -> float:
+    """Peak RSS (MiB) of a fresh process running ``code`` (which must not print anything else)."""
+    code += "; import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
+
+
+def _ort_rss(artifact: str, variant: str, threads: int) -> float:
+    return _peak_rss(f"import numpy as np, edgeclip.runtime as rt; r = rt.load({artifact!r}, {variant!r}, "
+                     f"threads={threads}); s = r.preprocess.size; r.embed_pixels(np.zeros((8, 3, s, s), np.float32))")
 
 
 def _torch_rss(spec: str, threads: int) -> float:
-    code = (f"import resource, torch; torch.set_num_threads({threads}); from edgeclip.models import load_teacher;"
-            f"m = load_teacher({spec!r}); s = m.visual.image_size[0];"
-            "torch.no_grad().__enter__(); m.encode_image(torch.zeros(8, 3, s, s));"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    return _peak_rss(f"import torch; torch.set_num_threads({threads}); from edgeclip.models import load_teacher; "
+                     f"m = load_teacher({spec!r}); s = m.visual.image_size[0]; torch.set_grad_enabled(False); "
+                     "m.encode_image(torch.zeros(8, 3, s, s))")
 
 
 def bench_model(name: str, model, spec: str, workdir: Path, a) -> dict:
@@ -74,7 +72,7 @@ def bench_model(name: str, model, spec: str, workdir: Path, a) -> dict:
             out["latency_ms"][f"ort-{v}/b{b}"] = timeit(lambda: r.embed_pixels(xn, b), a.repeat)
     out["rss_mib"]["torch-eager"] = _torch_rss(spec, a.threads)
     for v in VARIANTS:
-        out["rss_mib"][f"ort-{v}"] = _rss_probe(str(art), v, a.threads)
+        out["rss_mib"][f"ort-{v}"] = _ort_rss(str(art), v, a.threads)
         files = m["variants"][v]
         out["file_mb"][f"ort-{v}"] = sum(_size(art, files[t]) for t in ("image", "text")) / 1e6
     return out

@@ -70,61 +70,58 @@ def _tower_pairs(oc: str, hf: str, layers: int):
         yield f"{oc}transformer.resblocks.{i}.", f"{hf}encoder.layers.{i}."
 
 
-def hf_to_open_clip_state_dict(sd: dict, cfg: dict) -> dict:
-    out = {
-        "visual.conv1.weight": sd["vision_model.embeddings.patch_embedding.weight"],
-        "visual.class_embedding": sd["vision_model.embeddings.class_embedding"],
-        "visual.positional_embedding": sd["vision_model.embeddings.position_embedding.weight"],
-        "visual.ln_pre.weight": sd["vision_model.pre_layrnorm.weight"],
-        "visual.ln_pre.bias": sd["vision_model.pre_layrnorm.bias"],
-        "visual.ln_post.weight": sd["vision_model.post_layernorm.weight"],
-        "visual.ln_post.bias": sd["vision_model.post_layernorm.bias"],
-        "visual.proj": sd["visual_projection.weight"].T.contiguous(),
-        "token_embedding.weight": sd["text_model.embeddings.token_embedding.weight"],
-        "positional_embedding": sd["text_model.embeddings.position_embedding.weight"],
-        "ln_final.weight": sd["text_model.final_layer_norm.weight"],
-        "ln_final.bias": sd["text_model.final_layer_norm.bias"],
-        "text_projection": sd["text_projection.weight"].T.contiguous(),
-        "logit_scale": sd["logit_scale"].reshape(()),
-    }
+# (open_clip key, HF key) of the tensors that are copied as they are
+_DIRECT = [
+    ("visual.conv1.weight", "vision_model.embeddings.patch_embedding.weight"),
+    ("visual.class_embedding", "vision_model.embeddings.class_embedding"),
+    ("visual.positional_embedding", "vision_model.embeddings.position_embedding.weight"),
+    ("visual.ln_pre.weight", "vision_model.pre_layrnorm.weight"),
+    ("visual.ln_pre.bias", "vision_model.pre_layrnorm.bias"),
+    ("visual.ln_post.weight", "vision_model.post_layernorm.weight"),
+    ("visual.ln_post.bias", "vision_model.post_layernorm.bias"),
+    ("token_embedding.weight", "text_model.embeddings.token_embedding.weight"),
+    ("positional_embedding", "text_model.embeddings.position_embedding.weight"),
+    ("ln_final.weight", "text_model.final_layer_norm.weight"),
+    ("ln_final.bias", "text_model.final_layer_norm.bias"),
+]
+_TRANSPOSED = [("visual.proj", "visual_projection.weight"), ("text_projection", "text_projection.weight")]
+
+
+def _key_pairs(cfg: dict):
+    """Every (open_clip key, HF key) pair copied directly, blocks included (q/k/v and projections aside)."""
+    yield from _DIRECT
     pairs = list(_tower_pairs("visual.", "vision_model.", cfg["vision_cfg"]["layers"]))
     pairs += list(_tower_pairs("", "text_model.", cfg["text_cfg"]["layers"]))
     for oc, hf in pairs:
         for a, b in _BLOCK.items():
             for p in ("weight", "bias"):
-                out[f"{oc}{a}.{p}"] = sd[f"{hf}{b}.{p}"]
+                yield f"{oc}{a}.{p}", f"{hf}{b}.{p}"
+
+
+def _qkv_pairs(cfg: dict):
+    yield from _tower_pairs("visual.", "vision_model.", cfg["vision_cfg"]["layers"])
+    yield from _tower_pairs("", "text_model.", cfg["text_cfg"]["layers"])
+
+
+def hf_to_open_clip_state_dict(sd: dict, cfg: dict) -> dict:
+    out = {oc: sd[hf] for oc, hf in _key_pairs(cfg)}
+    out.update({oc: sd[hf].T.contiguous() for oc, hf in _TRANSPOSED})
+    out["logit_scale"] = sd["logit_scale"].reshape(())
+    for oc, hf in _qkv_pairs(cfg):
         for p in ("weight", "bias"):  # [3w, w] in_proj = q; k; v
             out[f"{oc}attn.in_proj_{p}"] = torch.cat([sd[f"{hf}self_attn.{n}_proj.{p}"] for n in "qkv"])
     return out
 
 
 def open_clip_to_hf_state_dict(sd: dict, cfg: dict) -> dict:
-    inv = {
-        "vision_model.embeddings.patch_embedding.weight": sd["visual.conv1.weight"],
-        "vision_model.embeddings.class_embedding": sd["visual.class_embedding"],
-        "vision_model.embeddings.position_embedding.weight": sd["visual.positional_embedding"],
-        "vision_model.pre_layrnorm.weight": sd["visual.ln_pre.weight"],
-        "vision_model.pre_layrnorm.bias": sd["visual.ln_pre.bias"],
-        "vision_model.post_layernorm.weight": sd["visual.ln_post.weight"],
-        "vision_model.post_layernorm.bias": sd["visual.ln_post.bias"],
-        "visual_projection.weight": sd["visual.proj"].T.contiguous(),
-        "text_model.embeddings.token_embedding.weight": sd["token_embedding.weight"],
-        "text_model.embeddings.position_embedding.weight": sd["positional_embedding"],
-        "text_model.final_layer_norm.weight": sd["ln_final.weight"],
-        "text_model.final_layer_norm.bias": sd["ln_final.bias"],
-        "text_projection.weight": sd["text_projection"].T.contiguous(),
-        "logit_scale": sd["logit_scale"].reshape(()),
-    }
-    pairs = list(_tower_pairs("visual.", "vision_model.", cfg["vision_cfg"]["layers"]))
-    pairs += list(_tower_pairs("", "text_model.", cfg["text_cfg"]["layers"]))
-    for oc, hf in pairs:
-        for a, b in _BLOCK.items():
-            for p in ("weight", "bias"):
-                inv[f"{hf}{b}.{p}"] = sd[f"{oc}{a}.{p}"]
+    out = {hf: sd[oc] for oc, hf in _key_pairs(cfg)}
+    out.update({hf: sd[oc].T.contiguous() for oc, hf in _TRANSPOSED})
+    out["logit_scale"] = sd["logit_scale"].reshape(())
+    for oc, hf in _qkv_pairs(cfg):
         for p in ("weight", "bias"):
             for n, chunk in zip("qkv", sd[f"{oc}attn.in_proj_{p}"].chunk(3)):
-                inv[f"{hf}self_attn.{n}_proj.{p}"] = chunk.contiguous()
-    return inv
+                out[f"{hf}self_attn.{n}_proj.{p}"] = chunk.contiguous()
+    return out
 
 
 def load_hf(folder: str | os.PathLike):
