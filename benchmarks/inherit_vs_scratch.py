@@ -35,6 +35,7 @@ def parse_args(argv=None):
     p.add_argument("--auto-steps", type=int, default=100, help="prune-phase steps of the auto method")
     p.add_argument("--methods", default="manual-leading,manual-magnitude,auto,scratch", help="comma list")
     p.add_argument("--eval-images", type=int, default=2048, help="zero-shot evaluation images")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     return p.parse_args(argv)
 
 
@@ -51,7 +52,7 @@ def step0(student, teacher, n: int) -> dict:
 
 def main(argv=None):
     a = parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     teacher = load_teacher(a.teacher)
     cfg = student_config(model_config(teacher), _relative_budget(a.target, teacher))
     pairs = ShapesPairs(a.samples, cfg["vision_cfg"]["image_size"])

@@ -53,7 +53,7 @@ def _torch_rss(spec: str, threads: int) -> float:
 def bench_model(name: str, model, spec: str, workdir: Path, a) -> dict:
     import edgeclip.runtime as rt
     from edgeclip.export import export_artifact
-    art = workdir / name
+    art = workdir / f"{name}-onnx"
     res = export_artifact(model, art, VARIANTS, images_dir=_photos())
     parity = {r.variant: {"passed": r.passed, "min_cos_image": r.metrics["image"]["min_cosine"],
                           "min_cos_text": r.metrics["text"]["min_cosine"],

@@ -28,7 +28,7 @@ def _run(script, args, out):
 
 def test_inherit_vs_scratch_smoke(tiny_teacher):
     out = tiny_teacher / "r1"
-    _run("inherit_vs_scratch.py", ["--teacher", str(tiny_teacher / "teacher"), "--target", "50%", "--steps", "4",
+    _run("inherit_vs_scratch.py", ["--teacher", str(tiny_teacher / "teacher"), "--target", "60k", "--steps", "4",
                                    "--eval-every", "2", "--batch-size", "16", "--samples", "64", "--auto-steps",
                                    "2", "--eval-images", "128"], out)
     r = json.loads((out / "inherit_vs_scratch.json").read_text())
@@ -38,7 +38,7 @@ def test_inherit_vs_scratch_smoke(tiny_teacher):
 
 def test_speed_smoke(tiny_teacher):
     out = tiny_teacher / "r2"
-    _run("speed.py", ["--teacher", str(tiny_teacher / "teacher"), "--target", "50%", "--batches", "1,4",
+    _run("speed.py", ["--teacher", str(tiny_teacher / "teacher"), "--target", "60k", "--batches", "1,4",
                       "--repeat", "1", "--threads", "1"], out)
     r = json.loads((out / "speed.json").read_text())
     assert "ort-int8-dynamic/b4" in r["student_run"]["latency_ms"]
@@ -46,7 +46,7 @@ def test_speed_smoke(tiny_teacher):
 
 def test_cache_speed_smoke(tiny_teacher):
     out = tiny_teacher / "r3"
-    _run("cache_speed.py", ["--teacher", str(tiny_teacher / "teacher"), "--target", "50%", "--samples", "64",
+    _run("cache_speed.py", ["--teacher", str(tiny_teacher / "teacher"), "--target", "60k", "--samples", "64",
                             "--batch-size", "32"], out)
     r = json.loads((out / "cache_speed.json").read_text())
     assert len(r["epoch_s_with_cache"]) == 2

@@ -103,7 +103,8 @@ class TowerMasks(torch.nn.Module):
             n_heads = max(1, min(self.width // self.hw, round(w_exp / self.hw)))
             count = vision_params if self.tower == "vision" else text_params
             base = dict(self.cfg["vision_cfg" if self.tower == "vision" else "text_cfg"])
-            for h in range(n_heads, 0, -1):  # shrink width until an MLP size can meet the target
+            by_gate = sorted(range(1, self.width // self.hw + 1), key=lambda k: (abs(k - n_heads), -k))
+            for h in by_gate:  # the width the gates suggest first, then the nearest widths
                 w = h * self.hw
                 c0 = count({**base, "width": w, "mlp_ratio": 0.0, "layers": self.layers}, self.cfg["embed_dim"])
                 per_unit = self.layers * (2 * w + 1)
