@@ -6,6 +6,7 @@ import copy
 from dataclasses import dataclass
 
 import torch
+from tqdm import tqdm
 
 from ..inherit.auto import MaskedCLIP, fuse
 from ..models import get_tokenizer
@@ -49,7 +50,7 @@ def prune(masked: MaskedCLIP, teacher, batches, targets: dict[str, int], cfg: Au
     opt_l = torch.optim.SGD(lam.parameters(), lr=cfg.lambda_lr)
     cache, hist = TeacherCache(), PruneHistory([], [], dict(targets))
     masked.train()
-    for step in range(cfg.steps):
+    for step in tqdm(range(cfg.steps), desc="prune (L0 masks)", mininterval=2, leave=False):
         keys, px, t_ids, s_ids = batches(step)
         t_img, t_txt = cache.get(teacher, keys, px, t_ids)
         s_img, s_txt, _ = masked(px, s_ids)
