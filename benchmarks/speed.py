@@ -33,8 +33,11 @@ def parse_args(argv=None):
 
 
 def _peak_rss(code: str) -> float:
-    """Peak RSS (MiB) of a fresh process running ``code`` (which must not print anything else)."""
-    code += "; import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    """Peak RSS (MiB) of a fresh process running ``code`` (which must not print anything else).
+
+    Reads VmHWM from /proc: ``ru_maxrss`` would include the parent's peak carried across fork + exec."""
+    code += ("; print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))"
+             " / 1024)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 

@@ -45,7 +45,8 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
              method: str = "manual", stages: int | str = "auto", out: str | Path = "runs/student",
              device: str = "cpu", batch_size: int = 128, lr: float | None = None, resume: bool = False,
              seed: int = 0, depth: str = "interval", width: str = "leading", eval_every: int = 0,
-             ckpt_every: int = 50, cache_teacher: bool = True, hf: bool = False) -> CompressResult:
+             ckpt_every: int = 50, cache_teacher: bool = True, hf: bool = False,
+             evaluate: bool = True) -> CompressResult:
     """Distil ``teacher`` into a student of ``target_params`` (TinyCLIP: inheritance + affinity mimicking).
 
     Args:
@@ -60,6 +61,7 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
         device: ``"cpu"`` or ``"cuda"``; a GPU asked for but absent is an error.
         resume: continue from the checkpoints in ``out/ckpt`` (same result as an uninterrupted run).
         ckpt_every: steps between resumable checkpoints (written atomically).
+        evaluate: score teacher and student on ShapesWorld's evaluation sets (when training on ShapesWorld).
 
     Returns:
         ``CompressResult`` with the student (eval mode), the output folder and the report dict.
@@ -96,7 +98,7 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
                         eval_every=eval_every, ckpt_every=ckpt_every, warmup=min(50, max(1, per_stage // 10)))
     tf = _image_transform(t_pre)
     cache = TeacherCache() if cache_teacher else None
-    eval_fn = _shapes_eval_fn() if _is_shapes(pairs) else None
+    eval_fn = _shapes_eval_fn() if evaluate and _is_shapes(pairs) else None
     prev, stage_reports = teacher, []
     for st in plan:
         student, inh = _make_student(prev, st.cfg, method, depth, width, seed, pairs, tf, teacher, device)

@@ -14,8 +14,7 @@ def create_model(model: str | dict, device: str | torch.device = "cpu", seed: in
 
     Args:
         model: an edgeclip or open_clip model name (e.g. ``"ViT-B-32"``, ``"TinyCLIP-ViT-8M-16-Text-3M"``) or an
-            open_clip-style config dict (``embed_dim``, ``vision_cfg``, ``text_cfg``; per-layer shapes of a
-            non-uniform pruned model under ``edgeclip_layers``).
+            open_clip-style config dict (``embed_dim``, ``vision_cfg``, ``text_cfg``).
         device: where to put the model.
         seed: seeds the initialisation when given (reproducible random teachers in tests).
 
@@ -31,17 +30,16 @@ def create_model(model: str | dict, device: str | torch.device = "cpu", seed: in
     import open_clip.model as ocm
 
     cfg = get_model_config(model) if isinstance(model, str) else check_config(copy.deepcopy(model))
-    layers = cfg.pop("edgeclip_layers", None)
+    if cfg.get("edgeclip_layers"):
+        raise ConfigError("non-uniform per-layer configs ('edgeclip_layers') are not supported yet; "
+                          "prune with uniform layers")
+    cfg.pop("edgeclip_layers", None)
     if seed is not None:
         torch.manual_seed(seed)
     try:
         clip = ocm.CLIP(**cfg)
     except (TypeError, ValueError, AssertionError) as e:
         raise ConfigError(f"cannot build CLIP from config: {e}") from None
-    if layers:
-        from .nonuniform import apply_layer_shapes
-        apply_layer_shapes(clip, layers)
-        cfg["edgeclip_layers"] = layers
     clip.edgeclip_cfg = cfg
     return clip.to(device).eval()
 
