@@ -142,13 +142,8 @@ def _folder_items(folder, class_names_file=None, limit=None):
 @torch.no_grad()
 def embed_pil_images(model, images, batch_size: int = 64) -> torch.Tensor:
     """PIL images --> normalised [N, D] with the model's own eval preprocessing."""
-    from open_clip.transform import PreprocessCfg, image_transform_v2
-
-    from .models.io import default_preprocess_cfg
-    from .models.factory import model_config
-    pre = getattr(model, "edgeclip_preprocess", None) or default_preprocess_cfg(model_config(model))
-    keys = ("size", "mean", "std", "interpolation", "resize_mode")
-    tf = image_transform_v2(PreprocessCfg(**{k: pre[k] for k in keys if k in pre}), is_train=False)
+    from .models.io import image_transform, preprocess_cfg
+    tf = image_transform(preprocess_cfg(model))
     return torch.cat([model.encode_image(torch.stack([tf(i) for i in images[j:j + batch_size]]), normalize=True)
                       for j in range(0, len(images), batch_size)])
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+from ..models.io import OPENAI_MEAN, OPENAI_STD
 
 
 def to_tensor(images: np.ndarray, mean=OPENAI_MEAN, std=OPENAI_STD) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch
 from .._io import write_json, write_text
 from ..errors import ConfigError
 from ..models import get_tokenizer, load_teacher, model_config, save_student
-from ..models.io import default_preprocess_cfg
+from ..models.io import image_transform, preprocess_cfg
 from ..models.params import count_params
 from .stages import plan_stages
 from .trainer import Batches, DistillConfig, TeacherCache, distill
@@ -30,10 +30,7 @@ def _check_device(device: str) -> str:
     return str(device)
 
 
-def _image_transform(pre: dict):
-    from open_clip.transform import PreprocessCfg, image_transform_v2
-    keys = ("size", "mean", "std", "interpolation", "resize_mode")
-    return image_transform_v2(PreprocessCfg(**{k: pre[k] for k in keys if k in pre}), is_train=False)
+_image_transform = image_transform  # kept for the benchmarks and tests that import it
 
 
 def _is_shapes(pairs) -> bool:
@@ -78,7 +75,7 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
     device = _check_device(device)
     teacher = teacher if isinstance(teacher, torch.nn.Module) else load_teacher(teacher)
     t_cfg = model_config(teacher)
-    t_pre = getattr(teacher, "edgeclip_preprocess", None) or default_preprocess_cfg(t_cfg)
+    t_pre = preprocess_cfg(teacher)
     target_params = _relative_budget(target_params, teacher)
     plan = plan_stages(t_cfg, target_params, stages)
     pairs = open_pairs(data, t_pre["size"] if isinstance(t_pre["size"], int) else t_pre["size"][0])

@@ -28,6 +28,18 @@ def default_preprocess_cfg(cfg: dict) -> dict:
             "resize_mode": "shortest"}
 
 
+def preprocess_cfg(model) -> dict:
+    """The model's own preprocess config (from its folder), or the default for its architecture."""
+    return getattr(model, "edgeclip_preprocess", None) or default_preprocess_cfg(model_config(model))
+
+
+def image_transform(pre: dict):
+    """open_clip's eval transform (PIL -> normalised tensor) for a preprocess config."""
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+    keys = ("size", "mean", "std", "interpolation", "resize_mode")
+    return image_transform_v2(PreprocessCfg(**{k: pre[k] for k in keys if k in pre}), is_train=False)
+
+
 def save_student(model, folder: str | os.PathLike, preprocess_cfg: dict | None = None, fp16: bool = False,
                  hf: bool = False, extra: dict | None = None) -> Path:
     """Write ``open_clip_config.json`` + ``model.safetensors`` (+ ``hf/`` CLIPModel copy) atomically.
