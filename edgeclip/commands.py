@@ -25,7 +25,8 @@ def _cmd_compress(a) -> int:
     res = compress(a.teacher, target, data=a.data, steps=a.steps, epochs=a.epochs, method=a.method,
                    stages=a.stages if a.stages == "auto" else int(a.stages), out=a.out, device=a.device,
                    batch_size=a.batch_size, lr=a.lr, resume=a.resume, seed=a.seed, depth=a.depth, width=a.width,
-                   hf=a.hf)
+                   hf=a.hf, tie_layers=not a.per_layer,
+                   prune_steps=a.prune_steps)
     print((res.out / "report.md").read_text())
     print(f"student: {res.out / 'student'}")
     return 0
@@ -130,6 +131,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--epochs", type=float, default=None, help="epochs over the data (overrides --steps)")
     q.add_argument("--method", choices=("manual", "auto", "scratch"), default="manual", help="weight inheritance")
     q.add_argument("--stages", default="auto", help="'auto' (<= ~50%% cut per stage) or a number")
+    q.add_argument("--per-layer", action="store_true", help="auto method: untie masks so each layer of the last "
+                   "stage keeps its own head/MLP counts (loads through edgeclip, not plain open_clip)")
+    q.add_argument("--prune-steps", type=int, default=200, help="auto method: L0-mask steps per stage")
     q.add_argument("--depth", choices=("interval", "uniform"), default="interval", help="layer selection rule")
     q.add_argument("--width", choices=("leading", "magnitude"), default="leading", help="channel selection rule")
     q.add_argument("--batch-size", type=int, default=128, help="pairs per step")

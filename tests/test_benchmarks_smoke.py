@@ -50,3 +50,14 @@ def test_cache_speed_smoke(tiny_teacher):
                             "--batch-size", "32"], out)
     r = json.loads((out / "cache_speed.json").read_text())
     assert len(r["epoch_s_with_cache"]) == 2
+
+
+def test_size_vs_accuracy_smoke(tiny_teacher):
+    out = tiny_teacher / "r4"
+    _run("size_vs_accuracy.py", ["--teacher", str(tiny_teacher / "teacher"), "--sizes", "60k", "--multistage", "60k",
+                                 "--steps", "4", "--batch-size", "16", "--samples", "64", "--eval-images", "128",
+                                 "--threads", "1"], out)
+    r = json.loads((out / "size_vs_accuracy.json").read_text())
+    assert [x["stages"] for x in r["runs"]] == [1, 2]
+    assert all(set(x["retained"]) == {"seen_top1", "held_out_top1", "i2t_R@1"} for x in r["runs"])
+    assert (out / "size_vs_accuracy.png").stat().st_size > 0

@@ -43,7 +43,7 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
              device: str = "cpu", batch_size: int = 128, lr: float | None = None, resume: bool = False,
              seed: int = 0, depth: str = "interval", width: str = "leading", eval_every: int = 0,
              ckpt_every: int = 50, cache_teacher: bool = True, hf: bool = False,
-             evaluate: bool = True) -> CompressResult:
+             evaluate: bool = True, tie_layers: bool = True, prune_steps: int = 200) -> CompressResult:
     """Distil ``teacher`` into a student of ``target_params`` (TinyCLIP: inheritance + affinity mimicking).
 
     Args:
@@ -59,6 +59,10 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
         resume: continue from the checkpoints in ``out/ckpt`` (same result as an uninterrupted run).
         ckpt_every: steps between resumable checkpoints (written atomically).
         evaluate: score teacher and student on ShapesWorld's evaluation sets (when training on ShapesWorld).
+        tie_layers: ``method="auto"`` only; ``False`` lets each layer of the last stage keep its own head and
+            MLP counts (saved with exact shapes: loads through edgeclip, not plain open_clip or HF).
+        prune_steps: ``method="auto"`` only; L0-mask steps per stage before distillation (target ramps over
+            the first half).
 
     Returns:
         ``CompressResult`` with the student (eval mode), the output folder and the report dict.
@@ -84,6 +88,8 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
         raise DataError("the dataset is empty")
     if method not in ("manual", "auto", "scratch"):
         raise ConfigError(f"unknown method {method!r}; choose manual, auto or scratch")
+    if hf and not tie_layers and method == "auto":
+        raise ConfigError("per-layer students have no Hugging Face CLIPModel equivalent; drop hf or tie layers")
     if epochs is not None:
         steps = max(1, round(epochs * len(pairs) / batch_size))
     per_stage = max(1, steps // len(plan))
@@ -98,7 +104,9 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
     eval_fn = _shapes_eval_fn() if evaluate and _is_shapes(pairs) else None
     prev, stage_reports = teacher, []
     for st in plan:
-        student, inh = _make_student(prev, st.cfg, method, depth, width, seed, pairs, tf, teacher, device)
+        tie = tie_layers or st.index < len(plan)  # only the last stage may leave per-layer sizes
+        student, inh = _make_student(prev, st.cfg, method, depth, width, seed, pairs, tf, teacher, device, tie,
+                                     prune_steps)
         batches = Batches(pairs, batch_size, seed, tf, get_tokenizer(teacher), get_tokenizer(student))
         student, hist = distill(student, teacher, batches, replace(cfg, seed=seed + st.index),
                                 ckpt=out / "ckpt" / f"stage{st.index}.pt", cache=cache, resume=resume,
@@ -133,11 +141,14 @@ def _relative_budget(target, teacher):
     return target
 
 
-def _make_student(prev, cfg, method, depth, width, seed, pairs, tf, teacher, device):
+def _make_student(prev, cfg, method, depth, width, seed, pairs, tf, teacher, device, tie_layers=True,
+                  prune_steps=200):
     from ..inherit import inherit_weights
     if method == "auto":
         from .prune import AutoConfig, prune_and_fuse
-        student, rep = prune_and_fuse(prev, cfg, pairs, tf, teacher, AutoConfig(seed=seed, device=device))
+        auto = AutoConfig(steps=prune_steps, warmup=max(1, prune_steps // 2), seed=seed, device=device,
+                          tie_layers=tie_layers)
+        student, rep = prune_and_fuse(prev, cfg, pairs, tf, teacher, auto)
         return student, rep
     student, rep = inherit_weights(prev, cfg, method=method, depth=depth, width=width, seed=seed)
     return student, rep.to_dict()

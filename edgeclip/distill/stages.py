@@ -26,8 +26,9 @@ class Stage:
 def plan_stages(teacher_cfg: dict, target, stages: int | str = "auto") -> list[Stage]:
     """Geometric plan from the teacher to ``target``; ``stages="auto"`` keeps every cut at or below ~50%.
 
-    Intermediate stages take the nearest feasible size; the last one must meet the target (+-5%), else
-    ``ConfigError`` names the nearest sizes reachable along the plan (try ``stages=1``).
+    The final student is solved first, directly from the teacher (``ConfigError`` naming the nearest sizes if
+    the target is infeasible); intermediate stages take the nearest size that still contains it (at least as
+    deep and as wide), so the plan can always be chained and ends exactly at the one-stage student.
     """
     budget = parse_budget(target)
     tv, tt = config_params(teacher_cfg)
@@ -35,11 +36,13 @@ def plan_stages(teacher_cfg: dict, target, stages: int | str = "auto") -> list[S
     n = max(1, math.ceil(math.log(frac) / math.log(1 - MAX_CUT) - 0.1)) if stages == "auto" else int(stages)
     if n < 1:
         raise ValueError(f"stages must be >= 1 or 'auto', got {stages!r}")
+    final = student_config(teacher_cfg, budget)
     plan, prev = [], teacher_cfg
     for k in range(1, n + 1):  # each stage is solved inside the previous one, so inheritance can chain
         tgt = round(tv * frac ** (k / n))
         text = None if budget.text is None else round(tt * (budget.text / tt) ** (k / n))
-        cfg = student_config(prev, {"image": tgt, **({"text": text} if text else {})}, strict=k == n)
+        cfg = final if k == n else student_config(prev, {"image": tgt, **({"text": text} if text else {})},
+                                                  strict=False, floor=final)
         v, t = config_params(cfg)
         plan.append(Stage(k, tgt, cfg, v, t))
         prev = cfg

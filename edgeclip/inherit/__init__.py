@@ -42,6 +42,8 @@ def inherit_weights(teacher, student_cfg: dict, method: str = "manual", depth: s
     if method != "manual":
         raise InheritError(f"unknown inheritance method {method!r}; choose from {METHODS} "
                            "(auto pruning: edgeclip.distill.prune.prune_and_fuse)")
+    if model_config(teacher).get("edgeclip_layers") or student_cfg.get("edgeclip_layers"):
+        raise InheritError("manual inheritance needs uniform configs (per-layer sizes come only from auto fuse)")
     plan = manual_plan(teacher.state_dict(), model_config(teacher), student_cfg, depth, width)
     report = apply_plan(student, teacher.state_dict(), plan, f"manual/{depth}/{width}")
     return student.eval(), report

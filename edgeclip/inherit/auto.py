@@ -6,10 +6,11 @@ Masks per tower: the shared hidden (residual) dimension, heads and MLP units (pe
 layers with ``tie_layers=True``). The hidden mask scales every write into the residual stream (``ln_pre`` /
 embeddings, attention ``out_proj``, MLP ``c_proj``); LayerNorms take their statistics over the kept channels
 only, so dropping the masked channels changes nothing. Head and MLP-unit masks scale activations right before
-the next linear layer, where ``fuse`` folds their values. Fused configs are uniform (the same head and MLP
-counts in every layer, width = heads x head width), so plain open_clip loads them; with ``tie_layers=False``
-each layer still picks its own heads and units. The MLP count is solved so the fused vision tower meets the
-target within +-1%.
+the next linear layer, where ``fuse`` folds their values. With ``tie_layers=True`` the fused config is
+uniform (the same head and MLP counts in every layer, width = heads x head width), so plain open_clip loads
+it; with ``tie_layers=False`` each layer keeps its own head and MLP counts and the result is saved with
+those exact shapes (``edgeclip.models.nonuniform``; loads through edgeclip). The MLP units are solved so
+the fused tower meets the target within +-1%.
 Paper: https://arxiv.org/abs/2309.12314 (TinyCLIP), https://arxiv.org/abs/2204.00408 (CoFi).
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 
 from ..errors import InheritError
 from ..models.factory import create_model, model_config
+from ..models.nonuniform import KEY
 from ..models.params import config_params, parse_budget, text_params, vision_params
 
 L, R, BETA, EPS = -0.1, 1.1, 2 / 3, 1e-6
@@ -95,43 +97,75 @@ class TowerMasks(torch.nn.Module):
     def _fixed_params(self) -> int:
         return 0 if self.tower == "vision" else 1
 
-    def fix(self, target: int) -> dict:
-        """Deterministic masks meeting ``target`` params: width from the hidden gates (whole heads), MLP count
-        solved for the target, top-k by log-alpha. Returns the fused tower config."""
+    def fix(self, target: int) -> tuple[dict, list[dict] | None]:
+        """Deterministic masks meeting ``target`` params, kept in ``self.fixed``.
+
+        Width comes from the hidden gates (whole heads). Tied masks give a uniform tower: the width's head
+        count in every layer, the MLP count solved for the target, top-k by log-alpha. Untied masks keep
+        round(expected) heads per layer (>= 1) and spend the rest of the target on the globally
+        highest-scoring MLP units (>= 1 per layer). Returns the tower config and the per-layer sizes (``None``
+        when uniform).
+        """
         with torch.no_grad():
             w_exp = self.hidden.prob_nonzero().sum().item()
             n_heads = max(1, min(self.width // self.hw, round(w_exp / self.hw)))
-            count = vision_params if self.tower == "vision" else text_params
-            base = dict(self.cfg["vision_cfg" if self.tower == "vision" else "text_cfg"])
             by_gate = sorted(range(1, self.width // self.hw + 1), key=lambda k: (abs(k - n_heads), -k))
             for h in by_gate:  # the width the gates suggest first, then the nearest widths
-                w = h * self.hw
-                c0 = count({**base, "width": w, "mlp_ratio": 0.0, "layers": self.layers}, self.cfg["embed_dim"])
-                per_unit = self.layers * (2 * w + 1)
-                units = round((target - c0) / per_unit)
-                if 1 <= units <= self.mlp:
+                heads, units = self._budget(h * self.hw, target, h)
+                if units is not None:
                     break
             else:
                 raise InheritError(f"auto pruning cannot reach {target:,} {self.tower} params")
-            units = min(units, self.mlp)
+            w = h * self.hw
             keep_w = self.hidden.log_alpha.topk(w).indices.sort().values
             hid = torch.zeros(self.width)
-            hid[keep_w] = (torch.sigmoid(self.hidden.log_alpha[keep_w]) * (R - L) + L).clamp(1e-3, 1)
+            hid[keep_w] = _gate_value(self.hidden.log_alpha[keep_w])
             la_h = self.heads.log_alpha.expand(self.layers, -1)
             la_m = self.units.log_alpha.expand(self.layers, -1)
-            val_h, val_m = torch.sigmoid(la_h) * (R - L) + L, torch.sigmoid(la_m) * (R - L) + L
-            heads = torch.zeros(self.layers, self.width // self.hw)
-            mlp = torch.zeros(self.layers, self.mlp)
-            for i in range(self.layers):
-                k = la_h[i].topk(h).indices
-                heads[i, k] = val_h[i, k].clamp(1e-3, 1)
-                u = la_m[i].topk(units).indices
-                mlp[i, u] = val_m[i, u].clamp(1e-3, 1)
-        self.fixed = {"hidden": hid, "heads": heads, "units": mlp}
-        tower_cfg = {**base, "width": w, "mlp_ratio": (units + 0.5) / w}
+            head_m = torch.zeros(self.layers, self.width // self.hw)
+            unit_m = torch.zeros(self.layers, self.mlp)
+            for i, k in enumerate(heads):
+                idx = la_h[i].topk(k).indices
+                head_m[i, idx] = _gate_value(la_h[i, idx])
+            for i, u in enumerate(units):
+                idx = la_m[i].topk(u).indices
+                unit_m[i, idx] = _gate_value(la_m[i, idx])
+        self.fixed = {"hidden": hid, "heads": head_m, "units": unit_m}
+        tower_cfg = {**self._base(), "width": w, "mlp_ratio": (max(units) + 0.5) / w}
         if self.tower == "text":
             tower_cfg["heads"] = h
-        return tower_cfg
+        uniform = len(set(heads)) == 1 and len(set(units)) == 1 and heads[0] == h
+        return tower_cfg, None if uniform else [{"heads": k, "mlp": u} for k, u in zip(heads, units)]
+
+    def _base(self) -> dict:
+        return dict(self.cfg["vision_cfg" if self.tower == "vision" else "text_cfg"])
+
+    def _budget(self, w: int, target: int, h: int) -> tuple[list[int], list[int] | None]:
+        """Per-layer head and MLP-unit counts at width ``w`` meeting ``target`` (units ``None`` if impossible)."""
+        count = vision_params if self.tower == "vision" else text_params
+        no_blocks = count({**self._base(), "width": w, "mlp_ratio": 0.0, "layers": 0}, self.cfg["embed_dim"])
+        if self.tie:
+            heads = [h] * self.layers
+        else:
+            exp = self.heads.prob_nonzero().sum(-1).round().long().clamp(1, self.width // self.hw)
+            heads = exp.tolist()
+        attn = sum(4 * w * k * self.hw + 3 * k * self.hw + 6 * w for k in heads)
+        total = round((target - no_blocks - attn) / (2 * w + 1))
+        if not self.layers <= total <= self.layers * self.mlp:
+            return heads, None
+        if self.tie:
+            return heads, [min(self.mlp, round(total / self.layers))] * self.layers
+        la = self.units.log_alpha.detach()
+        chosen = torch.zeros_like(la, dtype=torch.bool)
+        chosen[torch.arange(self.layers), la.argmax(-1)] = True  # every layer keeps at least one unit
+        rest = la.masked_fill(chosen, float("-inf")).flatten().topk(total - self.layers).indices
+        chosen.view(-1)[rest] = True
+        return heads, chosen.sum(-1).tolist()
+
+
+def _gate_value(log_alpha: torch.Tensor) -> torch.Tensor:
+    """Deterministic gate value of kept entries (never exactly 0, so a kept entry stays kept)."""
+    return (torch.sigmoid(log_alpha) * (R - L) + L).clamp(1e-3, 1)
 
 
 def _masked_ln(x: torch.Tensor, ln: torch.nn.LayerNorm, keep: torch.Tensor) -> torch.Tensor:
@@ -163,6 +197,8 @@ class MaskedCLIP(torch.nn.Module):
     def __init__(self, clip, tie_layers: bool = True):
         super().__init__()
         self.clip, self.cfg = clip, model_config(clip)
+        if self.cfg.get(KEY):
+            raise InheritError("cannot prune a model with per-layer sizes again; prune its uniform parent")
         self.masks = torch.nn.ModuleDict({t: TowerMasks(self.cfg, t, tie_layers) for t in ("vision", "text")})
 
     def encode_image(self, x: torch.Tensor, normalize: bool = False) -> torch.Tensor:
@@ -232,13 +268,17 @@ def _fold_tower(sd: dict, blocks: str, m: dict, hw: int, tower: str) -> dict:
 
 def fuse(masked: MaskedCLIP, target) -> torch.nn.Module:
     """Fix deterministic masks meeting ``target`` (see ``parse_budget``) and fold them into a dense open_clip
-    CLIP. The result equals ``masked`` in eval (same fixed masks) to float precision."""
+    CLIP (with per-layer sizes when the masks were untied and layers differ, see ``models.nonuniform``).
+    The result equals ``masked`` in eval (same fixed masks) to float precision."""
     budget = parse_budget(target)
     cfg = copy.deepcopy(masked.cfg)
     tv, tt = config_params(cfg)
     text_target = budget.text if budget.text is not None else round(tt * budget.image / tv)
-    cfg["vision_cfg"] = masked.masks["vision"].fix(budget.image)
-    cfg["text_cfg"] = masked.masks["text"].fix(text_target)
+    cfg["vision_cfg"], v_layers = masked.masks["vision"].fix(budget.image)
+    cfg["text_cfg"], t_layers = masked.masks["text"].fix(text_target)
+    layers = {k: v for k, v in (("vision", v_layers), ("text", t_layers)) if v}
+    if layers:
+        cfg[KEY] = layers
     sd = {k: v.detach() for k, v in masked.clip.state_dict().items()}
     new = {}
     new.update(_fold_tower(sd, "visual.transformer.resblocks", masked.masks["vision"].fixed,

@@ -6,6 +6,7 @@ import copy
 import torch
 
 from ..errors import ConfigError
+from .nonuniform import KEY, apply_layers
 from .registry import check_config, get_model_config
 
 
@@ -14,7 +15,8 @@ def create_model(model: str | dict, device: str | torch.device = "cpu", seed: in
 
     Args:
         model: an edgeclip or open_clip model name (e.g. ``"ViT-B-32"``, ``"TinyCLIP-ViT-8M-16-Text-3M"``) or an
-            open_clip-style config dict (``embed_dim``, ``vision_cfg``, ``text_cfg``).
+            open_clip-style config dict (``embed_dim``, ``vision_cfg``, ``text_cfg``, and ``edgeclip_layers``
+            for per-layer head / MLP counts, see ``edgeclip.models.nonuniform``).
         device: where to put the model.
         seed: seeds the initialisation when given (reproducible random teachers in tests).
 
@@ -30,16 +32,16 @@ def create_model(model: str | dict, device: str | torch.device = "cpu", seed: in
     import open_clip.model as ocm
 
     cfg = get_model_config(model) if isinstance(model, str) else check_config(copy.deepcopy(model))
-    if cfg.get("edgeclip_layers"):
-        raise ConfigError("non-uniform per-layer configs ('edgeclip_layers') are not supported yet; "
-                          "prune with uniform layers")
-    cfg.pop("edgeclip_layers", None)
+    layers = cfg.pop(KEY, None)
     if seed is not None:
         torch.manual_seed(seed)
     try:
         clip = ocm.CLIP(**cfg)
     except (TypeError, ValueError, AssertionError) as e:
         raise ConfigError(f"cannot build CLIP from config: {e}") from None
+    if layers:  # per-layer head / MLP counts (auto pruning with tie_layers=False)
+        cfg[KEY] = layers
+        apply_layers(clip, cfg)
     clip.edgeclip_cfg = cfg
     return clip.to(device).eval()
 

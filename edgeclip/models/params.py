@@ -100,19 +100,20 @@ def _head_width(tower: dict, kind: str) -> int:
     return tower.get("head_width", 64) if kind == "vision" else tower["width"] // tower.get("heads", 8)
 
 
-def _candidates(tower: dict, kind: str, embed_dim: int):
+def _candidates(tower: dict, kind: str, embed_dim: int, floor: dict | None = None):
     hw = _head_width(tower, kind)
     count = vision_params if kind == "vision" else text_params
-    for layers in range(1, tower["layers"] + 1):
-        for heads in range(1, tower["width"] // hw + 1):
+    min_layers, min_width = (floor["layers"], floor["width"]) if floor else (1, 1)
+    for layers in range(min_layers, tower["layers"] + 1):
+        for heads in range(max(1, -(-min_width // hw)), tower["width"] // hw + 1):
             c = dict(tower, layers=layers, width=heads * hw)
             if kind == "text":
                 c["heads"] = heads
             yield count(c, embed_dim), c
 
 
-def _solve(tower: dict, kind: str, embed_dim: int, target: int, strict: bool) -> dict:
-    cands = sorted(_candidates(tower, kind, embed_dim), key=lambda x: x[0])
+def _solve(tower: dict, kind: str, embed_dim: int, target: int, strict: bool, floor: dict | None = None) -> dict:
+    cands = sorted(_candidates(tower, kind, embed_dim, floor), key=lambda x: x[0])
     ok = [c for c in cands if abs(c[0] - target) <= TOLERANCE * target]
     if ok:  # prefer depth, then the closest count
         return max(ok, key=lambda c: (c[1]["layers"], -abs(c[0] - target)))[1]
@@ -126,31 +127,40 @@ def _solve(tower: dict, kind: str, embed_dim: int, target: int, strict: bool) ->
     return min(near, key=lambda c: abs(c[0] - target))[1]
 
 
-def student_config(teacher_cfg: dict, target, strict: bool = True) -> dict:
+def student_config(teacher_cfg: dict, target, strict: bool = True, floor: dict | None = None) -> dict:
     """Smaller config of the teacher's family meeting ``target`` (see ``parse_budget``) within +-5%.
 
-    ``strict=False`` takes the nearest feasible size instead of failing (intermediate stages of a plan).
+    ``strict=False`` takes the nearest feasible size instead of failing (intermediate stages of a plan);
+    ``floor`` (a config) keeps every tower at least as deep and wide as it, so that config stays reachable.
 
     Raises:
         ConfigError: target >= teacher, or no architecture within tolerance (names the nearest sizes).
     """
     budget = parse_budget(target)
     e = teacher_cfg["embed_dim"]
-    tv, tt = vision_params(teacher_cfg["vision_cfg"], e), text_params(teacher_cfg["text_cfg"], e)
+    tv, tt = config_params(teacher_cfg)
     if budget.image >= tv:
         raise ConfigError(f"target {_human(budget.image)} is not below the teacher's vision tower ({_human(tv)})")
     if budget.text is not None and budget.text > tt:
         raise ConfigError(f"text target {_human(budget.text)} exceeds the teacher's text tower ({_human(tt)})")
     cfg = copy.deepcopy(teacher_cfg)
     cfg.pop("edgeclip_layers", None)
-    cfg["vision_cfg"] = _solve(teacher_cfg["vision_cfg"], "vision", e, budget.image, strict=strict)
+    fv, ft = (floor["vision_cfg"], floor["text_cfg"]) if floor else (None, None)
+    cfg["vision_cfg"] = _solve(teacher_cfg["vision_cfg"], "vision", e, budget.image, strict=strict, floor=fv)
     if budget.text is None:
-        cfg["text_cfg"] = _solve(teacher_cfg["text_cfg"], "text", e, round(tt * budget.image / tv), strict=False)
+        cfg["text_cfg"] = _solve(teacher_cfg["text_cfg"], "text", e, round(tt * budget.image / tv), strict=False,
+                                 floor=ft)
     elif budget.text < tt:
-        cfg["text_cfg"] = _solve(teacher_cfg["text_cfg"], "text", e, budget.text, strict=strict)
+        cfg["text_cfg"] = _solve(teacher_cfg["text_cfg"], "text", e, budget.text, strict=strict, floor=ft)
     return cfg
 
 
 def config_params(cfg: dict) -> tuple[int, int]:
-    """(vision, text excl. token embedding) of a standard config, without building it."""
-    return vision_params(cfg["vision_cfg"], cfg["embed_dim"]), text_params(cfg["text_cfg"], cfg["embed_dim"])
+    """(vision, text excl. token embedding) of a config, without building it (per-layer sizes included)."""
+    v, t = vision_params(cfg["vision_cfg"], cfg["embed_dim"]), text_params(cfg["text_cfg"], cfg["embed_dim"])
+    if cfg.get("edgeclip_layers"):
+        from .nonuniform import tower_params
+        layers = cfg["edgeclip_layers"]
+        v = tower_params(cfg, "vision", v) if "vision" in layers else v
+        t = tower_params(cfg, "text", t) if "text" in layers else t
+    return v, t

@@ -25,6 +25,20 @@ def test_plan_vit_b_16_to_8m_has_4_stages_of_at_most_half():
     assert abs(plan[-1].vision - 8e6) <= 0.4e6
 
 
+@pytest.mark.parametrize("frac", [0.5, 0.25, 0.1, 0.05])
+def test_multi_stage_plan_nests_and_ends_at_the_one_stage_student(frac):
+    # found by the size benchmark: a greedy plan (12 x 96 at 18%) could not reach 10% of the reference teacher
+    from edgeclip.models.params import config_params
+    for teacher_cfg in (get_model_config("ShapesCLIP-ViT-12L-192"), get_model_config("ViT-B-32")):
+        target = round(config_params(teacher_cfg)[0] * frac)
+        one, multi = plan_stages(teacher_cfg, target, 1), plan_stages(teacher_cfg, target, "auto")
+        assert multi[-1].cfg == one[0].cfg
+        chain = [teacher_cfg] + [s.cfg for s in multi]
+        for a, b in zip(chain, chain[1:]):
+            for tower in ("vision_cfg", "text_cfg"):
+                assert b[tower]["layers"] <= a[tower]["layers"] and b[tower]["width"] <= a[tower]["width"]
+
+
 def test_compress_end_to_end_writes_a_loadable_student(tmp_path, tiny_model):
     res = compress(tiny_model, {"image": 60_000, "text": 60_000}, data="shapes:128", steps=12, batch_size=32,
                    out=tmp_path / "run", stages=1)
@@ -79,3 +93,24 @@ def test_teacher_cache_saves_and_reloads(tmp_path, tiny_model):
     again = TeacherCache(tmp_path / "c.npz")
     b = again.get(tiny_model, [0, 1, 2, 3], torch.zeros_like(px), ids)  # served from disk, not recomputed
     assert again.hits == 4 and torch.equal(a[0], b[0])
+
+
+def test_auto_per_layer_compress_cli_writes_a_student_with_exact_layer_shapes(tmp_path, tiny_model):
+    from edgeclip.models import save_student
+    from edgeclip.models.params import count_params
+    save_student(tiny_model, tmp_path / "teacher")
+    cmd = [sys.executable, "-m", "edgeclip.cli", "compress", str(tmp_path / "teacher"), "--target",
+           '{"image": 60000, "text": 60000}', "--method", "auto", "--per-layer", "--prune-steps", "6", "--stages", "2", "--steps", "4",
+           "--batch-size", "16", "--data", "shapes:64", "--out", str(tmp_path / "run")]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    student, _ = load_student(tmp_path / "run" / "student")
+    layers = student.edgeclip_cfg.get("edgeclip_layers")
+    assert layers, "untied masks should leave per-layer sizes"
+    stage1 = json.loads((tmp_path / "run" / "stages" / "stage1" / "open_clip_config.json").read_text())
+    assert "edgeclip_layers" not in stage1["model_cfg"]  # intermediate stages stay uniform (chainable)
+    planned = json.loads((tmp_path / "run" / "report.json").read_text())["stages"][-1]["inherit"]["targets"]
+    assert abs(count_params(student).vision - planned["vision"]) <= 0.01 * planned["vision"]
+    r = subprocess.run(cmd[:-2] + ["--hf", "--out", str(tmp_path / "hf")], capture_output=True, text=True, env=ENV)
+    assert r.returncode == 2 and "Hugging Face" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "hf").exists()
