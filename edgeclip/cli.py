@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     except EdgeClipError as e:
         print(f"edgeclip {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, permissions, missing paths the command did not check itself
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"edgeclip {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"edgeclip {args.command}: interrupted", file=sys.stderr)
         return 130

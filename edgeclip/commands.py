@@ -19,11 +19,21 @@ def _photos_default() -> str | None:
     return str(SHARED_PHOTOS) if SHARED_PHOTOS.is_dir() else None
 
 
+def _stages(value: str):
+    """argparse type of --stages: 'auto' or an integer >= 1."""
+    import argparse
+    if value == "auto":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or an integer >= 1, got {value!r}")
+    return int(value)
+
+
 def _cmd_compress(a) -> int:
     from .distill import compress
     target = json.loads(a.target) if a.target.strip().startswith("{") else a.target
     res = compress(a.teacher, target, data=a.data, steps=a.steps, epochs=a.epochs, method=a.method,
-                   stages=a.stages if a.stages == "auto" else int(a.stages), out=a.out, device=a.device,
+                   stages=a.stages, out=a.out, device=a.device,
                    batch_size=a.batch_size, lr=a.lr, resume=a.resume, seed=a.seed, depth=a.depth, width=a.width,
                    hf=a.hf, tie_layers=not a.per_layer,
                    prune_steps=a.prune_steps)
@@ -111,8 +121,8 @@ def _cmd_quickstart(a) -> int:
     from .distill import compress
     from .export import export_artifact
     out = Path(a.out)
-    res = compress("reference", a.target, data=f"shapes:{a.samples}", steps=a.steps, out=out, stages=a.stages
-                   if a.stages == "auto" else int(a.stages), batch_size=a.batch_size, seed=a.seed)
+    res = compress("reference", a.target, data=f"shapes:{a.samples}", steps=a.steps, out=out, stages=a.stages,
+                   batch_size=a.batch_size, seed=a.seed)
     art = export_artifact(res.student, out / "artifact", ["fp32", "fp32-opt", "fp16", "int8-dynamic"],
                           images_dir=a.images)
     print((out / "report.md").read_text())
@@ -130,7 +140,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--steps", type=int, default=800, help="optimizer steps in total (split across stages)")
     q.add_argument("--epochs", type=float, default=None, help="epochs over the data (overrides --steps)")
     q.add_argument("--method", choices=("manual", "auto", "scratch"), default="manual", help="weight inheritance")
-    q.add_argument("--stages", default="auto", help="'auto' (<= ~50%% cut per stage) or a number")
+    q.add_argument("--stages", default="auto", type=_stages, help="'auto' (<= ~50%% cut per stage) or a number")
     q.add_argument("--per-layer", action="store_true", help="auto method: untie masks so each layer of the last "
                    "stage keeps its own head/MLP counts (loads through edgeclip, not plain open_clip)")
     q.add_argument("--prune-steps", type=int, default=200, help="auto method: L0-mask steps per stage")
@@ -189,7 +199,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--target", default="25%", help="vision budget (default 25%% of the teacher)")
     q.add_argument("--steps", type=int, default=800, help="distillation steps")
     q.add_argument("--samples", type=int, default=12_800, help="ShapesWorld training pairs")
-    q.add_argument("--stages", default="1", help="'auto' or a number of stages")
+    q.add_argument("--stages", default=1, type=_stages, help="'auto' or a number of stages")
     q.add_argument("--batch-size", type=int, default=128, help="pairs per step")
     q.add_argument("--seed", type=int, default=0, help="seed")
     q.add_argument("--images", default=_photos_default(), help="photos for parity")

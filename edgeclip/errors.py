@@ -30,3 +30,7 @@ class ParityError(EdgeClipError):
 
 class BackendError(EdgeClipError):
     """An optional backend (tensorrt, gradio, a GPU) is missing."""
+
+
+class StorageError(EdgeClipError):
+    """An output could not be written (disk full, permissions); earlier complete outputs are kept."""

@@ -36,13 +36,22 @@ def export_artifact(model, out_dir: str | Path, variants=("fp32",), images_dir: 
     """Export ``model``, build ``variants``, run parity on each; writes ``parity.json`` / ``parity.md``.
 
     A failed gate does not raise here: the verdicts land in the manifest and ``ArtifactResult.passed`` is
-    False (the CLI turns that into a non-zero exit naming the gates).
+    False (the CLI turns that into a non-zero exit naming the gates). Everything is built in a hidden temp
+    folder and renamed to ``out_dir`` at the end, so an interrupted export leaves no partial artifact.
 
     Raises:
         ExportError / BackendError: export, a variant or TensorRT could not be built.
     """
-    from edgeclip._io import write_json, write_text
+    from edgeclip._io import atomic_path
     out_dir = Path(out_dir)
+    with atomic_path(out_dir) as tmp:
+        res = _build_artifact(model, tmp, variants, images_dir, calib_dir, trt, trt_precision, opset)
+    res.out_dir = out_dir
+    return res
+
+
+def _build_artifact(model, out_dir: Path, variants, images_dir, calib_dir, trt, trt_precision, opset) -> ArtifactResult:
+    from edgeclip._io import write_json, write_text
     export_onnx(model, out_dir, opset=opset)
     extra = [v for v in variants if Precision(v) is not Precision.FP32]
     calib = load_photos(calib_dir, 64)[0] if calib_dir else None

@@ -105,14 +105,18 @@ def build_demo(models: Models):
     def on_classify(img):
         if img is None:
             raise gr.Error("Upload an image first.")
-        try:
-            img = Image.fromarray(img) if isinstance(img, np.ndarray) else img
+        try:  # the upload arrives as a file path: decode it here so a non-image gets a clear message
+            if isinstance(img, np.ndarray):
+                img = Image.fromarray(img)
+            elif not isinstance(img, Image.Image):
+                with Image.open(img) as f:
+                    img = f.convert("RGB")
             s, t, s_ms, t_ms = models.classify(img.convert("RGB"))
         except Exception as e:  # a file that is not a decodable image
-            raise gr.Error(f"Could not read that image: {e}") from None
+            raise gr.Error(f"Could not read that image ({type(e).__name__}); upload a JPEG or PNG.") from None
         top_s, top_t = next(iter(s)), next(iter(t))
         return s, t, (f"**student** {s_ms:.1f} ms · **teacher** {t_ms:.1f} ms · top-1 "
-                      f"{'agrees' if top_s == top_t else 'differs'}")
+                      f"{'agrees' if top_s == top_t else 'differs'}"), _thumb(img)
 
     with gr.Blocks(title="edgeclip demo") as demo:
         gr.Markdown("# edgeclip — compressed student (ONNX) vs teacher (PyTorch)")
@@ -129,11 +133,13 @@ def build_demo(models: Models):
             query.submit(on_search, [query, k], [s_gal, t_gal, stats], api_name=False)
         with gr.Tab("Image → labels"):
             with gr.Row():
-                img = gr.Image(label="Image", type="pil", sources=["upload", "clipboard"])
+                with gr.Column():  # a File input, so undecodable uploads reach on_classify's clear message
+                    img = gr.File(label="Image file", file_types=["image"], type="filepath")
+                    shown = gr.Image(label="uploaded", interactive=False, height=200)
                 s_lab = gr.Label(label="student (ONNX runtime)", num_top_classes=5)
                 t_lab = gr.Label(label="teacher (PyTorch)", num_top_classes=5)
             c_stats = gr.Markdown()
-            gr.Button("Classify", variant="primary").click(on_classify, [img], [s_lab, t_lab, c_stats],
+            gr.Button("Classify", variant="primary").click(on_classify, [img], [s_lab, t_lab, c_stats, shown],
                                                            api_name="classify")
     return demo
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..errors import ConfigError
 from ..models.params import config_params, parse_budget, student_config
 
 MAX_CUT = 0.5
@@ -33,10 +34,10 @@ def plan_stages(teacher_cfg: dict, target, stages: int | str = "auto") -> list[S
     budget = parse_budget(target)
     tv, tt = config_params(teacher_cfg)
     frac = budget.image / tv
-    n = max(1, math.ceil(math.log(frac) / math.log(1 - MAX_CUT) - 0.1)) if stages == "auto" else int(stages)
-    if n < 1:
-        raise ValueError(f"stages must be >= 1 or 'auto', got {stages!r}")
+    if stages != "auto" and not (isinstance(stages, int) and stages >= 1):
+        raise ConfigError(f"stages must be 'auto' or an integer >= 1, got {stages!r}")
     final = student_config(teacher_cfg, budget)
+    n = max(1, math.ceil(math.log(frac) / math.log(1 - MAX_CUT) - 0.1)) if stages == "auto" else stages
     plan, prev = [], teacher_cfg
     for k in range(1, n + 1):  # each stage is solved inside the previous one, so inheritance can chain
         tgt = round(tv * frac ** (k / n))

@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from .._io import atomic_path
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, StorageError
 from .losses import affinity_loss, gather_features
 
 
@@ -124,7 +124,8 @@ class Batches:
                 imgs.append(self.tf(item[0]))
                 caps.append(item[1])
         if not keys:
-            return None
+            skipped = getattr(getattr(self.pairs, "skipped", None), "counts", {})
+            raise DataError(f"batch {step} has no readable items (skipped so far: {dict(skipped)})")
         return keys, torch.stack(imgs), self.t_tok(caps), self.s_tok(caps)
 
 
@@ -141,8 +142,12 @@ def _save_ckpt(path: Path, model, opt, step: int, hist: StageHistory) -> None:
     import json
     state = {"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
              "history": json.dumps(asdict(hist))}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    except OSError as e:  # disk full, permissions: the last good checkpoint is untouched (atomic rename)
+        raise StorageError(f"cannot write checkpoint {str(path)!r} at step {step}: {e.strerror or e}; "
+                            "the previous checkpoint is intact (free space and resume)") from None
 
 
 def _load_ckpt(path: Path, model, opt) -> tuple[int, StageHistory]:
@@ -180,10 +185,7 @@ def distill(student, teacher, batches: Batches, cfg: DistillConfig, ckpt: str | 
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        batch = batches(step)
-        if batch is None:
-            raise DataError(f"batch {step} has no readable items (skipped: {dict(batches.pairs.skipped.counts)})")
-        keys, pixels, t_ids, s_ids = batch
+        keys, pixels, t_ids, s_ids = batches(step)
         t_img, t_txt = cache.get(teacher, keys, pixels, t_ids)
         opt.zero_grad(set_to_none=True)
         total = 0.0

@@ -31,14 +31,17 @@ class Runtime:
         mpath = self.dir / "manifest.json"
         if not mpath.is_file():
             raise ConfigError(f"{str(artifact_dir)!r} is not an edgeclip artifact folder (no manifest.json)")
-        self.manifest = json.loads(mpath.read_text())
+        self.manifest = _read_json(mpath)
         variants = self.manifest.get("variants", {})
         if variant not in variants:
             raise ConfigError(f"artifact has no variant {variant!r}; it has {sorted(variants)}")
         self.variant = variant
-        tok = json.loads((self.dir / "tokenizer.json").read_text())
-        self.tokenizer = Tokenizer(self.dir / tok["vocab_file"], tok["context_length"])
-        self.preprocess = Preprocess(json.loads((self.dir / "preprocess.json").read_text()))
+        tok = _read_json(self.dir / "tokenizer.json")
+        try:
+            self.tokenizer = Tokenizer(self.dir / tok["vocab_file"], tok["context_length"])
+            self.preprocess = Preprocess(_read_json(self.dir / "preprocess.json"))
+        except (KeyError, TypeError, ValueError, OSError) as e:
+            raise ConfigError(f"artifact {str(artifact_dir)!r} has a broken tokenizer/preprocess file: {e}") from None
         so = ort.SessionOptions()
         if threads:
             so.intra_op_num_threads = threads
@@ -49,10 +52,12 @@ class Runtime:
             self.text_session = ort.InferenceSession(str(self.dir / variants[variant]["text"]), so, providers=providers)
         except Exception as e:
             raise BackendError(f"onnxruntime cannot load variant {variant!r}: {str(e).splitlines()[0][:200]}") from None
-        for sess, name in ((self.image_session, "pixel_values"), (self.text_session, "input_ids")):
-            got = [i.name for i in sess.get_inputs()]
-            if got != [name]:
-                raise ConfigError(f"{variant} graph inputs are {got}, expected [{name!r}]")
+        for sess, name, kind, rank in ((self.image_session, "pixel_values", "tensor(float)", 4),
+                                       (self.text_session, "input_ids", "tensor(int64)", 2)):
+            got = [(i.name, i.type, len(i.shape)) for i in sess.get_inputs()]
+            if got != [(name, kind, rank)]:
+                raise ConfigError(f"{variant} graph inputs are {got}, expected [{(name, kind, rank)}] "
+                                  "(name, type, rank): not an edgeclip encoder")
 
     def embed_pixels(self, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
         out = [self.image_session.run(None, {"pixel_values": pixels[i:i + batch_size].astype(np.float32)})[0]
@@ -71,6 +76,16 @@ class Runtime:
 
     def embed_texts(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
         return self.embed_ids(self.tokenizer(texts), batch_size)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read {path.name} of the artifact: {e}") from None
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{path.name} of the artifact is not a JSON object")
+    return obj
 
 
 def load(artifact_dir: str | Path, variant: str = "fp32", providers: list[str] | None = None,

@@ -29,7 +29,8 @@ def demo_url(tmp_path_factory):
     demo.close()
 
 
-def test_binds_loopback(demo_url):
+def test_binds_loopback(demo_url, robust):
+    robust("security", "demo bind address by default", "127.0.0.1 only", demo_url)
     assert demo_url.startswith("http://127.0.0.1:")
 
 
@@ -70,3 +71,45 @@ def test_real_browser_search_fills_both_galleries(demo_url):
         page.screenshot(path=str(SHOT), full_page=True)
         browser.close()
     assert SHOT.stat().st_size > 10_000
+
+
+def test_non_image_upload_is_a_clear_message(demo_url, tmp_path, robust):
+    from gradio_client import Client, handle_file
+    (tmp_path / "notes.jpg").write_text("this is not an image")
+    c = Client(demo_url, verbose=False)
+    with pytest.raises(Exception) as e:
+        c.predict(handle_file(str(tmp_path / "notes.jpg")), api_name="/classify")
+    robust("bad requests", "demo: upload a text file named .jpg", "a clear message in the UI, server keeps running",
+           str(e.value))
+    assert "Could not read that image" in str(e.value)
+    assert len(c.predict("a red star", 2, api_name="/search")[0]) == 2  # still serving
+
+
+def test_image_upload_gets_labels_from_both_models(demo_url, tmp_path):
+    from gradio_client import Client, handle_file
+    from PIL import Image
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(tmp_path / "red.png")
+    s, t, stats, _ = Client(demo_url, verbose=False).predict(handle_file(str(tmp_path / "red.png")),
+                                                              api_name="/classify")
+    assert len(s["confidences"]) == 5 and len(t["confidences"]) == 5 and "student" in stats
+
+
+def test_oversized_upload_is_refused(demo_url, tmp_path, robust):
+    import httpx
+    from apps.demo.app import MAX_UPLOAD
+    big = b"\xff" * (int(MAX_UPLOAD.rstrip("mb")) * 1024 * 1024 + 1024)
+    r = httpx.post(f"{demo_url.rstrip('/')}/gradio_api/upload", files={"files": ("big.jpg", big)}, timeout=60)
+    robust("bad requests", f"demo: upload larger than the limit ({MAX_UPLOAD})", "refused by the server",
+           f"HTTP {r.status_code}: {r.text[:120]}")
+    assert r.status_code == 413
+
+
+def test_serves_no_files_outside_its_gallery(demo_url, robust):
+    import httpx
+    paths = {"/etc/passwd": "/etc/passwd", "<repo>/pyproject.toml": str(ROOT / "pyproject.toml"),
+             "../../../../etc/passwd": "../../../../etc/passwd"}
+    got = {label: httpx.get(f"{demo_url.rstrip('/')}/gradio_api/file={p}", timeout=30).status_code
+           for label, p in paths.items()}
+    robust("security", "demo: fetch /etc/passwd and repo files through the file route", "refused (403/404)",
+           ", ".join(f"{p} -> {c}" for p, c in got.items()))
+    assert all(c in (403, 404) for c in got.values())

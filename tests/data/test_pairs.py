@@ -22,7 +22,7 @@ def csv_dir(tmp_path):
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "notimg.png").write_text("hello")
     arr = (np.arange(256 * 16).reshape(16, 256) * 16).astype(np.uint16)
-    Image.fromarray(arr, mode="I;16").save(tmp_path / "deep.png")
+    Image.fromarray(arr).save(tmp_path / "deep.png")  # uint16 -> 16-bit PNG
     Image.new("CMYK", (8, 8)).save(tmp_path / "cmyk.jpg")
     rows = ["filepath,title", "good.jpg,a red square", "trunc.jpg,broken", "empty.jpg,zero bytes",
             "notimg.png,wrong ext", "missing.jpg,gone", "deep.png,sixteen bit", "cmyk.jpg,cmyk", "good.jpg,"]
