@@ -33,7 +33,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=128, help="pairs per step")
     p.add_argument("--samples", type=int, default=12_800, help="ShapesWorld training pairs")
     p.add_argument("--auto-steps", type=int, default=100, help="prune-phase steps of the auto method")
-    p.add_argument("--methods", default="manual-leading,manual-magnitude,auto,scratch", help="comma list")
+    p.add_argument("--methods", default="manual-leading,manual-magnitude,auto,scratch",
+                   help="comma list of manual-leading, manual-magnitude, auto, auto-per-layer, scratch")
     p.add_argument("--eval-images", type=int, default=2048, help="zero-shot evaluation images")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     return p.parse_args(argv)
@@ -67,9 +68,10 @@ def main(argv=None):
     t_eval = eval_fn(teacher)
     results["teacher"] = t_eval
     for method in a.methods.split(","):
-        if method == "auto":
-            student, _ = prune_and_fuse(teacher, cfg, pairs, tf, teacher, AutoConfig(steps=a.auto_steps,
-                                        warmup=a.auto_steps // 2, batch_size=a.batch_size))
+        if method in ("auto", "auto-per-layer"):  # tied masks (uniform student) or untied (per-layer sizes)
+            student, _ = prune_and_fuse(teacher, cfg, pairs, tf, teacher, AutoConfig(
+                steps=a.auto_steps, warmup=a.auto_steps // 2, batch_size=a.batch_size,
+                tie_layers=method == "auto"))
         else:
             kind, _, width = method.partition("-")
             student, _ = inherit_weights(teacher, cfg, method=kind, width=width or "leading")
@@ -78,7 +80,8 @@ def main(argv=None):
         dcfg = DistillConfig(steps=a.steps, batch_size=a.batch_size, eval_every=a.eval_every, warmup=30)
         student, hist = distill(copy.deepcopy(student), teacher, batches, dcfg, cache=cache, eval_fn=eval_fn,
                                 desc=method)
-        results["methods"][method] = {"step0": s0, "evals": hist.evals, "loss": hist.loss[::10],
+        results["methods"][method] = {"step0": s0, "per_layer": model_config(student).get("edgeclip_layers"),
+                                      "evals": hist.evals, "loss": hist.loss[::10],
                                       "wall_s": hist.wall_s}
         print(method, s0, hist.evals[-1])
     scratch = results["methods"].get("scratch")

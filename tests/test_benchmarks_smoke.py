@@ -30,9 +30,11 @@ def test_inherit_vs_scratch_smoke(tiny_teacher):
     out = tiny_teacher / "r1"
     _run("inherit_vs_scratch.py", ["--teacher", str(tiny_teacher / "teacher"), "--target", "60k", "--steps", "4",
                                    "--eval-every", "2", "--batch-size", "16", "--samples", "64", "--auto-steps",
-                                   "2", "--eval-images", "128"], out)
+                                   "2", "--eval-images", "128", "--methods",
+                                   "manual-leading,manual-magnitude,auto,auto-per-layer,scratch"], out)
     r = json.loads((out / "inherit_vs_scratch.json").read_text())
-    assert set(r["methods"]) == {"manual-leading", "manual-magnitude", "auto", "scratch"}
+    assert set(r["methods"]) == {"manual-leading", "manual-magnitude", "auto", "auto-per-layer", "scratch"}
+    assert r["methods"]["auto"]["per_layer"] is None  # tied masks: a standard uniform student
     assert (out / "inherit_vs_scratch.png").stat().st_size > 0
 
 

@@ -111,7 +111,7 @@ class TowerMasks(torch.nn.Module):
             n_heads = max(1, min(self.width // self.hw, round(w_exp / self.hw)))
             by_gate = sorted(range(1, self.width // self.hw + 1), key=lambda k: (abs(k - n_heads), -k))
             for h in by_gate:  # the width the gates suggest first, then the nearest widths
-                heads, units = self._budget(h * self.hw, target, h)
+                heads, units = self._budget(h, target)
                 if units is not None:
                     break
             else:
@@ -140,8 +140,9 @@ class TowerMasks(torch.nn.Module):
     def _base(self) -> dict:
         return dict(self.cfg["vision_cfg" if self.tower == "vision" else "text_cfg"])
 
-    def _budget(self, w: int, target: int, h: int) -> tuple[list[int], list[int] | None]:
-        """Per-layer head and MLP-unit counts at width ``w`` meeting ``target`` (units ``None`` if impossible)."""
+    def _budget(self, h: int, target: int) -> tuple[list[int], list[int] | None]:
+        """Per-layer head and MLP-unit counts at width ``h`` heads meeting ``target`` (units ``None`` if not)."""
+        w = h * self.hw
         count = vision_params if self.tower == "vision" else text_params
         no_blocks = count({**self._base(), "width": w, "mlp_ratio": 0.0, "layers": 0}, self.cfg["embed_dim"])
         if self.tie:
