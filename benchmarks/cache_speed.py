@@ -12,10 +12,11 @@ import torch
 
 from _common import plot_path, write
 from edgeclip.data.pairs import ShapesPairs
-from edgeclip.distill.compress import _image_transform, _relative_budget
+from edgeclip.distill.compress import _relative_budget
 from edgeclip.distill.trainer import Batches, DistillConfig, TeacherCache, distill
 from edgeclip.inherit import inherit_weights
 from edgeclip.models import get_tokenizer, load_teacher, model_config
+from edgeclip.models.io import image_transform, preprocess_cfg
 from edgeclip.models.params import student_config
 
 
@@ -59,7 +60,7 @@ def main(argv=None):
     teacher = load_teacher(a.teacher)
     cfg = student_config(model_config(teacher), _relative_budget(a.target, teacher))
     pairs = ShapesPairs(a.samples)
-    tf = _image_transform(teacher.edgeclip_preprocess)
+    tf = image_transform(preprocess_cfg(teacher))
     with_cache = run(teacher, cfg, pairs, tf, a, TeacherCache())
     without = run(teacher, cfg, pairs, tf, a, None)
     res = {"samples_per_epoch": a.samples, "epoch_s_with_cache": with_cache, "epoch_s_without_cache": without,

@@ -14,13 +14,14 @@ import torch
 
 from _common import plot_path, write
 from edgeclip.data.pairs import ShapesPairs
-from edgeclip.distill.compress import _image_transform, _relative_budget
+from edgeclip.distill.compress import _relative_budget
 from edgeclip.distill.losses import affinity_kl
 from edgeclip.distill.trainer import Batches, DistillConfig, TeacherCache, distill
 from edgeclip.evaluate import embed_images, embed_texts, evaluate_shapes, shapes_eval_sets
 from edgeclip.inherit import inherit_weights
 from edgeclip.distill.prune import AutoConfig, prune_and_fuse
 from edgeclip.models import get_tokenizer, load_teacher, model_config
+from edgeclip.models.io import image_transform, preprocess_cfg
 from edgeclip.models.params import student_config
 
 
@@ -57,7 +58,7 @@ def main(argv=None):
     teacher = load_teacher(a.teacher)
     cfg = student_config(model_config(teacher), _relative_budget(a.target, teacher))
     pairs = ShapesPairs(a.samples, cfg["vision_cfg"]["image_size"])
-    tf = _image_transform(teacher.edgeclip_preprocess)
+    tf = image_transform(preprocess_cfg(teacher))
     cache = TeacherCache()
     results = {"target": a.target, "student_cfg": cfg, "steps": a.steps, "methods": {}}
 

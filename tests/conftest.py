@@ -44,6 +44,20 @@ def photos_dir():
     return PHOTOS
 
 
+def run_cli(*args, timeout: int = 600) -> tuple[int, list[str]]:
+    """Run ``edgeclip ARGS`` in a subprocess: (exit code, error lines of stderr — tqdm bars left out)."""
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "edgeclip.cli", *map(str, args)], capture_output=True, text=True,
+                       timeout=timeout)
+    return r.returncode, [ln for ln in r.stderr.splitlines() if "error" in ln.lower() or "Traceback" in ln]
+
+
+def one_error_line(code: int, err: list[str]) -> bool:
+    """The CLI's contract for user errors: exit 2 and exactly one error line, no traceback."""
+    return code == 2 and len(err) == 1 and "Traceback" not in err[0]
+
+
 # --- robustness table: tests record (case, expected, observed); a full run writes docs/robustness.md ---------
 ROBUSTNESS_ROWS: dict[str, list] = {}
 ROBUSTNESS_DOC = ROOT / "docs" / "robustness.md"

@@ -15,7 +15,7 @@ def test_reference_teacher_is_far_above_chance(reference_teacher):
 
 def test_inherited_student_beats_scratch_after_the_same_short_distillation(reference_teacher):
     from edgeclip.data.pairs import ShapesPairs
-    from edgeclip.distill.compress import _image_transform
+    from edgeclip.models.io import image_transform, preprocess_cfg
     from edgeclip.distill.losses import affinity_kl
     from edgeclip.distill.trainer import Batches, DistillConfig, TeacherCache, distill
     from edgeclip.evaluate import embed_images, embed_texts, shapes_eval_sets
@@ -23,7 +23,7 @@ def test_inherited_student_beats_scratch_after_the_same_short_distillation(refer
     from edgeclip.models.params import student_config
     t = reference_teacher
     cfg = student_config(model_config(t), {"image": "1.39M", "text": "0.48M"})
-    pairs, tf, cache = ShapesPairs(1024), _image_transform(t.edgeclip_preprocess), TeacherCache()
+    pairs, tf, cache = ShapesPairs(1024), image_transform(preprocess_cfg(t)), TeacherCache()
     s = shapes_eval_sets(512, 256)
     t_img, t_txt = embed_images(t, s["ret_images"]), embed_texts(t, get_tokenizer(t), s["ret_captions"])
     kl = {}

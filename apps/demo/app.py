@@ -106,12 +106,9 @@ def build_demo(models: Models):
         if img is None:
             raise gr.Error("Upload an image first.")
         try:  # the upload arrives as a file path: decode it here so a non-image gets a clear message
-            if isinstance(img, np.ndarray):
-                img = Image.fromarray(img)
-            elif not isinstance(img, Image.Image):
-                with Image.open(img) as f:
-                    img = f.convert("RGB")
-            s, t, s_ms, t_ms = models.classify(img.convert("RGB"))
+            with Image.open(img) as f:
+                img = f.convert("RGB")
+            s, t, s_ms, t_ms = models.classify(img)
         except Exception as e:  # a file that is not a decodable image
             raise gr.Error(f"Could not read that image ({type(e).__name__}); upload a JPEG or PNG.") from None
         top_s, top_t = next(iter(s)), next(iter(t))

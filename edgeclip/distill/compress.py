@@ -30,9 +30,6 @@ def _check_device(device: str) -> str:
     return str(device)
 
 
-_image_transform = image_transform  # kept for the benchmarks and tests that import it
-
-
 def _is_shapes(pairs) -> bool:
     from ..data.pairs import ShapesPairs
     return isinstance(pairs, ShapesPairs)
@@ -99,7 +96,7 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
         print("  " + s.describe())
     cfg = DistillConfig(steps=per_stage, batch_size=batch_size, lr=lr, seed=seed, device=device,
                         eval_every=eval_every, ckpt_every=ckpt_every, warmup=min(50, max(1, per_stage // 10)))
-    tf = _image_transform(t_pre)
+    tf = image_transform(t_pre)
     cache = TeacherCache() if cache_teacher else None
     eval_fn = _shapes_eval_fn() if evaluate and _is_shapes(pairs) else None
     prev, stage_reports = teacher, []
@@ -141,8 +138,7 @@ def _relative_budget(target, teacher):
     return target
 
 
-def _make_student(prev, cfg, method, depth, width, seed, pairs, tf, teacher, device, tie_layers=True,
-                  prune_steps=200):
+def _make_student(prev, cfg, method, depth, width, seed, pairs, tf, teacher, device, tie_layers, prune_steps):
     from ..inherit import inherit_weights
     if method == "auto":
         from .prune import AutoConfig, prune_and_fuse

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from ..errors import InheritError
 from ..models.factory import create_model, model_config
 from ..models.nonuniform import KEY
-from ..models.params import config_params, parse_budget, text_params, vision_params
+from ..models.params import block_params, config_params, head_width, parse_budget, text_params, vision_params
 
 L, R, BETA, EPS = -0.1, 1.1, 2 / 3, 1e-6
 
@@ -55,8 +55,7 @@ class HardConcrete(torch.nn.Module):
 def _tower_dims(cfg: dict, tower: str) -> tuple[int, int, int, int]:
     """(layers, width, head width, mlp units) of a tower config."""
     t = cfg["vision_cfg"] if tower == "vision" else cfg["text_cfg"]
-    hw = t.get("head_width", 64) if tower == "vision" else t["width"] // t.get("heads", 8)
-    return t["layers"], t["width"], hw, int(t["width"] * t.get("mlp_ratio", 4.0))
+    return t["layers"], t["width"], head_width(t, tower), int(t["width"] * t.get("mlp_ratio", 4.0))
 
 
 class TowerMasks(torch.nn.Module):
@@ -144,13 +143,13 @@ class TowerMasks(torch.nn.Module):
         """Per-layer head and MLP-unit counts at width ``h`` heads meeting ``target`` (units ``None`` if not)."""
         w = h * self.hw
         count = vision_params if self.tower == "vision" else text_params
-        no_blocks = count({**self._base(), "width": w, "mlp_ratio": 0.0, "layers": 0}, self.cfg["embed_dim"])
+        no_blocks = count({**self._base(), "width": w, "layers": 0}, self.cfg["embed_dim"])
         if self.tie:
             heads = [h] * self.layers
         else:
             exp = self.heads.prob_nonzero().sum(-1).round().long().clamp(1, self.width // self.hw)
             heads = exp.tolist()
-        attn = sum(4 * w * k * self.hw + 3 * k * self.hw + 6 * w for k in heads)
+        attn = sum(block_params(w, k * self.hw, 0) for k in heads)
         total = round((target - no_blocks - attn) / (2 * w + 1))
         if not self.layers <= total <= self.layers * self.mlp:
             return heads, None

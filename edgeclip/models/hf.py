@@ -90,15 +90,14 @@ _TRANSPOSED = [("visual.proj", "visual_projection.weight"), ("text_projection", 
 def _key_pairs(cfg: dict):
     """Every (open_clip key, HF key) pair copied directly, blocks included (q/k/v and projections aside)."""
     yield from _DIRECT
-    pairs = list(_tower_pairs("visual.", "vision_model.", cfg["vision_cfg"]["layers"]))
-    pairs += list(_tower_pairs("", "text_model.", cfg["text_cfg"]["layers"]))
-    for oc, hf in pairs:
+    for oc, hf in _block_prefixes(cfg):
         for a, b in _BLOCK.items():
             for p in ("weight", "bias"):
                 yield f"{oc}{a}.{p}", f"{hf}{b}.{p}"
 
 
-def _qkv_pairs(cfg: dict):
+def _block_prefixes(cfg: dict):
+    """(open_clip prefix, HF prefix) of every transformer block, vision then text."""
     yield from _tower_pairs("visual.", "vision_model.", cfg["vision_cfg"]["layers"])
     yield from _tower_pairs("", "text_model.", cfg["text_cfg"]["layers"])
 
@@ -107,7 +106,7 @@ def hf_to_open_clip_state_dict(sd: dict, cfg: dict) -> dict:
     out = {oc: sd[hf] for oc, hf in _key_pairs(cfg)}
     out.update({oc: sd[hf].T.contiguous() for oc, hf in _TRANSPOSED})
     out["logit_scale"] = sd["logit_scale"].reshape(())
-    for oc, hf in _qkv_pairs(cfg):
+    for oc, hf in _block_prefixes(cfg):
         for p in ("weight", "bias"):  # [3w, w] in_proj = q; k; v
             out[f"{oc}attn.in_proj_{p}"] = torch.cat([sd[f"{hf}self_attn.{n}_proj.{p}"] for n in "qkv"])
     return out
@@ -117,7 +116,7 @@ def open_clip_to_hf_state_dict(sd: dict, cfg: dict) -> dict:
     out = {hf: sd[oc] for oc, hf in _key_pairs(cfg)}
     out.update({hf: sd[oc].T.contiguous() for oc, hf in _TRANSPOSED})
     out["logit_scale"] = sd["logit_scale"].reshape(())
-    for oc, hf in _qkv_pairs(cfg):
+    for oc, hf in _block_prefixes(cfg):
         for p in ("weight", "bias"):
             for n, chunk in zip("qkv", sd[f"{oc}attn.in_proj_{p}"].chunk(3)):
                 out[f"{hf}self_attn.{n}_proj.{p}"] = chunk.contiguous()

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from .params import head_width
 
 KEY = "edgeclip_layers"
 TOWERS = {"vision": "vision_cfg", "text": "text_cfg"}
@@ -41,11 +42,6 @@ class PrunedAttention(torch.nn.Module):
         return self.out_proj(o.transpose(1, 2).reshape(B, N, -1)), None
 
 
-def head_width(cfg: dict, tower: str) -> int:
-    t = cfg[TOWERS[tower]]
-    return t.get("head_width", 64) if tower == "vision" else t["width"] // t.get("heads", 8)
-
-
 def check_layers(cfg: dict) -> dict:
     """Validate ``cfg[KEY]``: one ``{"heads", "mlp"}`` entry of positive ints per layer of each tower."""
     spec = cfg[KEY]
@@ -67,19 +63,9 @@ def apply_layers(clip, cfg: dict) -> None:
     """Swap each block's attention and MLP for modules of the per-layer sizes in ``cfg[KEY]`` (in place)."""
     for tower, layers in check_layers(cfg).items():
         blocks = (clip.visual.transformer if tower == "vision" else clip.transformer).resblocks
-        hw, width = head_width(cfg, tower), cfg[TOWERS[tower]]["width"]
+        hw, width = head_width(cfg[TOWERS[tower]], tower), cfg[TOWERS[tower]]["width"]
         for blk, e in zip(blocks, layers):
             blk.attn = PrunedAttention(width, e["heads"], hw)
             blk.mlp.c_fc = torch.nn.Linear(width, e["mlp"])
             blk.mlp.c_proj = torch.nn.Linear(e["mlp"], width)
 
-
-def tower_params(cfg: dict, tower: str, uniform_count: int) -> int:
-    """Analytic parameter count of a tower with per-layer sizes: the uniform count with its blocks replaced."""
-    t = cfg[TOWERS[tower]]
-    w, hw = t["width"], head_width(cfg, tower)
-    mlp = int(w * t.get("mlp_ratio", 4.0))
-    uniform_block = 4 * w * w + 2 * w * mlp + 9 * w + mlp
-    blocks = sum(4 * w * e["heads"] * hw + 3 * e["heads"] * hw + 2 * w * e["mlp"] + e["mlp"] + 6 * w
-                 for e in cfg[KEY][tower])
-    return uniform_count - t["layers"] * uniform_block + blocks

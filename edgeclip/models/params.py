@@ -74,9 +74,13 @@ def parse_budget(target) -> Budget:
     return Budget(_parse_one(target))
 
 
+def block_params(width: int, inner: int, mlp: int) -> int:
+    """One residual block: ln_1, qkv (``inner`` = heads x head width), out-proj, ln_2, c_fc, c_proj."""
+    return 4 * width * inner + 3 * inner + 2 * width * mlp + mlp + 6 * width
+
+
 def _tower_params(layers: int, width: int, mlp: int, extra_per_width: int, fixed: int) -> int:
-    block = 4 * width * width + 2 * width * mlp + 9 * width + mlp  # ln1, qkv, out, ln2, fc, proj
-    return layers * block + extra_per_width * width + fixed
+    return layers * block_params(width, width, mlp) + extra_per_width * width + fixed
 
 
 def vision_params(v: dict, embed_dim: int) -> int:
@@ -96,12 +100,13 @@ def text_params(t: dict, embed_dim: int) -> int:
     return _tower_params(t["layers"], w, mlp, per_w, 1)  # + logit_scale
 
 
-def _head_width(tower: dict, kind: str) -> int:
+def head_width(tower: dict, kind: str) -> int:
+    """Per-head width of a ``vision_cfg`` / ``text_cfg`` (open_clip's defaults when not given)."""
     return tower.get("head_width", 64) if kind == "vision" else tower["width"] // tower.get("heads", 8)
 
 
 def _candidates(tower: dict, kind: str, embed_dim: int, floor: dict | None = None):
-    hw = _head_width(tower, kind)
+    hw = head_width(tower, kind)
     count = vision_params if kind == "vision" else text_params
     min_layers, min_width = (floor["layers"], floor["width"]) if floor else (1, 1)
     for layers in range(min_layers, tower["layers"] + 1):
@@ -157,10 +162,14 @@ def student_config(teacher_cfg: dict, target, strict: bool = True, floor: dict |
 
 def config_params(cfg: dict) -> tuple[int, int]:
     """(vision, text excl. token embedding) of a config, without building it (per-layer sizes included)."""
-    v, t = vision_params(cfg["vision_cfg"], cfg["embed_dim"]), text_params(cfg["text_cfg"], cfg["embed_dim"])
-    if cfg.get("edgeclip_layers"):
-        from .nonuniform import tower_params
-        layers = cfg["edgeclip_layers"]
-        v = tower_params(cfg, "vision", v) if "vision" in layers else v
-        t = tower_params(cfg, "text", t) if "text" in layers else t
-    return v, t
+    counts = []
+    for kind, count in (("vision", vision_params), ("text", text_params)):
+        tower = cfg[f"{kind}_cfg"]
+        per_layer = (cfg.get("edgeclip_layers") or {}).get(kind)
+        if per_layer is None:
+            counts.append(count(tower, cfg["embed_dim"]))
+        else:  # blocks of their own sizes on top of the tower without blocks
+            hw, w = head_width(tower, kind), tower["width"]
+            counts.append(count({**tower, "layers": 0}, cfg["embed_dim"])
+                          + sum(block_params(w, e["heads"] * hw, e["mlp"]) for e in per_layer))
+    return counts[0], counts[1]

@@ -6,12 +6,11 @@ import pytest
 import torch
 
 from edgeclip.data.pairs import ShapesPairs
-from edgeclip.distill.compress import _image_transform
 from edgeclip.distill.trainer import Batches
 from edgeclip.distill.prune import AutoConfig, prune
 from edgeclip.inherit.auto import HardConcrete, MaskedCLIP, fuse
 from edgeclip.models import create_model, get_tokenizer, save_student
-from edgeclip.models.io import default_preprocess_cfg
+from edgeclip.models.io import default_preprocess_cfg, image_transform
 from edgeclip.models.params import count_params
 
 TARGET = {"vision": 110_000, "text": 90_000}
@@ -24,7 +23,7 @@ def pruned():
     teacher = create_model(TINY_CFG, seed=0)
     masked = MaskedCLIP(create_model(TINY_CFG, seed=0), tie_layers=True)
     tok = get_tokenizer(teacher)
-    batches = Batches(ShapesPairs(512), 32, 0, _image_transform(default_preprocess_cfg(TINY_CFG)), tok, tok)
+    batches = Batches(ShapesPairs(512), 32, 0, image_transform(default_preprocess_cfg(TINY_CFG)), tok, tok)
     hist = prune(masked, teacher, batches, TARGET, AutoConfig(steps=60, warmup=30))
     return teacher, masked, hist
 

@@ -7,14 +7,13 @@ import pytest
 import torch
 
 from edgeclip.data.pairs import ShapesPairs
-from edgeclip.distill.compress import _image_transform
 from edgeclip.distill.prune import AutoConfig, prune
 from edgeclip.distill.trainer import Batches
 from edgeclip.errors import ConfigError, InheritError
 from edgeclip.inherit import inherit_weights
 from edgeclip.inherit.auto import MaskedCLIP, fuse
 from edgeclip.models import create_model, get_tokenizer, load_student, save_student
-from edgeclip.models.io import default_preprocess_cfg
+from edgeclip.models.io import default_preprocess_cfg, image_transform
 from edgeclip.models.params import config_params, count_params
 
 TARGET = {"image": 110_000, "text": 90_000}
@@ -90,7 +89,7 @@ def test_untied_pruning_meets_the_target_and_fuses_exactly(tiny_cfg):
     teacher = create_model(tiny_cfg, seed=0)
     masked = MaskedCLIP(create_model(tiny_cfg, seed=0), tie_layers=False)
     tok = get_tokenizer(teacher)
-    batches = Batches(ShapesPairs(256), 32, 0, _image_transform(default_preprocess_cfg(tiny_cfg)), tok, tok)
+    batches = Batches(ShapesPairs(256), 32, 0, image_transform(default_preprocess_cfg(tiny_cfg)), tok, tok)
     prune(masked, teacher, batches, {"vision": TARGET["image"], "text": TARGET["text"]},
           AutoConfig(steps=30, warmup=15, tie_layers=False))
     student = fuse(masked, TARGET)

@@ -3,8 +3,6 @@ one error line; the CSV / webdataset readers and the runtime tokenizer survive f
 import io
 import os
 import struct
-import subprocess
-import sys
 import tarfile
 import zlib
 
@@ -14,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from conftest import one_error_line, run_cli
 from edgeclip.data.pairs import CsvPairs, TarPairs
 from edgeclip.errors import DataError
 
@@ -83,13 +82,11 @@ def test_all_bad_dataset_is_one_error_line(tmp_path, tiny_model, robust):
     (tmp_path / "a.jpg").write_bytes(b"")
     (tmp_path / "b.jpg").write_bytes(b"garbage")
     (tmp_path / "d.csv").write_text("filepath,title\na.jpg,one\nb.jpg,two\nc.jpg,three\n")
-    r = subprocess.run([sys.executable, "-m", "edgeclip.cli", "compress", str(tmp_path / "teacher"), "--target",
-                        '{"image": 60000, "text": 60000}', "--data", str(tmp_path / "d.csv"), "--steps", "2",
-                        "--batch-size", "4", "--out", str(tmp_path / "run")], capture_output=True, text=True)
-    err = [ln for ln in r.stderr.splitlines() if "error" in ln.lower() or "Traceback" in ln]  # not tqdm's bar
+    code, err = run_cli("compress", tmp_path / "teacher", "--target", '{"image": 60000, "text": 60000}', "--data",
+                        tmp_path / "d.csv", "--steps", "2", "--batch-size", "4", "--out", tmp_path / "run")
     robust("bad data", "a dataset where every item is bad", "one error line, exit 2, no student written",
-           f"exit {r.returncode}: {err[-1] if err else ''}")
-    assert r.returncode == 2 and len(err) == 1 and "no readable items" in err[0]
+           f"exit {code}: {err[-1] if err else ''}")
+    assert one_error_line(code, err) and "no readable items" in err[0]
     assert not (tmp_path / "run" / "student").exists()
 
 

@@ -1,35 +1,17 @@
 """Bad models and bad requests: each is one clear line (exit 2 on the CLI), nothing written, nothing unpickled."""
-import json
 import shutil
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import pytest
 
+from conftest import TINY_CFG, one_error_line, run_cli
 from edgeclip.errors import BackendError, ConfigError
 from edgeclip.models import create_model, load_teacher, save_student
-
-
-def cli(*args):
-    """Run the CLI; returns (exit code, error lines) — error lines exclude tqdm / report output."""
-    r = subprocess.run([sys.executable, "-m", "edgeclip.cli", *map(str, args)], capture_output=True, text=True,
-                       timeout=600)
-    err = [ln for ln in r.stderr.splitlines() if "error" in ln.lower() or "Traceback" in ln]
-    return r.returncode, err
-
-
-def _one_line(code, err):
-    return code == 2 and len(err) == 1 and "Traceback" not in err[0]
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     """A tiny student folder and its exported artifact, shared by the cases below (each copies what it breaks)."""
-    import sys as _s
-    from pathlib import Path
-    _s.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from conftest import TINY_CFG
     from edgeclip.export import export_artifact
     d = tmp_path_factory.mktemp("bad")
     model = create_model(TINY_CFG, seed=0)
@@ -43,10 +25,10 @@ def test_truncated_safetensors(folders, tmp_path, robust):
     shutil.copytree(src / "student", tmp_path / "s")
     w = tmp_path / "s" / "model.safetensors"
     w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
-    code, err = cli("export", tmp_path / "s", "--onnx", "--out", tmp_path / "out")
+    code, err = run_cli("export", tmp_path / "s", "--onnx", "--out", tmp_path / "out")
     robust("bad models", "truncated model.safetensors", "one error line, exit 2, nothing written",
            f"exit {code}: {err[-1] if err else ''}")
-    assert _one_line(code, err) and not (tmp_path / "out").exists()
+    assert one_error_line(code, err) and not (tmp_path / "out").exists()
 
 
 def test_checkpoint_for_another_architecture(folders, tmp_path, robust):
@@ -55,10 +37,10 @@ def test_checkpoint_for_another_architecture(folders, tmp_path, robust):
     other = dict(cfg, vision_cfg=dict(cfg["vision_cfg"], width=32))
     save_student(create_model(other), tmp_path / "o")
     shutil.copy(tmp_path / "o" / "model.safetensors", tmp_path / "s" / "model.safetensors")
-    code, err = cli("export", tmp_path / "s", "--onnx", "--out", tmp_path / "out")
+    code, err = run_cli("export", tmp_path / "s", "--onnx", "--out", tmp_path / "out")
     robust("bad models", "weights of another architecture under a config", "one error line naming the tensor",
            f"exit {code}: {err[-1] if err else ''}")
-    assert _one_line(code, err) and not (tmp_path / "out").exists()
+    assert one_error_line(code, err) and not (tmp_path / "out").exists()
 
 
 def test_pickle_is_refused_and_never_unpickled(tmp_path, robust):
@@ -99,10 +81,10 @@ def test_corrupt_artifact_manifest(folders, tmp_path, robust):
     src, _ = folders
     shutil.copytree(src / "artifact", tmp_path / "a")
     (tmp_path / "a" / "manifest.json").write_text("{not json")
-    code, err = cli("parity", tmp_path / "a", "--against", src / "student")
+    code, err = run_cli("parity", tmp_path / "a", "--against", src / "student")
     robust("bad models", "artifact with a corrupt manifest.json", "one error line, exit 2",
            f"exit {code}: {err[-1] if err else ''}")
-    assert _one_line(code, err)
+    assert one_error_line(code, err)
 
 
 def test_tensorrt_engine_from_another_version(tmp_path, monkeypatch, robust):
@@ -124,30 +106,30 @@ def test_tensorrt_engine_from_another_version(tmp_path, monkeypatch, robust):
 ])
 def test_bad_budgets(folders, tmp_path, robust, target, case, expected):
     src, _ = folders
-    code, err = cli("compress", src / "student", "--target", target, "--out", tmp_path / "run")
+    code, err = run_cli("compress", src / "student", "--target", target, "--out", tmp_path / "run")
     robust("bad requests", case, expected + ", exit 2, nothing written", f"exit {code}: {err[-1] if err else ''}")
-    assert _one_line(code, err) and not (tmp_path / "run").exists()
+    assert one_error_line(code, err) and not (tmp_path / "run").exists()
 
 
 def test_bad_stage_count(folders, tmp_path, robust):
     src, _ = folders
-    code, err = cli("compress", src / "student", "--target", '{"image": 60000, "text": 60000}', "--stages", "0",
+    code, err = run_cli("compress", src / "student", "--target", '{"image": 60000, "text": 60000}', "--stages", "0",
                     "--out", tmp_path / "run")
     robust("bad requests", "a stage plan that cannot exist (--stages 0)", "one error line, exit 2",
            f"exit {code}: {err[-1] if err else ''}")
-    assert _one_line(code, err) and not (tmp_path / "run").exists()
+    assert one_error_line(code, err) and not (tmp_path / "run").exists()
 
 
 def test_parity_against_a_mismatched_model(folders, tmp_path, robust):
     src, cfg = folders
     save_student(create_model(dict(cfg, embed_dim=16)), tmp_path / "arch")
     save_student(create_model(cfg, seed=7), tmp_path / "weights")
-    code_a, err_a = cli("parity", src / "artifact", "--against", tmp_path / "arch")
-    code_w, err_w = cli("parity", src / "artifact", "--against", tmp_path / "weights")
+    code_a, err_a = run_cli("parity", src / "artifact", "--against", tmp_path / "arch")
+    code_w, err_w = run_cli("parity", src / "artifact", "--against", tmp_path / "weights")
     robust("bad requests", "parity against a model of another architecture", "one error line, exit 2",
            f"exit {code_a}: {err_a[-1] if err_a else ''}")
     robust("bad requests", "parity against the same architecture with other weights",
            "gates fail loudly, exit 2, naming the failed gates", f"exit {code_w}: {(err_w[-1] if err_w else '')[:200]}")
-    assert _one_line(code_a, err_a) and "another architecture" in err_a[0]
-    assert _one_line(code_w, err_w) and "parity gates failed" in err_w[0]
+    assert one_error_line(code_a, err_a) and "another architecture" in err_a[0]
+    assert one_error_line(code_w, err_w) and "parity gates failed" in err_w[0]
 
