@@ -34,3 +34,7 @@ class BackendError(EdgeClipError):
 
 class StorageError(EdgeClipError):
     """An output could not be written (disk full, permissions); earlier complete outputs are kept."""
+
+
+class IntegrityError(EdgeClipError):
+    """An artifact file differs from the sha256 its manifest records, or a path leaves the artifact folder."""

@@ -9,15 +9,14 @@ import csv
 import io
 import os
 import tarfile
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from ..errors import DataError
+from ..imageio import open_image  # noqa: F401  (one decoding rule for training and runtime)
 from .shapes import ShapesWorld
 
 Image.MAX_IMAGE_PIXELS = 64_000_000  # decompression-bomb guard: larger images are skipped as corrupt
@@ -35,18 +34,6 @@ class SkipCounter:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
-
-
-def open_image(src) -> Image.Image:
-    """Decode fully (so truncation surfaces here) and convert CMYK / greyscale / 16-bit to RGB."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        img = Image.open(src)
-        img.load()
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float32)
-        img = Image.fromarray((arr / max(arr.max(), 1) * 255).astype(np.uint8))
-    return img.convert("RGB")
 
 
 class ShapesPairs:
