@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from edgeclip.errors import ConfigError, ParityError
+from edgeclip.models.io import preprocess_cfg
 
 from .tolerances import Precision, check_gates
 
@@ -140,17 +141,52 @@ def check_parity(artifact_dir: str | Path, model, variant: str = "fp32", images_
         ParityError: a gate failed (message lists each failed gate, its value and its bound).
     """
     from edgeclip.runtime import load
-    rt = load(artifact_dir, variant)
+    rt = load(artifact_dir, variant, allow_failed_parity=True)  # re-checking a failed variant is allowed
     model = model.float().eval()
+    pre_failed = preprocess_mismatches(_read_preprocess(artifact_dir), preprocess_cfg(model))
     images, labels = load_photos(images_dir, max_images)
     if not images:
         images, labels = _synthetic_images(rt.preprocess.size), []
     metrics = compare(model, rt, images, PROMPTS, labels)
     precision = Precision(variant if variant in Precision._value2member_map_ else "fp32")
-    report = ParityReport(variant, len(images), len(PROMPTS), metrics, check_gates(precision, metrics))
+    report = ParityReport(variant, len(images), len(PROMPTS), metrics, pre_failed + check_gates(precision, metrics))
     if raise_on_fail and not report.passed:
         raise ParityError(f"parity of {variant} failed: " + "; ".join(report.failed))
     return report
+
+
+def _read_preprocess(artifact_dir) -> dict:
+    import json
+    try:
+        return json.loads((Path(artifact_dir) / "preprocess.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read preprocess.json of {str(artifact_dir)!r}: {e}") from None
+
+
+def preprocess_mismatches(artifact: dict, student: dict) -> list[str]:
+    """Gates on the artifact's ``preprocess.json`` against the model's own preprocess config.
+
+    Why: parity feeds both sides the artifact's preprocessing, so an edited ``preprocess.json`` (other size,
+    mean/std, interpolation, resize mode) would pass every embedding gate while the deployed runtime sees other
+    pixels than the model was trained on. Missing keys take the runtime's defaults (``Preprocess``).
+    """
+    from edgeclip.models.io import OPENAI_MEAN, OPENAI_STD
+    defaults = {"mean": list(OPENAI_MEAN), "std": list(OPENAI_STD), "interpolation": "bicubic",
+                "resize_mode": "shortest"}
+
+    def norm(cfg: dict, key: str):
+        v = cfg.get(key, defaults.get(key))
+        if key == "size":
+            return [v, v] if isinstance(v, (int, float)) else list(v or [])
+        return [float(x) for x in v] if key in ("mean", "std") else v
+
+    failed = []
+    for key in ("size", "mean", "std", "interpolation", "resize_mode"):
+        a, s = norm(artifact, key), norm(student, key)
+        same = (len(a) == len(s) and np.allclose(a, s, rtol=1e-6, atol=0)) if key in ("mean", "std") else a == s
+        if not same:
+            failed.append(f"preprocess.{key} {a} != model's {s}")
+    return failed
 
 
 def parity_markdown(reports: list[ParityReport]) -> str:
