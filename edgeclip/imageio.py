@@ -36,7 +36,11 @@ def open_image(src, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own cap below decides
-        img = Image.open(src)  # reads the header only
+        try:
+            img = Image.open(src)  # reads the header only
+        except Image.DecompressionBombError as e:  # PIL's own global guard (2 x Image.MAX_IMAGE_PIXELS) came first
+            raise DataError(f"image has more than the limit of {max_pixels or Image.MAX_IMAGE_PIXELS:,} pixels "
+                            f"({str(e).split(',')[0]}); downscale it first") from None
         w, h = img.size
         if max_pixels is not None and w * h > max_pixels:
             raise DataError(f"image is {w}x{h} = {w * h:,} pixels, more than the limit of {max_pixels:,}; "
