@@ -138,18 +138,22 @@ def check_parity(artifact_dir: str | Path, model, variant: str = "fp32", images_
     """Compare one artifact variant with ``model`` (PyTorch fp32) and apply its precision's gates.
 
     Raises:
-        ParityError: a gate failed (message lists each failed gate, its value and its bound).
+        ParityError: a gate failed (message lists each failed gate, its value and its bound); the artifact's
+            ``preprocess.json`` differs from the model's own preprocess config (raised even when
+            ``raise_on_fail`` is False: the embedding gates would compare other pixels).
     """
     from edgeclip.runtime import load
     rt = load(artifact_dir, variant, allow_failed_parity=True)  # re-checking a failed variant is allowed
     model = model.float().eval()
     pre_failed = preprocess_mismatches(_read_preprocess(artifact_dir), preprocess_cfg(model))
+    if pre_failed:  # embeddings of other pixels than the model's own mean nothing: stop here, even if not raising
+        raise ParityError(f"parity of {variant} failed: " + "; ".join(pre_failed))
     images, labels = load_photos(images_dir, max_images)
     if not images:
         images, labels = _synthetic_images(rt.preprocess.size), []
     metrics = compare(model, rt, images, PROMPTS, labels)
     precision = Precision(variant if variant in Precision._value2member_map_ else "fp32")
-    report = ParityReport(variant, len(images), len(PROMPTS), metrics, pre_failed + check_gates(precision, metrics))
+    report = ParityReport(variant, len(images), len(PROMPTS), metrics, check_gates(precision, metrics))
     if raise_on_fail and not report.passed:
         raise ParityError(f"parity of {variant} failed: " + "; ".join(report.failed))
     return report
