@@ -64,9 +64,8 @@ class Runtime:
 
     @property
     def dim(self) -> int:
-        """Embedding width D (from the graph's output shape, else the manifest)."""
-        d = self.image_session.get_outputs()[0].shape[-1]
-        return d if isinstance(d, int) else int(self.manifest["embed_dim"])
+        """Embedding width D (recorded in the manifest by the export; the graph's output shape otherwise)."""
+        return int(self.manifest.get("embed_dim") or self.image_session.get_outputs()[0].shape[-1])
 
     def embed_pixels(self, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
         if len(pixels) == 0:
