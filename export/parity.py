@@ -132,7 +132,7 @@ def _batched(fn, x: np.ndarray, batch_sizes) -> np.ndarray:
     return np.concatenate(out)
 
 
-def check_parity(artifact_dir: str | Path, model, variant: str = "fp32", images_dir: str | Path | None = None,
+def check_parity(artifact: str | Path, model, variant: str = "fp32", images_dir: str | Path | None = None,
                  max_images: int = 64, raise_on_fail: bool = True) -> ParityReport:
     """Compare one artifact variant with ``model`` (PyTorch fp32) and apply its precision's gates.
 
@@ -140,7 +140,7 @@ def check_parity(artifact_dir: str | Path, model, variant: str = "fp32", images_
         ParityError: a gate failed (message lists each failed gate, its value and its bound).
     """
     from edgeclip.runtime import load
-    rt = load(artifact_dir, variant)
+    rt = load(artifact, variant)
     model = model.float().eval()
     images, labels = load_photos(images_dir, max_images)
     if not images:

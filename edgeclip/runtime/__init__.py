@@ -88,10 +88,10 @@ def _read_json(path: Path) -> dict:
     return obj
 
 
-def load(artifact_dir: str | Path, variant: str = "fp32", providers: list[str] | None = None,
+def load(artifact: str | Path, variant: str = "fp32", providers: list[str] | None = None,
          threads: int | None = None) -> Runtime:
     """Open an exported artifact folder for inference (onnxruntime CPU by default)."""
-    return Runtime(artifact_dir, variant, providers, threads)
+    return Runtime(artifact, variant, providers, threads)
 
 
 @dataclass
