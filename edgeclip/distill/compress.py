@@ -216,14 +216,13 @@ def _checkpoints(folder: Path, keep: bool) -> dict | None:
 def write_plots(r: dict, out: Path) -> dict:
     """PNG plots beside ``report.md``: loss per stage, teacher vs student metrics. ``{name: file}`` written, or
     ``{"skipped": why}`` when matplotlib is not installed (it is optional: ``pip install matplotlib``)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    try:  # a bare Figure renders PNG with Agg and leaves pyplot's global backend (a notebook's) alone
+        from matplotlib.figure import Figure
     except ImportError:
         return {"skipped": "not drawn: matplotlib is not installed (pip install matplotlib)"}
     plots = {"loss curve": "loss.png"}
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     offset = 0
     for s in r["stages"]:
         steps = s.get("loss_steps") or list(range(1, len(s["loss_curve"]) + 1))
@@ -235,7 +234,8 @@ def write_plots(r: dict, out: Path) -> dict:
     if "eval" in r:
         t, st = r["eval"]["teacher"], r["eval"]["student"]
         keys = [k for k in t if k in st]
-        fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(keys)), 3.5))
+        fig = Figure(figsize=(max(5, 1.2 * len(keys)), 3.5))
+        ax = fig.subplots()
         x = range(len(keys))
         ax.bar([i - 0.2 for i in x], [t[k] for k in keys], 0.4, label="teacher")
         ax.bar([i + 0.2 for i in x], [st[k] for k in keys], 0.4, label="student")
@@ -248,9 +248,7 @@ def write_plots(r: dict, out: Path) -> dict:
 
 
 def _save_fig(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
     from .._io import atomic_path
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
