@@ -33,7 +33,8 @@ def test_kept_checkpoints_are_named_with_their_size():
 
 
 def test_without_matplotlib_the_report_says_so(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    for mod in ("matplotlib", "matplotlib.figure", "matplotlib.pyplot"):  # as if not installed, even if loaded
+        monkeypatch.setitem(sys.modules, mod, None)
     r = {"stages": [{"stage": 1, "loss_curve": [2.0, 1.0], "loss_steps": [1, 2]}]}
     plots = write_plots(r, tmp_path)
     assert plots == {"skipped": "not drawn: matplotlib is not installed (pip install matplotlib)"}
