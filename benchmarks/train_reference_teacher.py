@@ -42,7 +42,7 @@ def write_card(folder: str) -> None:
     """CARD.md: how the teacher was trained and what it scores (full evaluation sets)."""
     from edgeclip.models import load_student
     from edgeclip.models.params import count_params
-    model, _ = load_student(folder)
+    model = load_student(folder)
     info = model.edgeclip_meta["reference_teacher"]
     ev = evaluate_shapes(model, get_tokenizer(model))
     c, z, r, a = count_params(model), ev.zero_shot, ev.retrieval, info["args"]

@@ -36,7 +36,7 @@ def _cmd_compress(a) -> int:
                    stages=a.stages, out=a.out, device=a.device,
                    batch_size=a.batch_size, lr=a.lr, resume=a.resume, seed=a.seed, depth=a.depth, width=a.width,
                    hf=a.hf, tie_layers=not a.per_layer,
-                   prune_steps=a.prune_steps)
+                   prune_steps=a.prune_steps, keep_ckpt=not a.drop_ckpt)
     print((res.out / "report.md").read_text())
     print(f"student: {res.out / 'student'}")
     return 0
@@ -99,7 +99,9 @@ def _cmd_parity(a) -> int:
     if m.get("model_cfg") and m["model_cfg"] != model.edgeclip_cfg:
         raise ConfigError(f"artifact {a.artifact!r} was exported from another architecture than {a.against!r}")
     variants = a.variant or list(m.get("variants", {}))
-    reports = [check_parity(a.artifact, model, v, a.images, raise_on_fail=False) for v in variants]
+    from tqdm import tqdm
+    reports = [check_parity(a.artifact, model, v, a.images, raise_on_fail=False)
+               for v in tqdm(variants, desc="parity", unit="variant", leave=False)]
     print(parity_markdown(reports))
     if a.report:
         write_json(Path(a.report).with_suffix(".json"), [r.to_dict() for r in reports])
@@ -151,6 +153,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--device", default="cpu", help="cpu or cuda")
     q.add_argument("--seed", type=int, default=0, help="seed for init and data order")
     q.add_argument("--resume", action="store_true", help="continue from OUT/ckpt after an interruption")
+    q.add_argument("--drop-ckpt", action="store_true", help="delete OUT/ckpt (resumable checkpoints, several "
+                   "times the student's size) once the run has succeeded")
     q.add_argument("--hf", action="store_true", help="also save a Hugging Face CLIPModel copy (student/hf)")
     q.add_argument("--out", default="runs/student", help="output folder")
     q.set_defaults(func=_cmd_compress)

@@ -133,7 +133,7 @@ def _batched(fn, x: np.ndarray, batch_sizes) -> np.ndarray:
     return np.concatenate(out)
 
 
-def check_parity(artifact_dir: str | Path, model, variant: str = "fp32", images_dir: str | Path | None = None,
+def check_parity(artifact: str | Path, model, variant: str = "fp32", images_dir: str | Path | None = None,
                  max_images: int = 64, raise_on_fail: bool = True) -> ParityReport:
     """Compare one artifact variant with ``model`` (PyTorch fp32) and apply its precision's gates.
 
@@ -143,9 +143,9 @@ def check_parity(artifact_dir: str | Path, model, variant: str = "fp32", images_
             ``raise_on_fail`` is False: the embedding gates would compare other pixels).
     """
     from edgeclip.runtime import load
-    rt = load(artifact_dir, variant, allow_failed_parity=True)  # re-checking a failed variant is allowed
+    rt = load(artifact, variant, allow_failed_parity=True)  # re-checking a failed variant is allowed
     model = model.float().eval()
-    pre_failed = preprocess_mismatches(_read_preprocess(artifact_dir), preprocess_cfg(model))
+    pre_failed = preprocess_mismatches(_read_preprocess(artifact), preprocess_cfg(model))
     if pre_failed:  # embeddings of other pixels than the model's own mean nothing: stop here, even if not raising
         raise ParityError(f"parity of {variant} failed: " + "; ".join(pre_failed))
     images, labels = load_photos(images_dir, max_images)

@@ -40,7 +40,8 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
              device: str = "cpu", batch_size: int = 128, lr: float | None = None, resume: bool = False,
              seed: int = 0, depth: str = "interval", width: str = "leading", eval_every: int = 0,
              ckpt_every: int = 50, cache_teacher: bool = True, hf: bool = False,
-             evaluate: bool = True, tie_layers: bool = True, prune_steps: int = 200) -> CompressResult:
+             evaluate: bool = True, tie_layers: bool = True, prune_steps: int = 200,
+             keep_ckpt: bool = True) -> CompressResult:
     """Distil ``teacher`` into a student of ``target_params`` (TinyCLIP: inheritance + affinity mimicking).
 
     Args:
@@ -51,7 +52,8 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
         steps: optimizer steps in total (split evenly across stages); ``epochs`` overrides it.
         method: ``"manual"`` (layer/channel selection), ``"auto"`` (L0 masks, fused), or ``"scratch"``.
         stages: ``"auto"`` (<= ~50% cut per stage) or a number of stages.
-        out: output folder: ``student/``, ``stages/``, ``ckpt/``, ``report.json``, ``report.md``.
+        out: output folder: ``student/``, ``stages/``, ``ckpt/``, ``report.json``, ``report.md`` (+ PNG plots
+            beside it when matplotlib is installed).
         device: ``"cpu"`` or ``"cuda"``; a GPU asked for but absent is an error.
         resume: continue from the checkpoints in ``out/ckpt`` (same result as an uninterrupted run).
         ckpt_every: steps between resumable checkpoints (written atomically).
@@ -60,6 +62,8 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
             MLP counts (saved with exact shapes: loads through edgeclip, not plain open_clip or HF).
         prune_steps: ``method="auto"`` only; L0-mask steps per stage before distillation (target ramps over
             the first half).
+        keep_ckpt: keep ``out/ckpt`` (resumable checkpoints, several times the student's size) after a
+            successful run; ``False`` deletes it once the student is saved. The report states its size either way.
 
     Returns:
         ``CompressResult`` with the student (eval mode), the output folder and the report dict.
@@ -110,6 +114,7 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
                                 eval_fn=eval_fn, desc=f"stage {st.index}/{len(plan)}")
         save_student(student, out / "stages" / f"stage{st.index}", preprocess_cfg=t_pre)
         stage_reports.append({"stage": st.index, "config": st.cfg, "params": count_params(student).__dict__,
+                              "loss_steps": hist.steps[:: max(1, len(hist.loss) // 50)],
                               "inherit": inh, "final_loss": hist.loss[-1], "loss_curve": hist.loss[:: max(1, len(hist.loss) // 50)],
                               "evals": hist.evals, "wall_s": hist.wall_s, "samples_per_s": hist.samples_per_s})
         prev = student
@@ -124,7 +129,9 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
     }
     if eval_fn:
         report["eval"] = {"teacher": eval_fn(teacher), "student": eval_fn(prev)}
+    report["ckpt"] = _checkpoints(out / "ckpt", keep_ckpt)
     report["wall_s"] = time.time() - t_start
+    report["plots"] = write_plots(report, out)
     write_json(out / "report.json", report)
     write_text(out / "report.md", report_markdown(report))
     return CompressResult(prev, out, report)
@@ -183,4 +190,65 @@ def report_markdown(r: dict) -> str:
         lines += ["", "| metric | teacher | student | retained |", "|---|---:|---:|---:|"]
         lines += [f"| {k} | {t[k]:.2f} | {s[k]:.2f} | {s[k] / t[k]:.1%} |" if t[k] else f"| {k} | {t[k]:.2f} | "
                   f"{s[k]:.2f} | |" for k in keys]
+    ck = r.get("ckpt")
+    if ck:
+        lines += ["", f"- checkpoints: `ckpt/` ({ck['bytes'] / 1e6:.0f} MB) "
+                  + ("kept for `--resume`; delete it, or pass `--drop-ckpt` (`keep_ckpt=False`) next time"
+                     if ck["kept"] else "deleted after the successful run (`--drop-ckpt`)")]
+    plots = r.get("plots") or {}
+    if plots.get("skipped"):
+        lines += ["", f"- plots: {plots['skipped']}"]
+    lines += [f"\n![{name}]({file})" for name, file in plots.items() if name != "skipped"]
     return "\n".join(lines) + "\n"
+
+
+def _checkpoints(folder: Path, keep: bool) -> dict | None:
+    """Size of the resumable checkpoints; deleted when ``keep`` is False (the run succeeded, the student is saved)."""
+    import shutil
+    if not folder.is_dir():
+        return None
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    if not keep:
+        shutil.rmtree(folder)
+    return {"path": str(folder), "bytes": size, "kept": keep}
+
+
+def write_plots(r: dict, out: Path) -> dict:
+    """PNG plots beside ``report.md``: loss per stage, teacher vs student metrics. ``{name: file}`` written, or
+    ``{"skipped": why}`` when matplotlib is not installed (it is optional: ``pip install matplotlib``)."""
+    try:  # a bare Figure renders PNG with Agg and leaves pyplot's global backend (a notebook's) alone
+        from matplotlib.figure import Figure
+    except ImportError:
+        return {"skipped": "not drawn: matplotlib is not installed (pip install matplotlib)"}
+    plots = {"loss curve": "loss.png"}
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
+    offset = 0
+    for s in r["stages"]:
+        steps = s.get("loss_steps") or list(range(1, len(s["loss_curve"]) + 1))
+        ax.plot([offset + x for x in steps], s["loss_curve"], label=f"stage {s['stage']}")
+        offset += steps[-1] if steps else 0
+    ax.set(xlabel="step (all stages)", ylabel="affinity-mimicking loss", title="distillation loss")
+    ax.legend()
+    _save_fig(fig, out / plots["loss curve"])
+    if "eval" in r:
+        t, st = r["eval"]["teacher"], r["eval"]["student"]
+        keys = [k for k in t if k in st]
+        fig = Figure(figsize=(max(5, 1.2 * len(keys)), 3.5))
+        ax = fig.subplots()
+        x = range(len(keys))
+        ax.bar([i - 0.2 for i in x], [t[k] for k in keys], 0.4, label="teacher")
+        ax.bar([i + 0.2 for i in x], [st[k] for k in keys], 0.4, label="student")
+        ax.set_xticks(list(x), keys, rotation=20)
+        ax.set(ylabel="%", title="teacher vs student")
+        ax.legend()
+        plots["teacher vs student"] = "metrics.png"
+        _save_fig(fig, out / plots["teacher vs student"])
+    return plots
+
+
+def _save_fig(fig, path: Path) -> None:
+    from .._io import atomic_path
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)

@@ -163,7 +163,8 @@ def _load_ckpt(path: Path, model, opt) -> tuple[int, StageHistory]:
 
 def distill(student, teacher, batches: Batches, cfg: DistillConfig, ckpt: str | Path | None = None,
             cache: TeacherCache | None = None, resume: bool = False, eval_fn=None, desc: str = "distill"):
-    """Train ``student`` to mimic ``teacher``'s affinities. Returns ``StageHistory``; student is left in eval."""
+    """Train ``student`` to mimic ``teacher``'s affinities. Returns ``(student, StageHistory)``; the student is
+    left in eval mode."""
     import torch.distributed as dist
     dev = torch.device(cfg.device)
     student.to(dev).train()
@@ -181,7 +182,7 @@ def distill(student, teacher, batches: Batches, cfg: DistillConfig, ckpt: str | 
     autocast = dev.type == "cuda" and cfg.precision in ("bf16", "fp16")
     amp_dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float16
     t0, t_run, seen = time.time() - hist.wall_s, time.time(), 0
-    bar = tqdm(range(step, cfg.steps), desc=desc, initial=step, total=cfg.steps, mininterval=2, leave=False)
+    bar = tqdm(range(step, cfg.steps), desc=desc, initial=step, total=cfg.steps, mininterval=2, leave=True)
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)

@@ -25,13 +25,13 @@ __all__ = ["load", "Runtime", "Index", "Preprocess", "Tokenizer", "open_image"]
 class Runtime:
     """Image and text encoders of one artifact variant (fp32, fp32-opt, fp16, int8-dynamic, int8-static)."""
 
-    def __init__(self, artifact_dir: str | Path, variant: str = "fp32", providers: list[str] | None = None,
+    def __init__(self, artifact: str | Path, variant: str = "fp32", providers: list[str] | None = None,
                  threads: int | None = None, verify: bool = True, allow_failed_parity: bool = False):
         import onnxruntime as ort
-        self.dir = Path(artifact_dir)
+        self.dir = Path(artifact)
         mpath = self.dir / "manifest.json"
         if not mpath.is_file():
-            raise ConfigError(f"{str(artifact_dir)!r} is not an edgeclip artifact folder (no manifest.json)")
+            raise ConfigError(f"{str(artifact)!r} is not an edgeclip artifact folder (no manifest.json)")
         self.manifest = read_json(mpath)
         variants = self.manifest.get("variants", {})
         if not isinstance(variants, dict) or variant not in variants:
@@ -44,7 +44,7 @@ class Runtime:
             self.tokenizer = Tokenizer(files.vocab, tok["context_length"])
             self.preprocess = Preprocess(read_json(files.preprocess))
         except (KeyError, TypeError, ValueError, OSError) as e:
-            raise ConfigError(f"artifact {str(artifact_dir)!r} has a broken tokenizer/preprocess file: {e}") from None
+            raise ConfigError(f"artifact {str(artifact)!r} has a broken tokenizer/preprocess file: {e}") from None
         so = ort.SessionOptions()
         if threads:
             so.intra_op_num_threads = threads
@@ -94,12 +94,12 @@ class Runtime:
         return self.embed_ids(self.tokenizer(texts), batch_size)
 
 
-def load(artifact_dir: str | Path, variant: str = "fp32", providers: list[str] | None = None,
+def load(artifact: str | Path, variant: str = "fp32", providers: list[str] | None = None,
          threads: int | None = None, verify: bool = True, allow_failed_parity: bool = False) -> Runtime:
     """Open an exported artifact folder for inference (onnxruntime CPU by default).
 
     Args:
-        artifact_dir: folder written by ``edgeclip export``.
+        artifact: folder written by ``edgeclip export``.
         variant: one of the manifest's variants (fp32, fp32-opt, fp16, int8-dynamic, int8-static).
         providers: onnxruntime execution providers (default CPU).
         threads: intra-op threads (default: onnxruntime's choice).
@@ -115,7 +115,7 @@ def load(artifact_dir: str | Path, variant: str = "fp32", providers: list[str] |
         ParityError: the variant failed parity and ``allow_failed_parity`` is False.
         BackendError: onnxruntime cannot open a graph.
     """
-    return Runtime(artifact_dir, variant, providers, threads, verify, allow_failed_parity)
+    return Runtime(artifact, variant, providers, threads, verify, allow_failed_parity)
 
 
 @dataclass

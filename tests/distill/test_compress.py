@@ -43,7 +43,7 @@ def test_compress_end_to_end_writes_a_loadable_student(tmp_path, tiny_model):
     losses = rep["stages"][0]["loss_curve"]
     assert losses[-1] < losses[0]  # loss falls
     assert rep["teacher_cache"]["hits"] > 0  # epochs 2+ read the cache
-    student, _ = load_student(tmp_path / "run" / "student")
+    student = load_student(tmp_path / "run" / "student")
     assert abs(sum(p.numel() for p in student.visual.parameters()) - 60_000) <= 3_000
     assert (tmp_path / "run" / "report.md").read_text().startswith("# edgeclip compress report")
     assert res.student is not None
@@ -79,7 +79,7 @@ def test_auto_per_layer_compress_cli_writes_a_student_with_exact_layer_shapes(tm
            "--batch-size", "16", "--data", "shapes:64", "--out", str(tmp_path / "run")]
     r = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    student, _ = load_student(tmp_path / "run" / "student")
+    student = load_student(tmp_path / "run" / "student")
     layers = student.edgeclip_cfg.get("edgeclip_layers")
     assert layers, "untied masks should leave per-layer sizes"
     stage1 = json.loads((tmp_path / "run" / "stages" / "stage1" / "open_clip_config.json").read_text())
