@@ -30,6 +30,17 @@ def tiny_model(tiny_cfg):
 
 
 @pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory) -> tuple[Path, Path]:
+    """(teacher folder, artifact folder) for the demo: two seeds of the tiny CLIP, the student exported to ONNX."""
+    from edgeclip.export import export_onnx
+    from edgeclip.models import create_model, save_student
+    d = tmp_path_factory.mktemp("demo")
+    save_student(create_model(TINY_CFG, seed=0), d / "teacher")
+    export_onnx(create_model(TINY_CFG, seed=1), d / "artifact")
+    return d / "teacher", d / "artifact"
+
+
+@pytest.fixture(scope="session")
 def reference_teacher():
     from edgeclip.models import REFERENCE_TEACHER, load_teacher
     if not (REFERENCE_TEACHER / "model.safetensors").is_file():
