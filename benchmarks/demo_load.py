@@ -45,6 +45,12 @@ def rss_mb(pid: int) -> dict[str, float]:
     return out
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used (load-independent, unlike latency on a shared machine)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_server(a, port: int, log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "edgeclip.cli", "demo", "--artifact", a.artifact, "--teacher", a.teacher,
            "--port", str(port)]
@@ -141,7 +147,11 @@ def main(argv=None) -> int:
         try:
             wait_up(url, proc, a.startup_timeout)
             rss = {"start": rss_mb(proc.pid)}
+            cpu0, own0 = cpu_s(proc.pid), time.process_time()
             res = {"load": load(url, a.clients, a.queries, a.k)}
+            n = res["load"]["requests"]
+            res["load"]["server_cpu_ms_per_request"] = round((cpu_s(proc.pid) - cpu0) / n * 1e3, 1)
+            res["load"]["client_cpu_ms_per_request"] = round((time.process_time() - own0) / n * 1e3, 1)
             rss["after_load"] = rss_mb(proc.pid)
             if a.big_png:
                 res["big_png"] = big_uploads(url, a.big_png, a.big_side, Path(work))
@@ -161,7 +171,8 @@ def main(argv=None) -> int:
             "server_protocol_error_lines": len(bad), "server_protocol_error_sample": bad[:3]}
     write(a.name, data)
     print(f"{res['load']['requests']} requests, {res['load']['failed']} failed {res['load']['errors']}; "
-          f"p50 {res['load']['p50_s']} s, p95 {res['load']['p95_s']} s; RSS MB {rss}; "
+          f"p50 {res['load']['p50_s']} s, p95 {res['load']['p95_s']} s; server CPU "
+          f"{res['load']['server_cpu_ms_per_request']} ms/request; RSS MB {rss}; "
           f"server protocol-error lines {len(bad)}" + (f"; big PNG {res['big_png']}" if a.big_png else ""))
     return 0
 
