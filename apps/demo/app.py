@@ -11,10 +11,12 @@ uploads are measured from the image header and refused or draft-decoded before a
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import os
 import re
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from PIL import Image
 
 import edgeclip
 import edgeclip.runtime as runtime
+from edgeclip.data.pairs import open_image
 from edgeclip.errors import ConfigError
 from edgeclip.evaluate import embed_pil_images, embed_texts
 
@@ -70,13 +73,14 @@ class ImageFiles:
         self.pinned: set[Path] = set()
 
     def put(self, img: Image.Image, pin: bool = False) -> str:
-        import io
         buf = io.BytesIO()
         img.save(buf, "PNG")
         data = buf.getvalue()
         path = self.folder / f"{hashlib.sha256(data).hexdigest()[:24]}.png"
-        if not path.exists():
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}")
+        if path.exists():
+            os.utime(path)  # handed out again: the newest for _trim
+        else:
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
             tmp.write_bytes(data)
             os.replace(tmp, path)
         if pin:
@@ -93,7 +97,7 @@ class ImageFiles:
 
 
 def thumbnail(img: Image.Image) -> Image.Image:
-    """Display copy: small scenes upscaled without blur, large photos shrunk, both to ``DISPLAY`` px."""
+    """Display copy: small scenes upscaled to ``DISPLAY`` px without blur, photos shrunk to at most twice that."""
     if max(img.size) < DISPLAY:
         return img.resize((DISPLAY, DISPLAY), Image.NEAREST)
     small = img.convert("RGB")
@@ -120,7 +124,9 @@ def open_upload(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
                 f.draft("RGB", (max(1, int(w * s)), max(1, int(h * s))))
             if f.size[0] * f.size[1] > max_pixels:
                 raise ConfigError(f"That image is {w} x {h} pixels ({w * h / 1e6:.0f} M); {limit}")
-            return f.convert("RGB")
+            if f.size != (w, h):  # draft-decoded JPEG (8-bit, no conversion rule needed)
+                return f.convert("RGB")
+        return open_image(path)  # the training loader's decode: CMYK / greyscale / 16-bit -> RGB
     except ConfigError:
         raise
     except Image.DecompressionBombError as e:  # over twice PIL's limit: refused by PIL itself, from the header

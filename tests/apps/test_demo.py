@@ -188,3 +188,13 @@ def test_png_over_the_limit_is_refused_and_under_it_decoded(tmp_path):
     with pytest.raises(ConfigError, match="300 x 200"):
         open_upload(tmp_path / "grey.png", max_pixels=50_000)
     assert open_upload(tmp_path / "grey.png", max_pixels=60_000).mode == "RGB"
+
+
+def test_sixteen_bit_png_is_decoded_like_the_training_loader(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from edgeclip.data.pairs import open_image
+    Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)).save(tmp_path / "deep.png")
+    got = np.asarray(open_upload(tmp_path / "deep.png"))
+    assert got.std() > 10 and np.array_equal(got, np.asarray(open_image(tmp_path / "deep.png")))  # not all white

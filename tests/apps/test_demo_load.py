@@ -44,5 +44,5 @@ def test_concurrent_bomb_uploads_are_refused_and_leave_no_memory_behind(load_run
            "13,000 x 13,000 PNG", "each refused with one clear message; RSS stays flat; server keeps serving",
            f"{big['answers']}; slowest answer {big['max_s']} s; RSS +{grown:.0f} MB (peak +{peak:.0f} MB); "
            f"server alive: {load_run['server_alive_at_end']}")
-    assert [a.startswith("That image is 13000 x 13000 pixels") for a in big["answers"]] == [True]
+    assert len(big["answers"]) == 1 and big["answers"][0].startswith("That image is") and "169 M" in big["answers"][0]
     assert grown < 100 and peak < 100 and load_run["server_alive_at_end"]
