@@ -63,3 +63,22 @@ def test_a_missing_piece_is_named_in_one_line(missing, says, robust):
     robust("bad requests", f"edgeclip demo without {missing}", "one line naming what is missing, exit 2",
            f"exit {code}: {err[-1] if err else ''}")
     assert code == 2 and len(err) == 1 and says in err[0]
+
+
+def test_the_demo_command_builds_the_quickstart_student_only_for_the_default_artifact(tmp_path, monkeypatch):
+    """The decision lives in the command (not in the app): default artifact missing -> quickstart, then serve."""
+    pytest.importorskip("gradio")
+    import edgeclip.apps.demo.app as app
+    from edgeclip import commands
+    from edgeclip.cli import parse_args
+    from edgeclip.errors import ConfigError
+    calls = []
+    monkeypatch.chdir(tmp_path)  # no runs/quickstart/artifact here
+    monkeypatch.setattr(commands, "_cmd_quickstart", lambda a: calls.append((a.command, a.out)))
+    monkeypatch.setattr(app, "serve", lambda *a, **k: calls.append(("serve", a[0], a[3])))
+    assert commands._cmd_demo(parse_args(["demo"])) == 0
+    assert calls == [("quickstart", "runs/quickstart"), ("serve", "runs/quickstart/artifact", "127.0.0.1")]
+    calls.clear()
+    with pytest.raises(ConfigError, match="no exported artifact at 'elsewhere'"):
+        commands._cmd_demo(parse_args(["demo", "--artifact", "elsewhere"]))
+    assert calls == []  # another missing artifact is an error, never a 10-minute quickstart
