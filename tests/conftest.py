@@ -100,6 +100,12 @@ def _scrub(text: str) -> str:
 def pytest_runtest_makereport(item, call):
     """The verdict of each row is its test's outcome: a failure in setup, call or teardown makes it FAIL."""
     rep = (yield).get_result()
+    if rep.failed and "robust" in getattr(item, "fixturenames", ()) and item.nodeid not in ROBUSTNESS_ROWS:
+        # failed before it recorded anything: the case still shows, as a failure, instead of vanishing
+        text = rep.longreprtext.strip().splitlines() or ["?"]
+        last = next((ln[1:].strip() for ln in text if ln.startswith("E ")), text[-1])  # pytest's 'E   msg' line
+        ROBUSTNESS_ROWS[item.nodeid] = [{"area": "unrecorded", "case": item.name, "expected": "-",
+                                         "observed": _scrub(f"failed before recording: {last}"), "verdict": None}]
     for row in ROBUSTNESS_ROWS.get(item.nodeid, []):
         if rep.failed:
             row["verdict"] = "FAIL"

@@ -26,6 +26,10 @@ def broken_teardown():
 
 def test_teardown_fails(robust, broken_teardown):
     robust("a", "teardown", "ok", "seen /tmp/pytest-of-x/abc/f.txt | 4")
+
+def test_fails_before_recording(robust):
+    assert 5 == 6, "never got to robust()"
+    robust("a", "never", "ok", "seen 5")
 '''
 
 
@@ -35,9 +39,12 @@ def test_rows_carry_the_real_verdict(tmp_path):
     (tmp_path / "tests" / "test_rows.py").write_text(CASES)
     subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=tmp_path,
                    capture_output=True, timeout=300)
-    rows = {ln.split(" | ")[1]: ln for ln in (tmp_path / "docs" / "robustness.md").read_text().splitlines()
-            if ln.startswith("| a |")}
+    lines = (tmp_path / "docs" / "robustness.md").read_text().splitlines()
+    rows = {ln.split(" | ")[1]: ln for ln in lines if ln.startswith("| a |")}
+    lost = [ln for ln in lines if ln.startswith("| unrecorded |")]
     assert "seen 1 | pass (`test_passes`)" in rows["passes"]
     assert "seen 2 | FAIL (`test_fails_after_recording`)" in rows["fails"]
     assert "seen 3 | skipped (`test_skips`)" in rows["skips"]
     assert "seen <tmp>/f.txt \\| 4 | FAIL (`test_teardown_fails`)" in rows["teardown"]
+    assert len(lost) == 1 and "| test_fails_before_recording |" in lost[0] and "never got to robust()" in lost[0]
+    assert lost[0].endswith("| FAIL (`test_fails_before_recording`) |")
