@@ -13,6 +13,8 @@ from .errors import ConfigError, ParityError
 
 SHARED_PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "imagenet-sample-200"
 VARIANT_CHOICES = ("fp32-opt", "fp16", "int8-dynamic", "int8-static")
+QUICKSTART_OUT = "runs/quickstart"
+QUICKSTART_ARTIFACT = f"{QUICKSTART_OUT}/artifact"  # where 'edgeclip demo' looks by default
 
 
 def _photos_default() -> str | None:
@@ -110,13 +112,28 @@ def _cmd_parity(a) -> int:
 
 
 def _cmd_demo(a) -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    """Check the demo's install first, build the quickstart student when the default artifact is missing, serve."""
+    import importlib.util
+
+    from .errors import BackendError
+    if importlib.util.find_spec("gradio") is None:  # before anything is loaded, and before a 10-minute quickstart
+        raise BackendError("the demo needs gradio, which is not installed: pip install 'edgeclip[demo]'")
     try:
-        from apps.demo.app import main as demo_main
-    except ImportError as e:
-        from .errors import BackendError
-        raise BackendError(f"the demo needs the [demo] extra (pip install 'edgeclip[demo]'): {e}") from None
-    return demo_main(a)
+        from .apps.demo.app import serve
+    except ModuleNotFoundError as e:
+        if (e.name or "").startswith("edgeclip.apps"):
+            raise BackendError(f"this edgeclip install has no demo app ({e.name} is missing): reinstall edgeclip "
+                               "(pip install 'edgeclip[demo]', or pip install -e . in a checkout)") from None
+        raise BackendError(f"the demo needs {e.name!r}, which is not installed: pip install 'edgeclip[demo]'") from None
+    if not (Path(a.artifact) / "manifest.json").is_file():
+        if a.artifact != QUICKSTART_ARTIFACT:
+            raise ConfigError(f"no exported artifact at {a.artifact!r}; run 'edgeclip export MODEL --onnx --out DIR'")
+        print("no quickstart student yet: running 'edgeclip quickstart' first (about 10 min on 2 cores)")
+        p = argparse.ArgumentParser(prog="edgeclip")
+        add_commands(p.add_subparsers(dest="command"))
+        _cmd_quickstart(p.parse_args(["quickstart"]))  # with its own defaults; a failed parity gate raises
+    serve(a.artifact, a.teacher, a.gallery, a.host, a.port, block=True)
+    return 0
 
 
 def _cmd_quickstart(a) -> int:
@@ -192,7 +209,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=_cmd_parity)
 
     q = sub.add_parser("demo", help="launch the Gradio demo (student ONNX next to teacher PyTorch)")
-    q.add_argument("--artifact", default="runs/quickstart/artifact", help="exported student artifact folder")
+    q.add_argument("--artifact", default=QUICKSTART_ARTIFACT, help="exported student artifact folder (default: the "
+                   "quickstart's, built first when missing)")
     q.add_argument("--teacher", default="reference", help="teacher spec")
     q.add_argument("--gallery", default=None, help="image folder for the gallery (default: ShapesWorld scenes)")
     q.add_argument("--host", default="127.0.0.1", help="bind address")
@@ -207,5 +225,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--batch-size", type=int, default=128, help="pairs per step")
     q.add_argument("--seed", type=int, default=0, help="seed")
     q.add_argument("--images", default=_photos_default(), help="photos for parity")
-    q.add_argument("--out", default="runs/quickstart", help="output folder")
+    q.add_argument("--out", default=QUICKSTART_OUT, help="output folder")
     q.set_defaults(func=_cmd_quickstart)

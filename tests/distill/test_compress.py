@@ -46,7 +46,18 @@ def test_compress_end_to_end_writes_a_loadable_student(tmp_path, tiny_model):
     student = load_student(tmp_path / "run" / "student")
     assert abs(sum(p.numel() for p in student.visual.parameters()) - 60_000) <= 3_000
     assert (tmp_path / "run" / "report.md").read_text().startswith("# edgeclip compress report")
-    assert res.student is not None
+    # the returned student is the saved one, at the asked size, and embeds to finite unit vectors
+    assert res.student.edgeclip_cfg == student.edgeclip_cfg
+    got, saved = res.student.state_dict(), student.state_dict()
+    assert got.keys() == saved.keys() and all(torch.equal(got[k], saved[k]) for k in got)
+    assert abs(sum(p.numel() for p in res.student.visual.parameters()) - 60_000) <= 3_000
+    with torch.no_grad():
+        cfg = res.student.edgeclip_cfg
+        size, ctx = cfg["vision_cfg"]["image_size"], cfg["text_cfg"]["context_length"]
+        emb = torch.cat([res.student.encode_image(torch.randn(2, 3, size, size), normalize=True),
+                         res.student.encode_text(torch.randint(0, cfg["text_cfg"]["vocab_size"], (2, ctx)),
+                                                 normalize=True)])
+    assert torch.isfinite(emb).all() and torch.allclose(emb.norm(dim=-1), torch.ones(4), atol=1e-5)
 
 
 def test_bad_requests_fail_before_writing(tmp_path, tiny_model):
