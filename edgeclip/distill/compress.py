@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from .._io import write_json, write_text
+from .._io import check_output, output_kind, replace_with, staging_path, write_json, write_text
 from ..errors import ConfigError
-from ..models import get_tokenizer, load_teacher, model_config, save_student
+from ..models import REFERENCE_TEACHER, get_tokenizer, load_teacher, model_config, save_student
 from ..models.io import image_transform, preprocess_cfg
 from ..models.params import count_params
 from .stages import plan_stages
@@ -40,7 +40,8 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
              device: str = "cpu", batch_size: int = 128, lr: float | None = None, resume: bool = False,
              seed: int = 0, depth: str = "interval", width: str = "leading", eval_every: int = 0,
              ckpt_every: int = 50, cache_teacher: bool = True, hf: bool = False,
-             evaluate: bool = True, tie_layers: bool = True, prune_steps: int = 200) -> CompressResult:
+             evaluate: bool = True, tie_layers: bool = True, prune_steps: int = 200,
+             overwrite: bool = False) -> CompressResult:
     """Distil ``teacher`` into a student of ``target_params`` (TinyCLIP: inheritance + affinity mimicking).
 
     Args:
@@ -60,12 +61,15 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
             MLP counts (saved with exact shapes: loads through edgeclip, not plain open_clip or HF).
         prune_steps: ``method="auto"`` only; L0-mask steps per stage before distillation (target ramps over
             the first half).
+        overwrite: replace an earlier run in ``out`` (see ``_claim_output``: the old run stays until the new
+            one is complete). Without it (or ``resume``) an existing run, or any non-empty folder, is refused.
 
     Returns:
         ``CompressResult`` with the student (eval mode), the output folder and the report dict.
 
     Raises:
-        ConfigError / DataError / InheritError on bad input, before anything is written.
+        ConfigError / DataError / InheritError on bad input, before anything is written; ConfigError when
+        ``out`` may not be written (``edgeclip._io.check_output``), before anything is loaded.
 
     Example:
         >>> res = compress("reference", "25%", data="shapes", steps=800)  # doctest: +SKIP
@@ -73,6 +77,7 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
     from ..data.pairs import open_pairs
 
     t_start = time.time()
+    final, out = _claim_output(out, teacher, data, resume, overwrite)
     device = _check_device(device)
     teacher = teacher if isinstance(teacher, torch.nn.Module) else load_teacher(teacher)
     t_cfg = model_config(teacher)
@@ -90,7 +95,6 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
     if epochs is not None:
         steps = max(1, round(epochs * len(pairs) / batch_size))
     per_stage = max(1, steps // len(plan))
-    out = Path(out)
     print("plan: " + " -> ".join(["teacher"] + [f"{s.vision / 1e6:.2f}M" for s in plan]))
     for s in plan:
         print("  " + s.describe())
@@ -99,6 +103,7 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
     tf = image_transform(t_pre)
     cache = TeacherCache() if cache_teacher else None
     eval_fn = _shapes_eval_fn() if evaluate and _is_shapes(pairs) else None
+    write_json(out / "run.json", {"edgeclip_output": "run", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     prev, stage_reports = teacher, []
     for st in plan:
         tie = tie_layers or st.index < len(plan)  # only the last stage may leave per-layer sizes
@@ -115,6 +120,7 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
         prev = student
     save_student(prev, out / "student", preprocess_cfg=t_pre, hf=hf)
     report = {
+        "edgeclip_output": "run",
         "teacher": {"config": t_cfg, "params": count_params(teacher).__dict__},
         "student": {"config": model_config(prev), "params": count_params(prev).__dict__},
         "target_params": str(target_params), "method": method, "data": pairs.describe(),
@@ -127,7 +133,29 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
     report["wall_s"] = time.time() - t_start
     write_json(out / "report.json", report)
     write_text(out / "report.md", report_markdown(report))
-    return CompressResult(prev, out, report)
+    if out != final:  # the new run is complete: swap it in for the old one
+        replace_with(out, final)
+        out.parent.rmdir()
+    return CompressResult(prev, final, report)
+
+
+def _claim_output(out, teacher, data, resume: bool, overwrite: bool) -> tuple[Path, Path]:
+    """Check ``out`` before anything is loaded; returns (the run folder, the folder to train in now).
+
+    Replacing an earlier run (``overwrite``): the new run, checkpoints included, is built in a hidden
+    ``.OUT.tmp-PID-*`` folder beside ``out`` and swapped in only once it is complete (``replace_with``, safe
+    against a crash between its renames). Until then the old run stays whole and resumable; the price is that
+    an interrupted ``--overwrite`` run cannot itself be resumed (its temp folder is removed by the next write).
+    """
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in --out and --overwrite starts it over: pass only one")
+    teacher_path = REFERENCE_TEACHER if teacher is None or str(teacher) == "reference" else teacher
+    final = check_output(out, "run", overwrite=True, inputs=[teacher_path, data])  # any run passes here ...
+    earlier = output_kind(final) == "run"
+    if earlier and not (resume or overwrite):  # ... and is continued or replaced only when asked
+        raise ConfigError(f"{str(out)!r} holds an earlier compress run; pass --resume to continue it, or "
+                          "--overwrite to start over")
+    return final, staging_path(final) if earlier and overwrite else final
 
 
 def _relative_budget(target, teacher):

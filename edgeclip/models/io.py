@@ -59,7 +59,8 @@ def save_student(model, folder: str | os.PathLike, preprocess_cfg: dict | None =
           for k, v in model.state_dict().items()}
     with atomic_path(folder) as tmp:
         tmp.mkdir()
-        meta = {"model_cfg": cfg, "preprocess_cfg": preprocess_cfg or default_preprocess_cfg(cfg)}
+        meta = {"edgeclip_output": "student", "model_cfg": cfg,  # plain open_clip ignores the kind key
+                "preprocess_cfg": preprocess_cfg or default_preprocess_cfg(cfg)}
         if extra:
             meta["edgeclip"] = extra
         (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
