@@ -128,6 +128,15 @@ def replace_with(tmp: Path, path: Path) -> None:
         backup.unlink(missing_ok=True)
 
 
+def drop_own_staging(path: str | os.PathLike) -> None:
+    """Remove this process's temp folders for ``path``: left by an earlier attempt that raised (a long-lived
+    process retrying a long write); other processes' folders are ``_clean_stale``'s, once their pid is gone."""
+    path = _normal(path)
+    for d in path.parent.glob(f".{glob.escape(path.name)}.tmp-{os.getpid()}-*"):
+        if not d.name.endswith("-old"):
+            shutil.rmtree(d, ignore_errors=True)
+
+
 def staging_path(path: str | os.PathLike) -> Path:
     """A fresh hidden temp path beside ``path`` (``.NAME.tmp-PID-*/NAME``), for ``replace_with`` later.
 
@@ -262,7 +271,8 @@ def check_output(path: str | os.PathLike, kind: str, overwrite: bool = False, in
         raise ConfigError(f"{shown} is an existing edgeclip {kind}; pass --overwrite to replace it, "
                           "or another --out")
     if found:
-        raise ConfigError(f"{shown} is an edgeclip {found}, not a {kind}; --overwrite replaces only a {kind}: "
+        a = "an" if kind[0] in "aeiou" else "a"
+        raise ConfigError(f"{shown} is an edgeclip {found}, not {a} {kind}; --overwrite replaces only {a} {kind}: "
                           "pass another --out")
     raise ConfigError(f"{shown} exists and is not an edgeclip output ({_describe(p)}); edgeclip never replaces "
                       "it: pass a new or empty folder as --out")

@@ -1,14 +1,16 @@
 """``compress()``: teacher + budget + data -> trained student folder + report (plan, params, losses, metrics)."""
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
-from .._io import check_output, output_kind, replace_with, staging_path, write_json, write_text
+from .._io import check_output, drop_own_staging, output_kind, replace_with, staging_path, write_json, write_text
 from ..errors import ConfigError
 from ..models import REFERENCE_TEACHER, get_tokenizer, load_teacher, model_config, save_student
 from ..models.io import image_transform, preprocess_cfg
@@ -52,7 +54,8 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
         steps: optimizer steps in total (split evenly across stages); ``epochs`` overrides it.
         method: ``"manual"`` (layer/channel selection), ``"auto"`` (L0 masks, fused), or ``"scratch"``.
         stages: ``"auto"`` (<= ~50% cut per stage) or a number of stages.
-        out: output folder: ``student/``, ``stages/``, ``ckpt/``, ``report.json``, ``report.md``.
+        out: output folder: ``run.json`` (marks it as a run from the first step on), ``student/``, ``stages/``,
+            ``ckpt/``, ``report.json``, ``report.md``. Must be new, empty, or a run (``resume``/``overwrite``).
         device: ``"cpu"`` or ``"cuda"``; a GPU asked for but absent is an error.
         resume: continue from the checkpoints in ``out/ckpt`` (same result as an uninterrupted run).
         ckpt_every: steps between resumable checkpoints (written atomically).
@@ -145,7 +148,8 @@ def _claim_output(out, teacher, data, resume: bool, overwrite: bool) -> tuple[Pa
     Replacing an earlier run (``overwrite``): the new run, checkpoints included, is built in a hidden
     ``.OUT.tmp-PID-*`` folder beside ``out`` and swapped in only once it is complete (``replace_with``, safe
     against a crash between its renames). Until then the old run stays whole and resumable; the price is that
-    an interrupted ``--overwrite`` run cannot itself be resumed (its temp folder is removed by the next write).
+    an interrupted ``--overwrite`` run cannot itself be resumed (its temp folder is removed by the next write
+    of ``out``, by a retry in the same process, or when the process exits).
     """
     if resume and overwrite:
         raise ConfigError("--resume continues the run in --out and --overwrite starts it over: pass only one")
@@ -155,7 +159,12 @@ def _claim_output(out, teacher, data, resume: bool, overwrite: bool) -> tuple[Pa
     if earlier and not (resume or overwrite):  # ... and is continued or replaced only when asked
         raise ConfigError(f"{str(out)!r} holds an earlier compress run; pass --resume to continue it, or "
                           "--overwrite to start over")
-    return final, staging_path(final) if earlier and overwrite else final
+    if not (earlier and overwrite):
+        return final, final
+    drop_own_staging(final)  # an earlier attempt of this process that raised
+    stage = staging_path(final)
+    atexit.register(shutil.rmtree, stage.parent, True)
+    return final, stage
 
 
 def _relative_budget(target, teacher):
