@@ -17,6 +17,8 @@ from pathlib import Path
 
 from .errors import ConfigError
 
+__all__ = ["check_output", "output_kind", "atomic_path", "staging_path", "replace_with", "drop_own_staging",
+           "write_json", "write_text"]
 KEY = "edgeclip_output"
 # the JSON that names a folder's kind, in the order they are read; "run" has run.json from its first step on
 MAIN_JSON = ("report.json", "run.json", "open_clip_config.json", "manifest.json", "index.json")
@@ -146,7 +148,7 @@ def staging_path(path: str | os.PathLike) -> Path:
     path = _normal(path)
     why = _protected(path)
     if why:
-        raise ConfigError(f"refusing to write {str(path)!r}: it is {why}; choose a new folder as --out")
+        raise ConfigError(f"refusing to write {str(path)!r}: it is {why}; choose a new output folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale(path)
     return Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent)) / path.name
@@ -240,12 +242,12 @@ def check_output(path: str | os.PathLike, kind: str, overwrite: bool = False, in
     sees what the user last had. An empty folder may be written over: it holds nothing to lose.
     """
     if not os.fspath(path):
-        raise ConfigError(f"the {kind} output path is empty; pass a new folder as --out")
+        raise ConfigError(f"the {kind} output path is empty; choose a new output folder")
     p = _normal(path)
     shown = repr(os.fspath(path)) + ("" if str(p) == os.fspath(path) else f" ({p})")
     why = _protected(p)
     if why:
-        raise ConfigError(f"refusing to write the {kind} to {shown}: it is {why}; pass a new folder as --out")
+        raise ConfigError(f"refusing to write the {kind} to {shown}: it is {why}; choose a new output folder")
     real = p.resolve()
     for x in inputs:
         src = _input_path(x)
@@ -259,7 +261,7 @@ def check_output(path: str | os.PathLike, kind: str, overwrite: bool = False, in
             rel = "contains the input being read"
         else:
             continue
-        raise ConfigError(f"refusing to write the {kind} to {shown}: it {rel} ({src}); pass another --out")
+        raise ConfigError(f"refusing to write the {kind} to {shown}: it {rel} ({src}); choose another output path")
     if p.parent.is_dir():
         _recover(p)
     if not os.path.lexists(p) or (p.is_dir() and not p.is_symlink() and not any(p.iterdir())):
@@ -269,13 +271,13 @@ def check_output(path: str | os.PathLike, kind: str, overwrite: bool = False, in
         return p
     if found == kind:
         raise ConfigError(f"{shown} is an existing edgeclip {kind}; pass --overwrite to replace it, "
-                          "or another --out")
+                          "or choose another output path")
     if found:
         a = "an" if kind[0] in "aeiou" else "a"
         raise ConfigError(f"{shown} is an edgeclip {found}, not {a} {kind}; --overwrite replaces only {a} {kind}: "
-                          "pass another --out")
+                          "choose another output path")
     raise ConfigError(f"{shown} exists and is not an edgeclip output ({_describe(p)}); edgeclip never replaces "
-                      "it: pass a new or empty folder as --out")
+                      "it: choose a new or empty output folder")
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

@@ -132,13 +132,23 @@ def _cmd_demo(a) -> int:
 
 
 def _cmd_quickstart(a) -> int:
+    """compress + export into --out; an earlier quickstart (--overwrite) is replaced only once both are done."""
+    import atexit
+    import shutil
+    from ._io import output_kind, replace_with, staging_path
     from .distill import compress
     from .export import export_artifact
     out = check_output(a.out, "run", a.overwrite, inputs=[_spec_path("reference"), a.images])
-    res = compress("reference", a.target, data=f"shapes:{a.samples}", steps=a.steps, out=out, stages=a.stages,
-                   batch_size=a.batch_size, seed=a.seed, overwrite=a.overwrite)
-    art = export_artifact(res.student, out / "artifact", ["fp32", "fp32-opt", "fp16", "int8-dynamic"],
-                          images_dir=a.images, overwrite=a.overwrite)
+    work = staging_path(out) if output_kind(out) == "run" else out  # an earlier run passes only with --overwrite
+    if work != out:
+        atexit.register(shutil.rmtree, work.parent, True)  # a failed quickstart leaves the earlier one as it was
+    res = compress("reference", a.target, data=f"shapes:{a.samples}", steps=a.steps, out=work, stages=a.stages,
+                   batch_size=a.batch_size, seed=a.seed)
+    art = export_artifact(res.student, work / "artifact", ["fp32", "fp32-opt", "fp16", "int8-dynamic"],
+                          images_dir=a.images)
+    if work != out:
+        replace_with(work, out)
+        work.parent.rmdir()
     print((out / "report.md").read_text())
     print((out / "artifact" / "parity.md").read_text())
     print(f"student: {out / 'student'}\nartifact: {out / 'artifact'}")
