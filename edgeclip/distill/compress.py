@@ -116,12 +116,12 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
         student, hist = distill(student, teacher, batches, replace(cfg, seed=seed + st.index),
                                 ckpt=out / "ckpt" / f"stage{st.index}.pt", cache=cache, resume=resume,
                                 eval_fn=eval_fn, desc=f"stage {st.index}/{len(plan)}")
-        save_student(student, out / "stages" / f"stage{st.index}", preprocess_cfg=t_pre)
+        save_student(student, out / "stages" / f"stage{st.index}", preprocess_cfg=t_pre, overwrite=True)
         stage_reports.append({"stage": st.index, "config": st.cfg, "params": count_params(student).__dict__,
                               "inherit": inh, "final_loss": hist.loss[-1], "loss_curve": hist.loss[:: max(1, len(hist.loss) // 50)],
                               "evals": hist.evals, "wall_s": hist.wall_s, "samples_per_s": hist.samples_per_s})
         prev = student
-    save_student(prev, out / "student", preprocess_cfg=t_pre, hf=hf)
+    save_student(prev, out / "student", preprocess_cfg=t_pre, hf=hf, overwrite=True)  # out was checked above
     report = {
         "edgeclip_output": "run",
         "teacher": {"config": t_cfg, "params": count_params(teacher).__dict__},

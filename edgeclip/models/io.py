@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .._io import atomic_path
+from .._io import atomic_path, check_output
 from ..errors import ConfigError
 from .factory import create_model, model_config
 
@@ -41,7 +41,7 @@ def image_transform(pre: dict):
 
 
 def save_student(model, folder: str | os.PathLike, preprocess_cfg: dict | None = None, fp16: bool = False,
-                 hf: bool = False, extra: dict | None = None) -> Path:
+                 hf: bool = False, extra: dict | None = None, overwrite: bool = False) -> Path:
     """Write ``open_clip_config.json`` + ``model.safetensors`` (+ ``hf/`` CLIPModel copy) atomically.
 
     Args:
@@ -51,9 +51,11 @@ def save_student(model, folder: str | os.PathLike, preprocess_cfg: dict | None =
         fp16: store weights in float16 (half the size; loaded back as float32).
         hf: also write a Hugging Face ``CLIPModel`` copy under ``hf/`` (needs the ``[hf]`` extra).
         extra: more JSON-able metadata stored under ``"edgeclip"`` in the config file.
+        overwrite: replace an existing student folder (anything else at ``folder`` is refused: ``check_output``).
     """
     from safetensors.torch import save_file
 
+    folder = check_output(folder, "student", overwrite)
     cfg = model_config(model)
     sd = {k: (v.half() if fp16 and v.is_floating_point() else v).detach().cpu().contiguous()
           for k, v in model.state_dict().items()}

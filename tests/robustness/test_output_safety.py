@@ -240,6 +240,21 @@ def test_index_save_refuses_folders_that_are_not_an_index(tmp_path, user_dir, ru
     assert output_kind(tmp_path / "idx") == "index"
 
 
+def test_save_student_refuses_user_folders_and_replaces_a_student_only_on_request(tmp_path, tiny_model, user_dir,
+                                                                                 robust):
+    from edgeclip.models import save_student
+    before = _snapshot(user_dir)
+    with pytest.raises(ConfigError) as e:
+        save_student(tiny_model, user_dir, overwrite=True)
+    save_student(tiny_model, tmp_path / "s")
+    with pytest.raises(ConfigError, match="--overwrite"):
+        save_student(tiny_model, tmp_path / "s")
+    save_student(tiny_model, tmp_path / "s", overwrite=True)
+    robust("outputs", "save_student over a user folder (overwrite=True) / over a student",
+           "user folder refused; a student replaced only with overwrite=True", str(e.value))
+    assert _snapshot(user_dir) == before and output_kind(tmp_path / "s") == "student"
+
+
 def test_failed_second_rename_puts_the_previous_output_back(tmp_path, monkeypatch, robust):
     import edgeclip._io as io
     out = tmp_path / "art"
