@@ -127,7 +127,7 @@ def main(argv=None):
     model.eval()
     train_info = {"args": vars(args), "history": history, "wall_minutes": (time.time() - t0) / 60,
                   "torch_threads": args.threads}
-    out = save_student(model, args.out, fp16=True, extra={"reference_teacher": train_info})
+    out = save_student(model, args.out, fp16=True, extra={"reference_teacher": train_info}, overwrite=True)
     (Path(args.out) / "scores.json").write_text(json.dumps(history[-1], indent=2) + "\n")
     write_card(args.out)
     print(f"saved {out}")

@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+from ._io import check_output
 from .errors import ConfigError, ParityError
 
 SHARED_PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "imagenet-sample-200"
@@ -31,6 +32,12 @@ def _stages(value: str):
     return int(value)
 
 
+def _spec_path(spec):
+    """The folder a model spec reads ('reference' is the shipped teacher), for check_output's inputs."""
+    from .models import REFERENCE_TEACHER
+    return REFERENCE_TEACHER if spec in (None, "reference") else spec
+
+
 def _cmd_compress(a) -> int:
     from .distill import compress
     target = json.loads(a.target) if a.target.strip().startswith("{") else a.target
@@ -38,7 +45,7 @@ def _cmd_compress(a) -> int:
                    stages=a.stages, out=a.out, device=a.device,
                    batch_size=a.batch_size, lr=a.lr, resume=a.resume, seed=a.seed, depth=a.depth, width=a.width,
                    hf=a.hf, tie_layers=not a.per_layer,
-                   prune_steps=a.prune_steps, keep_ckpt=not a.drop_ckpt)
+                   prune_steps=a.prune_steps, keep_ckpt=not a.drop_ckpt, overwrite=a.overwrite)
     print((res.out / "report.md").read_text())
     print(f"student: {res.out / 'student'}")
     return 0
@@ -48,12 +55,14 @@ def _cmd_eval(a) -> int:
     from ._io import write_json
     from .evaluate import evaluate_model
     from .models import load_teacher
+    inputs = [_spec_path(a.model), a.teacher and _spec_path(a.teacher), a.data, a.classes]
+    out = None if a.out is None else check_output(a.out, "eval-report", a.overwrite, inputs)
     model = load_teacher(a.model)
     teacher = load_teacher(a.teacher) if a.teacher else None
     res = evaluate_model(model, a.data, teacher=teacher, class_names=a.classes, limit=a.limit)
     print(json.dumps(res, indent=2))
-    if a.out:
-        write_json(a.out, res)
+    if out is not None:
+        write_json(out, {"edgeclip_output": "eval-report", **res})
     return 0
 
 
@@ -71,6 +80,7 @@ def _cmd_export(a) -> int:
     from .models import load_teacher
     if not a.onnx and not a.trt:
         raise ConfigError("nothing to export: pass --onnx and/or --trt")
+    out = check_output(a.out, "artifact", a.overwrite, inputs=[_spec_path(a.model), a.images, a.calib])
     if a.int8 and not a.calib:
         print("note: --int8 without --calib builds int8-dynamic only", file=sys.stderr)
     if a.trt:  # fail before any work when TensorRT or the GPU is missing
@@ -78,9 +88,9 @@ def _cmd_export(a) -> int:
         _import_trt()
         _gpu_capability()
     model = load_teacher(a.model)
-    res = export_artifact(model, a.out, _variants(a), images_dir=a.images, calib_dir=a.calib, trt=a.trt,
-                          trt_precision=a.trt_precision, opset=a.opset)
-    print((Path(a.out) / "parity.md").read_text())
+    res = export_artifact(model, out, _variants(a), images_dir=a.images, calib_dir=a.calib, trt=a.trt,
+                          trt_precision=a.trt_precision, opset=a.opset, overwrite=a.overwrite)
+    print((res.out / "parity.md").read_text())
     return _verdict(res.parity)
 
 
@@ -96,6 +106,10 @@ def _cmd_parity(a) -> int:
     from ._io import write_json, write_text
     from .export import check_parity, parity_markdown, read_manifest
     from .models import load_teacher
+    if a.report:  # PATH.json and PATH.md, both checked before anything is loaded
+        inputs = [a.artifact, _spec_path(a.against), a.images]
+        report = [check_output(Path(a.report).with_suffix(s), "parity-report", a.overwrite, inputs)
+                  for s in (".json", ".md")]
     model = load_teacher(a.against)
     m = read_manifest(a.artifact)
     if m.get("model_cfg") and m["model_cfg"] != model.edgeclip_cfg:
@@ -106,8 +120,8 @@ def _cmd_parity(a) -> int:
                for v in tqdm(variants, desc="parity", unit="variant", leave=False)]
     print(parity_markdown(reports))
     if a.report:
-        write_json(Path(a.report).with_suffix(".json"), [r.to_dict() for r in reports])
-        write_text(Path(a.report).with_suffix(".md"), parity_markdown(reports))
+        write_json(report[0], {"edgeclip_output": "parity-report", "reports": [r.to_dict() for r in reports]})
+        write_text(report[1], parity_markdown(reports))
     return _verdict(reports)
 
 
@@ -137,13 +151,23 @@ def _cmd_demo(a) -> int:
 
 
 def _cmd_quickstart(a) -> int:
+    """compress + export into --out; an earlier quickstart (--overwrite) is replaced only once both are done."""
+    import atexit
+    import shutil
+    from ._io import output_kind, replace_with, staging_path
     from .distill import compress
     from .export import export_artifact
-    out = Path(a.out)
-    res = compress("reference", a.target, data=f"shapes:{a.samples}", steps=a.steps, out=out, stages=a.stages,
+    out = check_output(a.out, "run", a.overwrite, inputs=[_spec_path("reference"), a.images])
+    work = staging_path(out) if output_kind(out) == "run" else out  # an earlier run passes only with --overwrite
+    if work != out:
+        atexit.register(shutil.rmtree, work.parent, True)  # a failed quickstart leaves the earlier one as it was
+    res = compress("reference", a.target, data=f"shapes:{a.samples}", steps=a.steps, out=work, stages=a.stages,
                    batch_size=a.batch_size, seed=a.seed)
-    art = export_artifact(res.student, out / "artifact", ["fp32", "fp32-opt", "fp16", "int8-dynamic"],
+    art = export_artifact(res.student, work / "artifact", ["fp32", "fp32-opt", "fp16", "int8-dynamic"],
                           images_dir=a.images)
+    if work != out:
+        replace_with(work, out)
+        work.parent.rmdir()
     print((out / "report.md").read_text())
     print((out / "artifact" / "parity.md").read_text())
     print(f"student: {out / 'student'}\nartifact: {out / 'artifact'}")
@@ -174,6 +198,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    "times the student's size) once the run has succeeded")
     q.add_argument("--hf", action="store_true", help="also save a Hugging Face CLIPModel copy (student/hf)")
     q.add_argument("--out", default="runs/student", help="output folder")
+    q.add_argument("--overwrite", action="store_true", help="start over in an --out that holds an earlier run "
+                   "(it is replaced only once the new run is complete)")
     q.set_defaults(func=_cmd_compress)
 
     q = sub.add_parser("eval", help="zero-shot and retrieval metrics of a model")
@@ -184,6 +210,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--teacher", default=None, help="also report teacher-student agreement")
     q.add_argument("--limit", type=int, default=None, help="evaluate at most N items")
     q.add_argument("--out", default=None, help="write the JSON report here")
+    q.add_argument("--overwrite", action="store_true", help="replace an earlier eval report at --out")
     q.set_defaults(func=_cmd_eval)
 
     q = sub.add_parser("export", help="export a model to ONNX / TensorRT; parity runs automatically")
@@ -197,7 +224,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--trt-precision", choices=("fp32", "fp16", "int8"), default="fp16", help="engine precision")
     q.add_argument("--images", default=_photos_default(), help="photos for parity (default: shared ImageNet sample)")
     q.add_argument("--opset", type=int, choices=(17, 18), default=18, help="ONNX opset")
-    q.add_argument("--out", required=True, help="artifact folder")
+    q.add_argument("--out", required=True, help="artifact folder (new or empty)")
+    q.add_argument("--overwrite", action="store_true", help="replace an earlier artifact at --out")
     q.set_defaults(func=_cmd_export)
 
     q = sub.add_parser("parity", help="check an exported artifact against PyTorch")
@@ -206,6 +234,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--variant", action="append", default=None, help="variants to check (default: all)")
     q.add_argument("--images", default=_photos_default(), help="image folder (default: shared ImageNet sample)")
     q.add_argument("--report", default=None, help="write PATH.json and PATH.md")
+    q.add_argument("--overwrite", action="store_true", help="replace an earlier parity report at --report")
     q.set_defaults(func=_cmd_parity)
 
     q = sub.add_parser("demo", help="launch the Gradio demo (student ONNX next to teacher PyTorch)")
@@ -226,4 +255,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--seed", type=int, default=0, help="seed")
     q.add_argument("--images", default=_photos_default(), help="photos for parity")
     q.add_argument("--out", default=QUICKSTART_OUT, help="output folder")
+    q.add_argument("--overwrite", action="store_true", help="replace an earlier quickstart run at --out")
     q.set_defaults(func=_cmd_quickstart)

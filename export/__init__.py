@@ -32,18 +32,22 @@ class ArtifactResult:
 
 def export_artifact(model, out: str | Path, variants=("fp32",), images_dir: str | Path | None = None,
                     calib_dir: str | Path | None = None, trt: bool = False, trt_precision: str = "fp16",
-                    opset: int = 18) -> ArtifactResult:
+                    opset: int = 18, overwrite: bool = False) -> ArtifactResult:
     """Export ``model``, build ``variants``, run parity on each; writes ``parity.json`` / ``parity.md``.
 
     A failed gate does not raise here: the verdicts land in the manifest and ``ArtifactResult.passed`` is
     False (the CLI turns that into a non-zero exit naming the gates). Everything is built in a hidden temp
     folder and renamed to ``out`` at the end, so an interrupted export leaves no partial artifact.
 
+    ``out`` may be new, an empty folder, or (with ``overwrite``) an earlier artifact; anything else is
+    refused before any work (``edgeclip._io.check_output``).
+
     Raises:
+        ConfigError: ``out`` may not be written.
         ExportError / BackendError: export, a variant or TensorRT could not be built.
     """
-    from edgeclip._io import atomic_path
-    out = Path(out)
+    from edgeclip._io import atomic_path, check_output
+    out = check_output(out, "artifact", overwrite)
     with atomic_path(out) as tmp:
         res = _build_artifact(model, tmp, variants, images_dir, calib_dir, trt, trt_precision, opset)
     res.out = out

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from edgeclip._io import atomic_path
+from edgeclip._io import atomic_path, check_output
 from edgeclip.errors import ExportError
 
 EOT_ID = 49407
@@ -102,7 +102,8 @@ def write_tokenizer_files(out: Path, context_length: int) -> None:
         "sot_token_id": 49406, "eot_token_id": EOT_ID, "pad_token_id": 0, "lowercase": True}, indent=2) + "\n")
 
 
-def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET, check: bool = True) -> ExportResult:
+def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET, check: bool = True,
+                overwrite: bool = False) -> ExportResult:
     """Export both encoders of a canonical CLIP to ``out`` (written to a temp folder, renamed at the end).
 
     Args:
@@ -111,6 +112,7 @@ def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET, check: bool 
             files, ``preprocess.json``, ``manifest.json``.
         opset: 17 or 18.
         check: run ``onnx.checker`` on both graphs.
+        overwrite: replace an existing artifact at ``out`` (anything else there is refused).
 
     Returns:
         ``ExportResult`` (files and their sha256 in the manifest).
@@ -132,7 +134,7 @@ def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET, check: bool 
     size = cfg["vision_cfg"].get("image_size", 224)
     size = size if isinstance(size, int) else size[0]
     ctx = cfg["text_cfg"].get("context_length", 77)
-    out = Path(out)
+    out = check_output(out, "artifact", overwrite)
     with atomic_path(out) as tmp:
         tmp.mkdir()
         g = torch.Generator().manual_seed(0)
@@ -152,6 +154,7 @@ def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET, check: bool 
         (tmp / "preprocess.json").write_text(json.dumps(pre, indent=2) + "\n")
         files = {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         manifest = {
+            "edgeclip_output": "artifact",
             "format": "edgeclip-artifact/1", "edgeclip": __version__, "torch": torch.__version__,
             "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "opset": opset,
             "embed_dim": cfg["embed_dim"], "image_size": size, "context_length": ctx, "model_cfg": cfg,

@@ -1,16 +1,18 @@
 """``compress()``: teacher + budget + data -> trained student folder + report (plan, params, losses, metrics)."""
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
-from .._io import write_json, write_text
+from .._io import check_output, drop_own_staging, output_kind, replace_with, staging_path, write_json, write_text
 from ..errors import ConfigError
-from ..models import get_tokenizer, load_teacher, model_config, save_student
+from ..models import REFERENCE_TEACHER, get_tokenizer, load_teacher, model_config, save_student
 from ..models.io import image_transform, preprocess_cfg
 from ..models.params import count_params
 from .stages import plan_stages
@@ -41,7 +43,7 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
              seed: int = 0, depth: str = "interval", width: str = "leading", eval_every: int = 0,
              ckpt_every: int = 50, cache_teacher: bool = True, hf: bool = False,
              evaluate: bool = True, tie_layers: bool = True, prune_steps: int = 200,
-             keep_ckpt: bool = True) -> CompressResult:
+             keep_ckpt: bool = True, overwrite: bool = False) -> CompressResult:
     """Distil ``teacher`` into a student of ``target_params`` (TinyCLIP: inheritance + affinity mimicking).
 
     Args:
@@ -52,8 +54,9 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
         steps: optimizer steps in total (split evenly across stages); ``epochs`` overrides it.
         method: ``"manual"`` (layer/channel selection), ``"auto"`` (L0 masks, fused), or ``"scratch"``.
         stages: ``"auto"`` (<= ~50% cut per stage) or a number of stages.
-        out: output folder: ``student/``, ``stages/``, ``ckpt/``, ``report.json``, ``report.md`` (+ PNG plots
-            beside it when matplotlib is installed).
+        out: output folder: ``run.json`` (marks it as a run from the first step on), ``student/``, ``stages/``,
+            ``ckpt/``, ``report.json``, ``report.md`` (+ PNG plots beside it when matplotlib is installed). Must be
+            new, empty, or a run (``resume``/``overwrite``).
         device: ``"cpu"`` or ``"cuda"``; a GPU asked for but absent is an error.
         resume: continue from the checkpoints in ``out/ckpt`` (same result as an uninterrupted run).
         ckpt_every: steps between resumable checkpoints (written atomically).
@@ -64,12 +67,15 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
             the first half).
         keep_ckpt: keep ``out/ckpt`` (resumable checkpoints, several times the student's size) after a
             successful run; ``False`` deletes it once the student is saved. The report states its size either way.
+        overwrite: replace an earlier run in ``out`` (see ``_claim_output``: the old run stays until the new
+            one is complete). Without it (or ``resume``) an existing run, or any non-empty folder, is refused.
 
     Returns:
         ``CompressResult`` with the student (eval mode), the output folder and the report dict.
 
     Raises:
-        ConfigError / DataError / InheritError on bad input, before anything is written.
+        ConfigError / DataError / InheritError on bad input, before anything is written; ConfigError when
+        ``out`` may not be written (``edgeclip._io.check_output``), before anything is loaded.
 
     Example:
         >>> res = compress("reference", "25%", data="shapes", steps=800)  # doctest: +SKIP
@@ -77,6 +83,7 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
     from ..data.pairs import open_pairs
 
     t_start = time.time()
+    final, out = _claim_output(out, teacher, data, resume, overwrite)
     device = _check_device(device)
     teacher = teacher if isinstance(teacher, torch.nn.Module) else load_teacher(teacher)
     t_cfg = model_config(teacher)
@@ -94,7 +101,6 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
     if epochs is not None:
         steps = max(1, round(epochs * len(pairs) / batch_size))
     per_stage = max(1, steps // len(plan))
-    out = Path(out)
     print("plan: " + " -> ".join(["teacher"] + [f"{s.vision / 1e6:.2f}M" for s in plan]))
     for s in plan:
         print("  " + s.describe())
@@ -103,6 +109,7 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
     tf = image_transform(t_pre)
     cache = TeacherCache() if cache_teacher else None
     eval_fn = _shapes_eval_fn() if evaluate and _is_shapes(pairs) else None
+    write_json(out / "run.json", {"edgeclip_output": "run", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     prev, stage_reports = teacher, []
     for st in plan:
         tie = tie_layers or st.index < len(plan)  # only the last stage may leave per-layer sizes
@@ -112,14 +119,15 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
         student, hist = distill(student, teacher, batches, replace(cfg, seed=seed + st.index),
                                 ckpt=out / "ckpt" / f"stage{st.index}.pt", cache=cache, resume=resume,
                                 eval_fn=eval_fn, desc=f"stage {st.index}/{len(plan)}")
-        save_student(student, out / "stages" / f"stage{st.index}", preprocess_cfg=t_pre)
+        save_student(student, out / "stages" / f"stage{st.index}", preprocess_cfg=t_pre, overwrite=True)
         stage_reports.append({"stage": st.index, "config": st.cfg, "params": count_params(student).__dict__,
                               "loss_steps": hist.steps[:: max(1, len(hist.loss) // 50)],
                               "inherit": inh, "final_loss": hist.loss[-1], "loss_curve": hist.loss[:: max(1, len(hist.loss) // 50)],
                               "evals": hist.evals, "wall_s": hist.wall_s, "samples_per_s": hist.samples_per_s})
         prev = student
-    save_student(prev, out / "student", preprocess_cfg=t_pre, hf=hf)
+    save_student(prev, out / "student", preprocess_cfg=t_pre, hf=hf, overwrite=True)  # out was checked above
     report = {
+        "edgeclip_output": "run",
         "teacher": {"config": t_cfg, "params": count_params(teacher).__dict__},
         "student": {"config": model_config(prev), "params": count_params(prev).__dict__},
         "target_params": str(target_params), "method": method, "data": pairs.describe(),
@@ -134,7 +142,35 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
     report["plots"] = write_plots(report, out)
     write_json(out / "report.json", report)
     write_text(out / "report.md", report_markdown(report))
-    return CompressResult(prev, out, report)
+    if out != final:  # the new run is complete: swap it in for the old one
+        replace_with(out, final)
+        out.parent.rmdir()
+    return CompressResult(prev, final, report)
+
+
+def _claim_output(out, teacher, data, resume: bool, overwrite: bool) -> tuple[Path, Path]:
+    """Check ``out`` before anything is loaded; returns (the run folder, the folder to train in now).
+
+    Replacing an earlier run (``overwrite``): the new run, checkpoints included, is built in a hidden
+    ``.OUT.tmp-PID-*`` folder beside ``out`` and swapped in only once it is complete (``replace_with``, safe
+    against a crash between its renames). Until then the old run stays whole and resumable; the price is that
+    an interrupted ``--overwrite`` run cannot itself be resumed (its temp folder is removed by the next write
+    of ``out``, by a retry in the same process, or when the process exits).
+    """
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in --out and --overwrite starts it over: pass only one")
+    teacher_path = REFERENCE_TEACHER if teacher is None or str(teacher) == "reference" else teacher
+    final = check_output(out, "run", overwrite=True, inputs=[teacher_path, data])  # any run passes here ...
+    earlier = output_kind(final) == "run"
+    if earlier and not (resume or overwrite):  # ... and is continued or replaced only when asked
+        raise ConfigError(f"{str(out)!r} holds an earlier compress run; pass --resume to continue it, or "
+                          "--overwrite to start over")
+    if not (earlier and overwrite):
+        return final, final
+    drop_own_staging(final)  # an earlier attempt of this process that raised
+    stage = staging_path(final)
+    atexit.register(shutil.rmtree, stage.parent, True)
+    return final, stage
 
 
 def _relative_budget(target, teacher):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .._io import atomic_path
+from .._io import atomic_path, check_output
 from ..errors import ConfigError
 from .factory import create_model, model_config
 
@@ -47,7 +47,7 @@ def image_transform(pre: dict):
 
 
 def save_student(model, out: str | os.PathLike, preprocess_cfg: dict | None = None, fp16: bool = False,
-                 hf: bool = False, extra: dict | None = None) -> Path:
+                 hf: bool = False, extra: dict | None = None, overwrite: bool = False) -> Path:
     """Write ``open_clip_config.json`` + ``model.safetensors`` (+ ``hf/`` CLIPModel copy) atomically.
 
     Args:
@@ -57,15 +57,18 @@ def save_student(model, out: str | os.PathLike, preprocess_cfg: dict | None = No
         fp16: store weights in float16 (half the size; loaded back as float32).
         hf: also write a Hugging Face ``CLIPModel`` copy under ``hf/`` (needs the ``[hf]`` extra).
         extra: more JSON-able metadata stored under ``"edgeclip"`` in the config file.
+        overwrite: replace an existing student folder (anything else at ``out`` is refused: ``check_output``).
     """
     from safetensors.torch import save_file
 
+    out = check_output(out, "student", overwrite)
     cfg = model_config(model)
     sd = {k: (v.half() if fp16 and v.is_floating_point() else v).detach().cpu().contiguous()
           for k, v in model.state_dict().items()}
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        meta = {"model_cfg": cfg, "preprocess_cfg": preprocess_cfg or default_preprocess_cfg(cfg)}
+        meta = {"edgeclip_output": "student", "model_cfg": cfg,  # plain open_clip ignores the kind key
+                "preprocess_cfg": preprocess_cfg or default_preprocess_cfg(cfg)}
         if extra:
             meta["edgeclip"] = extra
         (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")

@@ -158,13 +158,21 @@ class Index:
         res = self.search(rt.embed_texts([text])[0], k)
         return res, (time.perf_counter() - t) * 1e3
 
-    def save(self, folder: str | Path) -> None:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / "embeddings.npy", self.embeddings)
-        (folder / "items.json").write_text(json.dumps(self.items))
-        (folder / "index.json").write_text(json.dumps({"edgeclip_output": "index", "artifact": self.artifact,
-                                                       "variant": self.variant}))
+    def save(self, out: str | Path, overwrite: bool = False) -> Path:
+        """Write ``embeddings.npy``, ``items.json`` and ``index.json`` (kind marker + the artifact that built it)
+        as one atomic folder. ``out`` may be new, empty, or (with ``overwrite``) an earlier index; anything else
+        is refused.
+        """
+        from .._io import atomic_path, check_output
+        out = check_output(out, "index", overwrite)
+        with atomic_path(out) as tmp:
+            tmp.mkdir()
+            np.save(tmp / "embeddings.npy", self.embeddings)
+            (tmp / "items.json").write_text(json.dumps(self.items))
+            (tmp / "index.json").write_text(json.dumps({"edgeclip_output": "index", "artifact": self.artifact,
+                                                        "variant": self.variant, "count": len(self.items),
+                                                        "dim": int(self.embeddings.shape[-1])}) + "\n")
+        return out
 
     @classmethod
     def load(cls, folder: str | Path) -> "Index":

@@ -74,7 +74,8 @@ def test_kill_during_export_leaves_no_partial_artifact(tmp_path, tiny_model, rob
     from edgeclip.runtime import load
     save_student(tiny_model, tmp_path / "student")
     out = tmp_path / "art"
-    cmd = [sys.executable, "-m", "edgeclip.cli", "export", str(tmp_path / "student"), "--onnx", "--out", str(out)]
+    cmd = [sys.executable, "-m", "edgeclip.cli", "export", str(tmp_path / "student"), "--onnx", "--out", str(out),
+           "--overwrite"]  # the 2nd and 3rd exports replace the 1st
     subprocess.run(cmd, check=True, env=ENV, capture_output=True, timeout=600)
     first = (out / "manifest.json").read_bytes()
     seen = []
