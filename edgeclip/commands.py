@@ -45,6 +45,15 @@ def _cmd_compress(a) -> int:
     return 0
 
 
+def _cmd_teach(a) -> int:
+    from .distill.store import teach
+    m = teach(a.teacher, a.data, a.out, batch_size=a.batch_size, workers=a.workers, device=a.device,
+              overwrite=a.overwrite)
+    if m:  # rank 0
+        print(f"teacher store: {a.out} ({m['count']} samples, {len(m['shards'])} shards, dims {m['dims']})")
+    return 0
+
+
 def _cmd_eval(a) -> int:
     from ._io import write_json
     from .evaluate import evaluate_model
@@ -164,6 +173,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--hf", action="store_true", help="also save a Hugging Face CLIPModel copy (student/hf)")
     q.add_argument("--out", default="runs/student", help="output folder")
     q.set_defaults(func=_cmd_compress)
+
+    q = sub.add_parser("teach", help="run a teacher once over the data and store its embeddings (for compress "
+                       "--teacher-store)")
+    q.add_argument("teacher", help="'reference', an open_clip name, a student folder or an HF CLIPModel folder")
+    q.add_argument("--data", required=True, help="'shapes[:N]', a CSV/TSV (filepath,title) or webdataset shards")
+    q.add_argument("--out", required=True, help="store folder to write")
+    q.add_argument("--batch-size", type=int, default=256, help="pairs per teacher forward (per rank)")
+    q.add_argument("--workers", type=int, default=None, help="DataLoader workers decoding images "
+                   "(default min(8, cores-1))")
+    q.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing teacher store at --out")
+    q.set_defaults(func=_cmd_teach)
 
     q = sub.add_parser("eval", help="zero-shot and retrieval metrics of a model")
     q.add_argument("model", help="model to evaluate (name, student folder, HF folder, 'reference')")

@@ -139,21 +139,28 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
     else:
         cache = TeacherCache() if cache_teacher else None
     eval_fn = _shapes_eval_fn() if evaluate and _is_shapes(pairs) else None
-    prev, stage_reports = teacher, []
-    for st in plan:
-        tie = tie_layers or st.index < len(plan)  # only the last stage may leave per-layer sizes
-        student, inh = _make_student(prev, st.cfg, method, depth, width, seed, pairs, tf, teacher, device, tie,
-                                     prune_steps)
-        batches = _batches(pairs, batch_size, seed, tf, teacher, student, rank, world, workers, device)
-        student, hist = distill(student, teacher, batches, replace(cfg, seed=seed + st.index),
-                                ckpt=out / "ckpt" / f"stage{st.index}.pt", cache=cache, resume=resume,
-                                eval_fn=eval_fn, desc=f"stage {st.index}/{len(plan)}")
-        if main:
-            save_student(student, out / "stages" / f"stage{st.index}", preprocess_cfg=t_pre)
-        stage_reports.append({"stage": st.index, "config": st.cfg, "params": count_params(student).__dict__,
-                              "inherit": inh, "final_loss": hist.loss[-1], "loss_curve": hist.loss[:: max(1, len(hist.loss) // 50)],
-                              "evals": hist.evals, "wall_s": hist.wall_s, "samples_per_s": hist.samples_per_s})
-        prev = student
+
+    def run_stages():
+        prev, stage_reports = teacher, []
+        for st in plan:
+            tie = tie_layers or st.index < len(plan)  # only the last stage may leave per-layer sizes
+            student, inh = _make_student(prev, st.cfg, method, depth, width, seed, pairs, tf, teacher, device, tie,
+                                         prune_steps)
+            batches = _batches(pairs, batch_size, seed, tf, teacher, student, rank, world, workers, device)
+            student, hist = distill(student, teacher, batches, replace(cfg, seed=seed + st.index),
+                                    ckpt=out / "ckpt" / f"stage{st.index}.pt", cache=cache, resume=resume,
+                                    eval_fn=eval_fn, desc=f"stage {st.index}/{len(plan)}")
+            if main:
+                save_student(student, out / "stages" / f"stage{st.index}", preprocess_cfg=t_pre)
+            stage_reports.append({"stage": st.index, "config": st.cfg, "params": count_params(student).__dict__,
+                                  "inherit": inh, "final_loss": hist.loss[-1],
+                                  "loss_curve": hist.loss[:: max(1, len(hist.loss) // 50)],
+                                  "evals": hist.evals, "wall_s": hist.wall_s, "samples_per_s": hist.samples_per_s})
+            prev = student
+        return prev, stage_reports
+
+    with ddp_env.guard("compress"):  # a rank that dies: one line on the others, not a hang or a traceback
+        prev, stage_reports = run_stages()
     if not main:  # only rank 0 writes the student and the report
         return CompressResult(prev, out, {})
     save_student(prev, out / "student", preprocess_cfg=t_pre, hf=hf)

@@ -14,6 +14,7 @@ import torch
 
 from ..errors import EdgeClipError, ConfigError
 
+PEER_WORDS = ("gloo", "nccl", "connection", "timed out", "timeout", "peer", "broken pipe", "socket")
 TIMEOUT_S = int(os.environ.get("EDGECLIP_DIST_TIMEOUT", "600"))
 
 
@@ -80,6 +81,8 @@ def guard(where: str):
     try:
         yield
     except (dist.DistError, RuntimeError) as e:
+        if not isinstance(e, dist.DistError) and not any(w in str(e).lower() for w in PEER_WORDS):
+            raise  # an ordinary bug keeps its traceback
         msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise DistributedError(f"rank {rank()}: another rank died or stopped answering during {where} "
                                f"({msg}); rerun with --resume to continue from the last checkpoint") from None
