@@ -109,12 +109,12 @@ class WdsBatches(IterableDataset):
     of an epoch is dropped, so every rank's rows have the same size for the gathered affinity loss)."""
 
     def __init__(self, pairs, batch_size: int, seed: int, image_transform, teacher_tok, student_tok,
-                 rank: int = 0, world: int = 1, workers: int = 0):
+                 rank: int = 0, world: int = 1, workers: int = 0, drop_last: bool = True, shuffle: bool = True):
         if batch_size % world:
             raise ConfigError(f"batch size {batch_size} is not divisible by the {world} ranks")
         self.pairs, self.bs, self.seed = pairs, batch_size // world, seed
         self.tf, self.t_tok, self.s_tok = image_transform, teacher_tok, student_tok
-        self.rank, self.world = rank, world
+        self.rank, self.world, self.drop_last, self.shuffle = rank, world, drop_last, shuffle
         self.epoch = mp.Value("q", 0)                    # shared with persistent workers (set before iter)
         self.skip = mp.Array("q", max(1, workers))       # raw samples each worker skips (resume)
         self.rot = mp.Value("q", 0)                      # worker whose turn is next (DataLoader starts at 0)
@@ -127,7 +127,7 @@ class WdsBatches(IterableDataset):
         counts = self.pairs.skipped.counts
         before = Counter(counts)
         keys, imgs, caps, n = [], [], [], 0
-        for raw in self.pairs.raw(epoch, self.seed, self.rank * nw + w, self.world * nw):
+        for raw in self.pairs.raw(epoch, self.seed, self.rank * nw + w, self.world * nw, self.shuffle):
             n += 1
             if n <= skip:  # replay the reads up to the recorded position, without decoding
                 continue
@@ -141,6 +141,9 @@ class WdsBatches(IterableDataset):
                 yield {"batch": (keys, torch.stack(imgs), self.t_tok(caps), self.s_tok(caps)), "worker": w,
                        "pos": n, "skipped": skip_delta(before, counts)}
                 keys, imgs, caps, before = [], [], [], Counter(counts)
+        if keys and not self.drop_last:
+            yield {"batch": (keys, torch.stack(imgs), self.t_tok(caps), self.s_tok(caps)), "worker": w,
+                   "pos": n, "skipped": skip_delta(before, counts)}
 
 
 class BatchLoader:
@@ -175,6 +178,17 @@ class BatchLoader:
                 yield item["batch"]
             return
         yield from self._iterate_stream(end - start, state or {})
+
+    def one_epoch(self, steps: int | None = None) -> Iterator[tuple]:
+        """Every batch of epoch 0 once (index data: ``steps`` steps; a stream: until its shards end)."""
+        if not self.stream:
+            yield from self.iterate(0, steps)
+            return
+        self.source.epoch.value, self.source.rot.value = 0, 0
+        self.source.skip[:] = [0] * len(self.source.skip)
+        for item in self._dl:
+            self._count(item)
+            yield item["batch"]
 
     def _iterate_stream(self, n: int, state: dict) -> Iterator[tuple]:
         nw, src = max(1, self.workers), self.source
