@@ -138,6 +138,10 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
         cache = TeacherStore.open(teacher_store, teacher, t_pre)
     else:
         cache = TeacherCache() if cache_teacher else None
+        if cache is not None:  # saved with each checkpoint: recomputing it after a kill differs by ulps
+            cache.path = out / "ckpt" / f"teacher-cache-r{rank}.npz"
+            if resume and cache.path.is_file():
+                cache = TeacherCache(cache.path)
     eval_fn = _shapes_eval_fn() if evaluate and _is_shapes(pairs) else None
 
     def run_stages():

@@ -184,9 +184,12 @@ def distill(student, teacher, batches, cfg: DistillConfig, ckpt: str | Path | No
             student.eval()
             hist.evals.append({"step": step + 1, **eval_fn(student)})
             student.train()
-        if main and ckpt and ((step + 1) % cfg.ckpt_every == 0 or last):
-            hist.wall_s = time.time() - t0
-            _save_ckpt(ckpt, student, opt, step + 1, hist, loader.state())
+        if ckpt and ((step + 1) % cfg.ckpt_every == 0 or last):
+            if getattr(cache, "path", None) is not None:  # every rank keeps its own teacher cache
+                cache.save()
+            if main:
+                hist.wall_s = time.time() - t0
+                _save_ckpt(ckpt, student, opt, step + 1, hist, loader.state())
     hist.wall_s = time.time() - t0
     hist.samples_per_s = seen / max(1e-9, time.time() - t_run)
     return student.eval(), hist
