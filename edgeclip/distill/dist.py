@@ -12,7 +12,7 @@ import os
 
 import torch
 
-from ..errors import EdgeClipError, ConfigError
+from ..errors import ConfigError, EdgeClipError
 
 PEER_WORDS = ("gloo", "nccl", "connection", "timed out", "timeout", "peer", "broken pipe", "socket")
 TIMEOUT_S = int(os.environ.get("EDGECLIP_DIST_TIMEOUT", "600"))

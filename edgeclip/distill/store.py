@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -207,37 +208,59 @@ def teach(teacher, data, out, batch_size: int = 256, workers: int | None = None,
         steps = math.ceil(len(pairs) / (batch_size * world))
     loader = BatchLoader(src, workers, pin_memory=device.startswith("cuda"))
     teacher.to(device).eval()
+    if world == 1:
+        with atomic_path(out) as tmp:
+            tmp.mkdir(parents=True)
+            dims = _embed(teacher, loader, steps, device, StoreWriter(tmp, "r0", shard_rows))
+            _finish(tmp, teacher, pre, pairs, dims)
+        return json.loads((out / "manifest.json").read_text())
+    parts = out.parent / f".{out.name}.parts"  # every rank writes its shards here; rank 0 moves them in
+    parts.mkdir(parents=True, exist_ok=True)
+    dims = _embed(teacher, loader, steps, device, StoreWriter(parts, f"r{rank}", shard_rows))
+    (parts / f"r{rank}.json").write_text(json.dumps({"shards": w_shards(parts, rank), "dims": dims}))
+    ddp_env.barrier()
+    if not ddp_env.is_main():
+        return {}
     with atomic_path(out) as tmp:
-        shared = out.parent / f".{out.name}.parts"  # ranks > 0 write here; rank 0 moves them in
-        folder = tmp if world == 1 else shared
-        folder.mkdir(parents=True, exist_ok=True)
-        w = StoreWriter(folder, f"r{rank}", shard_rows)
+        tmp.mkdir(parents=True)
         dims = None
-        with torch.no_grad(), ddp_env.guard("teach"):
-            for keys, px, ids, _ in tqdm(loader.one_epoch(steps), desc="teacher embeddings", total=steps,
-                                         disable=not ddp_env.is_main(), mininterval=2):
-                ti = teacher.encode_image(px.to(device), normalize=True).half().cpu().numpy()
-                tt = teacher.encode_text(ids.to(device), normalize=True).half().cpu().numpy()
-                w.add(keys, ti, tt)
-                dims = (ti.shape[1], tt.shape[1])
-            w.flush()
-            (folder / f"r{rank}.shards.json").write_text(json.dumps(w.shards))
-            ddp_env.barrier()
-        if not ddp_env.is_main():
-            return {}
-        shards = []
         for r in range(world):
-            part = json.loads((folder / f"r{r}.shards.json").read_text())
-            shards += part
-            if folder != tmp:
-                for s in part:
-                    for ext in ("img", "txt", "hash"):
-                        (folder / f"{s['name']}.{ext}.npy").rename(tmp / f"{s['name']}.{ext}.npy")
-            (folder / f"r{r}.shards.json").unlink()
-        if folder != tmp:
-            folder.rmdir()
-        if dims is None:
-            raise DataError(f"{pairs.describe()} gave no readable pairs to embed")
-        count = build_index(tmp, shards)
-        write_manifest(tmp, teacher, pre, pairs.describe(), shards, count, dims)
+            info = json.loads((parts / f"r{r}.json").read_text())
+            dims = dims or info["dims"]
+            for sh in info["shards"]:
+                for ext in ("img", "txt", "hash"):
+                    (parts / f"{sh['name']}.{ext}.npy").rename(tmp / f"{sh['name']}.{ext}.npy")
+        _finish(tmp, teacher, pre, pairs, dims)
+    shutil.rmtree(parts, ignore_errors=True)
     return json.loads((out / "manifest.json").read_text())
+
+
+def w_shards(folder: Path, rank: int) -> list[dict]:
+    """Shards rank ``rank`` wrote into ``folder`` (name, rows), in order."""
+    return [{"name": f.name[:-len(".hash.npy")], "count": int(np.load(f, mmap_mode="r").shape[0])}
+            for f in sorted(folder.glob(f"r{rank}-*.hash.npy"))]
+
+
+def _embed(teacher, loader, steps, device, w: StoreWriter):
+    """One pass of the teacher over this rank's data into ``w``; returns (image dim, text dim) or None."""
+    from . import dist as ddp_env
+    dims = None
+    with torch.no_grad(), ddp_env.guard("teach"):
+        for keys, px, ids, _ in tqdm(loader.one_epoch(steps), desc="teacher embeddings", total=steps,
+                                     disable=not ddp_env.is_main(), mininterval=2):
+            ti = teacher.encode_image(px.to(device), normalize=True).half().cpu().numpy()
+            tt = teacher.encode_text(ids.to(device), normalize=True).half().cpu().numpy()
+            w.add(keys, ti, tt)
+            dims = (ti.shape[1], tt.shape[1])
+    w.flush()
+    return dims
+
+
+def _finish(folder: Path, teacher, pre: dict, pairs, dims) -> None:
+    """Index + manifest over every shard in ``folder`` (the store is complete once the manifest is there)."""
+    if dims is None:
+        raise DataError(f"{pairs.describe()} gave no readable pairs to embed")
+    shards = [s for r in sorted({f.name.split("-")[0] for f in folder.glob("r*-*.hash.npy")})
+              for s in w_shards(folder, int(r[1:]))]
+    count = build_index(folder, shards)
+    write_manifest(folder, teacher, pre, pairs.describe(), shards, count, tuple(dims))

@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from .._io import atomic_path
-from ..errors import ConfigError, DataError, StorageError
+from ..errors import ConfigError, StorageError
 from ..data.loader import Batches, BatchLoader  # noqa: F401  (Batches: re-exported for callers)
 from . import dist as ddp_env
 from .losses import affinity_loss, gather_features
@@ -185,7 +185,7 @@ def distill(student, teacher, batches, cfg: DistillConfig, ckpt: str | Path | No
             hist.evals.append({"step": step + 1, **eval_fn(student)})
             student.train()
         if ckpt and ((step + 1) % cfg.ckpt_every == 0 or last):
-            if getattr(cache, "path", None) is not None:  # every rank keeps its own teacher cache
+            if isinstance(cache, TeacherCache) and cache.path is not None:  # every rank keeps its own cache
                 cache.save()
             if main:
                 hist.wall_s = time.time() - t0
