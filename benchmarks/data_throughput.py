@@ -45,6 +45,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=32, help="pairs per step in (b)")
     p.add_argument("--epoch-samples", type=int, default=512, help="pairs per epoch in (c)")
     p.add_argument("--skip-rss", action="store_true", help="skip (d)")
+    p.add_argument("--parts", default="abcd", help="parts to run; others are kept from the last results JSON")
     return p.parse_args(argv)
 
 
@@ -130,7 +131,7 @@ def step_rate(student, image_size: int, batch: int, ctx: int, steps: int = 3) ->
     ti = torch.nn.functional.normalize(torch.randn(batch, student.visual.output_dim), dim=-1)
     student.train()
 
-    def one():
+    def one():  # noqa: E306
         opt.zero_grad()
         s_i, s_t, _ = student(px, ids)
         affinity_loss(s_i, s_t, ti, ti)["loss"].backward()
@@ -140,6 +141,12 @@ def step_rate(student, image_size: int, batch: int, ctx: int, steps: int = 3) ->
     for _ in range(steps):
         one()
     return batch * steps / (time.perf_counter() - t)
+
+
+def _ratio(v: dict) -> None:
+    """Step rate measured before and after the loaders (the machine is shared): the mean is the reference."""
+    v["step_pairs_per_s"] = sum(v["step_pairs_per_s_before_after"]) / 2
+    v["loader_over_step"] = {w: r / v["step_pairs_per_s"] for w, r in v["loader_pairs_per_s"].items()}
 
 
 def part_b(a, shard: Path) -> dict:
@@ -159,9 +166,11 @@ def part_b(a, shard: Path) -> dict:
     size = pre["size"] if isinstance(pre["size"], int) else pre["size"][0]
     shapes = ShapesPairs(4096, size)
     mk = lambda w: Batches(shapes, a.batch_size, 0, image_transform(pre), tok, tok)  # noqa: E731
-    out["quickstart"] = {"image_size": size, "step_pairs_per_s": step_rate(student, size, a.batch_size,
-                                                                           model_config(student)["text_cfg"]["context_length"]),
-                         "loader_pairs_per_s": {w: loader_rate(mk, w, a.loader_batches) for w in (0, 1, 2)}}
+    ctx = model_config(student)["text_cfg"]["context_length"]
+    before = step_rate(student, size, a.batch_size, ctx)
+    rates = {w: loader_rate(mk, w, a.loader_batches) for w in (0, 1, 2)}
+    out["quickstart"] = {"image_size": size, "loader_pairs_per_s": rates,
+                         "step_pairs_per_s_before_after": [before, step_rate(student, size, a.batch_size, ctx)]}
     del teacher, student
     big = create_model("ViT-B-32", seed=0)
     pre = preprocess_cfg(big)
@@ -169,10 +178,12 @@ def part_b(a, shard: Path) -> dict:
     pairs = WdsPairs(str(shard), shuffle_buffer=100)
     tok = get_tokenizer(big)
     mk = lambda w: WdsBatches(pairs, a.batch_size, 0, image_transform(pre), tok, tok, workers=w)  # noqa: E731
-    out["vit_b_32_to_8m_224px"] = {"image_size": 224, "step_pairs_per_s": step_rate(student, 224, a.batch_size, 77),
-                                   "loader_pairs_per_s": {w: loader_rate(mk, w, a.loader_batches) for w in (0, 1, 2)}}
+    before = step_rate(student, 224, a.batch_size, 77)
+    rates = {w: loader_rate(mk, w, a.loader_batches) for w in (0, 1, 2)}
+    out["vit_b_32_to_8m_224px"] = {"image_size": 224, "loader_pairs_per_s": rates,
+                                   "step_pairs_per_s_before_after": [before, step_rate(student, 224, a.batch_size, 77)]}
     for v in out.values():
-        v["loader_over_step"] = {w: r / v["step_pairs_per_s"] for w, r in v["loader_pairs_per_s"].items()}
+        _ratio(v)
     return out
 
 
@@ -215,6 +226,8 @@ from edgeclip.distill import compress
 compress("reference", "25%", data=f"shapes:{sys.argv[2]}", steps=4, batch_size=64, stages=1, workers=0,
          evaluate=False, teacher_store=sys.argv[1], out=sys.argv[3])
 print("RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+status = dict(ln.split(":", 1) for ln in open("/proc/self/status").read().splitlines() if ":" in ln)
+print("END_KB", status["VmRSS"].split()[0], status["RssAnon"].split()[0])
 """
 
 
@@ -249,11 +262,15 @@ def part_d(work: Path) -> dict:
         r = subprocess.run([sys.executable, "-c", RSS_CHILD, str(store), str(n), str(work / f"rss-run-{n}")],
                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
         kb = [int(ln.split()[1]) for ln in r.stdout.splitlines() if ln.startswith("RSS_KB")]
+        end = [ln.split()[1:] for ln in r.stdout.splitlines() if ln.startswith("END_KB")]
         out[n] = {"peak_rss_mb": kb[0] / 1024 if kb else None, "error": None if kb else r.stderr[-400:],
+                  "end_rss_mb": int(end[0][0]) / 1024 if end else None,
+                  "end_anon_rss_mb": int(end[0][1]) / 1024 if end else None,
                   "store_mb": sum(f.stat().st_size for f in store.iterdir()) / 2**20}
         subprocess.run(["rm", "-rf", str(work / f"rss-run-{n}")])
     if all(v["peak_rss_mb"] for v in out.values()):
         out["difference_mb"] = out[100_000]["peak_rss_mb"] - out[10_000]["peak_rss_mb"]
+        out["end_difference_mb"] = out[100_000]["end_rss_mb"] - out[10_000]["end_rss_mb"]
     return out
 
 
@@ -286,18 +303,23 @@ def main(argv=None):
     t0 = time.time()
     shard = make_shard(work / f"jpeg-{a.pairs}.tar", a.pairs, Path(a.photos))
     print(f"shard: {shard} ({shard.stat().st_size / 2**20:.0f} MB, {time.time() - t0:.0f} s)", flush=True)
-    res = {"note": "2 shared CPU cores, other engineers' jobs running at the same time: compare ratios within "
+    from _common import RESULTS
+    old = RESULTS / "data_throughput.json"
+    prev = json.loads(old.read_text()) if old.is_file() and a.parts != "abcd" else {}
+    res = {**{k: v for k, v in prev.items() if k != "machine"}, "note": "2 shared CPU cores, other engineers' jobs running at the same time: compare ratios within "
                    "this run only", "shard_mb": shard.stat().st_size / 2**20, "pairs": a.pairs}
-    res["a_tar_read"] = {"old": old_reader_rate(shard, a.old_samples), "stream": stream_rate(shard, a.stream_samples)}
-    res["a_tar_read"]["speedup"] = res["a_tar_read"]["stream"]["samples_per_s"] / res["a_tar_read"]["old"]["samples_per_s"]
-    print(json.dumps(res["a_tar_read"]), flush=True)
-    res["b_loader_vs_step"] = part_b(a, shard)
-    print(json.dumps(res["b_loader_vs_step"]), flush=True)
-    res["c_store_vs_teacher"] = part_c(a, work)
-    print(json.dumps(res["c_store_vs_teacher"]), flush=True)
-    if not a.skip_rss:
+    if "a" in a.parts:
+        res["a_tar_read"] = {"old": old_reader_rate(shard, a.old_samples), "stream": stream_rate(shard, a.stream_samples)}
+        res["a_tar_read"]["speedup"] = (res["a_tar_read"]["stream"]["samples_per_s"]
+                                        / res["a_tar_read"]["old"]["samples_per_s"])
+    if "b" in a.parts:
+        res["b_loader_vs_step"] = part_b(a, shard)
+    if "c" in a.parts:
+        res["c_store_vs_teacher"] = part_c(a, work)
+    if "d" in a.parts and not a.skip_rss:
         res["d_store_rss"] = part_d(work)
-        print(json.dumps(res["d_store_rss"]), flush=True)
+    res.setdefault("parts_run", {})[time.strftime("%H:%M")] = a.parts
+    print(json.dumps({k: v for k, v in res.items() if k.endswith(("read", "step", "teacher", "rss"))}), flush=True)
     res["wall_s"] = time.time() - t0
     res["command"] = "python benchmarks/data_throughput.py " + " ".join(argv or sys.argv[1:])
     write("data_throughput", res)
