@@ -45,9 +45,21 @@ def _cmd_compress(a) -> int:
                    stages=a.stages, out=a.out, device=a.device,
                    batch_size=a.batch_size, lr=a.lr, resume=a.resume, seed=a.seed, depth=a.depth, width=a.width,
                    hf=a.hf, tie_layers=not a.per_layer,
-                   prune_steps=a.prune_steps, keep_ckpt=not a.drop_ckpt, overwrite=a.overwrite)
+                   prune_steps=a.prune_steps, workers=a.workers, precision=a.precision,
+                   teacher_store=a.teacher_store, keep_ckpt=not a.drop_ckpt, overwrite=a.overwrite)
+    if not res.report:  # a torchrun rank other than 0: rank 0 prints
+        return 0
     print((res.out / "report.md").read_text())
     print(f"student: {res.out / 'student'}")
+    return 0
+
+
+def _cmd_teach(a) -> int:
+    from .distill.store import teach
+    m = teach(a.teacher, a.data, a.out, batch_size=a.batch_size, workers=a.workers, device=a.device,
+              overwrite=a.overwrite)
+    if m:  # rank 0
+        print(f"teacher store: {a.out} ({m['count']} samples, {len(m['shards'])} shards, dims {m['dims']})")
     return 0
 
 
@@ -179,7 +191,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("teacher", help="'reference', an open_clip name, a student folder or an HF CLIPModel folder")
     q.add_argument("--target", required=True, help="vision budget ('8M', '500k', '25%%') or JSON "
                    "'{\"image\": \"8M\", \"text\": \"3M\"}'")
-    q.add_argument("--data", default="shapes", help="'shapes[:N]', a CSV/TSV (filepath,title) or webdataset tars")
+    q.add_argument("--data", default="shapes", help="'shapes[:N]', a CSV/TSV (filepath,title) or webdataset shards "
+                   "('shards/{00000..00099}.tar', a folder of .tar, 'pipe:CMD')")
     q.add_argument("--steps", type=int, default=800, help="optimizer steps in total (split across stages)")
     q.add_argument("--epochs", type=float, default=None, help="epochs over the data (overrides --steps)")
     q.add_argument("--method", choices=("manual", "auto", "scratch"), default="manual", help="weight inheritance")
@@ -191,7 +204,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--width", choices=("leading", "magnitude"), default="leading", help="channel selection rule")
     q.add_argument("--batch-size", type=int, default=128, help="pairs per step")
     q.add_argument("--lr", type=float, default=None, help="peak learning rate (default 5e-4 * batch/128)")
-    q.add_argument("--device", default="cpu", help="cpu or cuda")
+    q.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under torchrun: cuda:LOCAL_RANK, nccl)")
+    q.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="autocast precision on CUDA (loss and softmax stay fp32); fp32 on the CPU")
+    q.add_argument("--workers", type=int, default=None, help="DataLoader workers decoding images "
+                   "(default min(8, cores-1); 0: decode in the training process)")
+    q.add_argument("--teacher-store", default=None, help="teacher embeddings written by 'edgeclip teach' "
+                   "(stored samples never run the teacher)")
     q.add_argument("--seed", type=int, default=0, help="seed for init and data order")
     q.add_argument("--resume", action="store_true", help="continue from OUT/ckpt after an interruption")
     q.add_argument("--drop-ckpt", action="store_true", help="delete OUT/ckpt (resumable checkpoints, several "
@@ -201,6 +220,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--overwrite", action="store_true", help="start over in an --out that holds an earlier run "
                    "(it is replaced only once the new run is complete)")
     q.set_defaults(func=_cmd_compress)
+
+    q = sub.add_parser("teach", help="run a teacher once over the data and store its embeddings (for compress "
+                       "--teacher-store)")
+    q.add_argument("teacher", help="'reference', an open_clip name, a student folder or an HF CLIPModel folder")
+    q.add_argument("--data", required=True, help="'shapes[:N]', a CSV/TSV (filepath,title) or webdataset shards")
+    q.add_argument("--out", required=True, help="store folder to write")
+    q.add_argument("--batch-size", type=int, default=256, help="pairs per teacher forward (per rank)")
+    q.add_argument("--workers", type=int, default=None, help="DataLoader workers decoding images "
+                   "(default min(8, cores-1))")
+    q.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing teacher store at --out")
+    q.set_defaults(func=_cmd_teach)
 
     q = sub.add_parser("eval", help="zero-shot and retrieval metrics of a model")
     q.add_argument("model", help="model to evaluate (name, student folder, HF folder, 'reference')")

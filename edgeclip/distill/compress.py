@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -16,7 +17,8 @@ from ..models import REFERENCE_TEACHER, get_tokenizer, load_teacher, model_confi
 from ..models.io import image_transform, preprocess_cfg
 from ..models.params import count_params
 from .stages import plan_stages
-from .trainer import Batches, DistillConfig, TeacherCache, distill
+from . import dist as ddp_env
+from .trainer import DistillConfig, TeacherCache, distill
 
 
 @dataclass
@@ -27,9 +29,22 @@ class CompressResult:
 
 
 def _check_device(device: str) -> str:
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
+    d = str(device)
+    if d != "cpu" and not (d == "cuda" or (d.startswith("cuda:") and d[5:].isdigit())):
+        raise ConfigError(f"unknown device {d!r}; use cpu, cuda or cuda:N")
+    if d.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} asked for, but no CUDA GPU is available; use --device cpu")
-    return str(device)
+    if d.startswith("cuda:") and int(d[5:]) >= torch.cuda.device_count():
+        raise ConfigError(f"device {d!r} asked for, but only {torch.cuda.device_count()} GPU(s) are visible")
+    return d
+
+
+def _check_precision(precision: str, device: str) -> str:
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ConfigError(f"unknown precision {precision!r}; choose fp32, bf16 or fp16")
+    if precision != "fp32" and not device.startswith("cuda"):
+        raise ConfigError(f"precision {precision} is for CUDA (autocast); on the CPU use fp32")
+    return precision
 
 
 def _is_shapes(pairs) -> bool:
@@ -42,22 +57,25 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
              device: str = "cpu", batch_size: int = 128, lr: float | None = None, resume: bool = False,
              seed: int = 0, depth: str = "interval", width: str = "leading", eval_every: int = 0,
              ckpt_every: int = 50, cache_teacher: bool = True, hf: bool = False,
-             evaluate: bool = True, tie_layers: bool = True, prune_steps: int = 200,
-             keep_ckpt: bool = True, overwrite: bool = False) -> CompressResult:
+             evaluate: bool = True, tie_layers: bool = True, prune_steps: int = 200, workers: int | None = None,
+             precision: str = "fp32", teacher_store: str | Path | None = None, keep_ckpt: bool = True,
+             overwrite: bool = False) -> CompressResult:
     """Distil ``teacher`` into a student of ``target_params`` (TinyCLIP: inheritance + affinity mimicking).
 
     Args:
         teacher: anything ``load_teacher`` accepts, or a loaded canonical CLIP.
         target_params: ``"8M"``, ``"500k"``, an int, or ``{"image": ..., "text": ...}`` (see ``parse_budget``).
-        data: ``"shapes"`` / ``"shapes:N"`` (ShapesWorld), a CSV/TSV (``filepath,title``), webdataset tars,
-            or any object with ``__len__`` and ``load(i) -> (PIL image, caption) | None``.
+        data: ``"shapes"`` / ``"shapes:N"`` (ShapesWorld), a CSV/TSV (``filepath,title``), webdataset shards
+            (``.tar``, a folder, ``shards/{000..099}.tar``, ``pipe:CMD``), or any object with ``__len__`` and
+            ``load(i) -> (PIL image, caption) | None``.
         steps: optimizer steps in total (split evenly across stages); ``epochs`` overrides it.
         method: ``"manual"`` (layer/channel selection), ``"auto"`` (L0 masks, fused), or ``"scratch"``.
         stages: ``"auto"`` (<= ~50% cut per stage) or a number of stages.
         out: output folder: ``run.json`` (marks it as a run from the first step on), ``student/``, ``stages/``,
             ``ckpt/``, ``report.json``, ``report.md`` (+ PNG plots beside it when matplotlib is installed). Must be
             new, empty, or a run (``resume``/``overwrite``).
-        device: ``"cpu"`` or ``"cuda"``; a GPU asked for but absent is an error.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; a GPU asked for but absent is an error. Under torchrun
+            each rank uses ``cuda:LOCAL_RANK`` (nccl) or the CPU (gloo).
         resume: continue from the checkpoints in ``out/ckpt`` (same result as an uninterrupted run).
         ckpt_every: steps between resumable checkpoints (written atomically).
         evaluate: score teacher and student on ShapesWorld's evaluation sets (when training on ShapesWorld).
@@ -69,6 +87,10 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
             successful run; ``False`` deletes it once the student is saved. The report states its size either way.
         overwrite: replace an earlier run in ``out`` (see ``_claim_output``: the old run stays until the new
             one is complete). Without it (or ``resume``) an existing run, or any non-empty folder, is refused.
+        workers: DataLoader worker processes that decode images (default ``min(8, cores - 1)``; 0 allowed).
+        precision: ``"fp32"``, or ``"bf16"`` / ``"fp16"`` autocast on CUDA (loss and softmax stay fp32).
+        teacher_store: a store written by ``edgeclip teach`` for this teacher: stored samples never run the
+            teacher, misses are computed on the fly.
 
     Returns:
         ``CompressResult`` with the student (eval mode), the output folder and the report dict.
@@ -82,16 +104,31 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
     """
     from ..data.pairs import open_pairs
 
+    from ..data.loader import check_workers
+
     t_start = time.time()
-    final, out = _claim_output(out, teacher, data, resume, overwrite)
+    if overwrite and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each rank would stage its own copy
+        raise ConfigError("--overwrite is not supported under torchrun; remove the earlier run or pick a new --out")
+    final, out = _claim_output(out, teacher, data, resume, overwrite)  # every rank, before the process group
     device = _check_device(device)
+    precision = _check_precision(precision, device)
+    workers = check_workers(workers)
+    device = ddp_env.init_from_env(device)
+    rank, world, main = ddp_env.rank(), ddp_env.world(), ddp_env.is_main()
+    if batch_size % world:
+        raise ConfigError(f"batch size {batch_size} is not divisible by the {world} ranks")
     teacher = teacher if isinstance(teacher, torch.nn.Module) else load_teacher(teacher)
     t_cfg = model_config(teacher)
     t_pre = preprocess_cfg(teacher)
     target_params = _relative_budget(target_params, teacher)
     plan = plan_stages(t_cfg, target_params, stages)
     pairs = open_pairs(data, t_pre["size"] if isinstance(t_pre["size"], int) else t_pre["size"][0])
-    if len(pairs) == 0:
+    stream = getattr(pairs, "streaming", False)
+    if stream and method == "auto":
+        raise ConfigError("method auto prunes on index-addressable data (shapes, CSV); use manual with shards")
+    if stream and epochs is not None:
+        raise ConfigError("--epochs needs a dataset of known length; give --steps for webdataset shards")
+    if not stream and len(pairs) == 0:
         from ..errors import DataError
         raise DataError("the dataset is empty")
     if method not in ("manual", "auto", "scratch"):
@@ -101,30 +138,51 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
     if epochs is not None:
         steps = max(1, round(epochs * len(pairs) / batch_size))
     per_stage = max(1, steps // len(plan))
-    print("plan: " + " -> ".join(["teacher"] + [f"{s.vision / 1e6:.2f}M" for s in plan]))
-    for s in plan:
-        print("  " + s.describe())
+    if main:
+        print("plan: " + " -> ".join(["teacher"] + [f"{s.vision / 1e6:.2f}M" for s in plan]))
+        for s in plan:
+            print("  " + s.describe())
     cfg = DistillConfig(steps=per_stage, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                        eval_every=eval_every, ckpt_every=ckpt_every, warmup=min(50, max(1, per_stage // 10)))
+                        eval_every=eval_every, ckpt_every=ckpt_every, warmup=min(50, max(1, per_stage // 10)),
+                        workers=workers, precision=precision)
     tf = image_transform(t_pre)
-    cache = TeacherCache() if cache_teacher else None
+    if teacher_store is not None:
+        from .store import TeacherStore
+        cache = TeacherStore.open(teacher_store, teacher, t_pre)
+    else:
+        cache = TeacherCache() if cache_teacher else None
+        if cache is not None:  # saved with each checkpoint: recomputing it after a kill differs by ulps
+            cache.path = out / "ckpt" / f"teacher-cache-r{rank}.npz"
+            if resume and cache.path.is_file():
+                cache = TeacherCache(cache.path)
     eval_fn = _shapes_eval_fn() if evaluate and _is_shapes(pairs) else None
-    write_json(out / "run.json", {"edgeclip_output": "run", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    prev, stage_reports = teacher, []
-    for st in plan:
-        tie = tie_layers or st.index < len(plan)  # only the last stage may leave per-layer sizes
-        student, inh = _make_student(prev, st.cfg, method, depth, width, seed, pairs, tf, teacher, device, tie,
-                                     prune_steps)
-        batches = Batches(pairs, batch_size, seed, tf, get_tokenizer(teacher), get_tokenizer(student))
-        student, hist = distill(student, teacher, batches, replace(cfg, seed=seed + st.index),
-                                ckpt=out / "ckpt" / f"stage{st.index}.pt", cache=cache, resume=resume,
-                                eval_fn=eval_fn, desc=f"stage {st.index}/{len(plan)}")
-        save_student(student, out / "stages" / f"stage{st.index}", preprocess_cfg=t_pre, overwrite=True)
-        stage_reports.append({"stage": st.index, "config": st.cfg, "params": count_params(student).__dict__,
-                              "loss_steps": hist.steps[:: max(1, len(hist.loss) // 50)],
-                              "inherit": inh, "final_loss": hist.loss[-1], "loss_curve": hist.loss[:: max(1, len(hist.loss) // 50)],
-                              "evals": hist.evals, "wall_s": hist.wall_s, "samples_per_s": hist.samples_per_s})
-        prev = student
+    if main:
+        write_json(out / "run.json", {"edgeclip_output": "run", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+    def run_stages():
+        prev, stage_reports = teacher, []
+        for st in plan:
+            tie = tie_layers or st.index < len(plan)  # only the last stage may leave per-layer sizes
+            student, inh = _make_student(prev, st.cfg, method, depth, width, seed, pairs, tf, teacher, device, tie,
+                                         prune_steps)
+            batches = _batches(pairs, batch_size, seed, tf, teacher, student, rank, world, workers, device)
+            student, hist = distill(student, teacher, batches, replace(cfg, seed=seed + st.index),
+                                    ckpt=out / "ckpt" / f"stage{st.index}.pt", cache=cache, resume=resume,
+                                    eval_fn=eval_fn, desc=f"stage {st.index}/{len(plan)}")
+            if main:
+                save_student(student, out / "stages" / f"stage{st.index}", preprocess_cfg=t_pre, overwrite=True)
+            stage_reports.append({"stage": st.index, "config": st.cfg, "params": count_params(student).__dict__,
+                                  "inherit": inh, "final_loss": hist.loss[-1],
+                                  "loss_steps": hist.steps[:: max(1, len(hist.loss) // 50)],
+                                  "loss_curve": hist.loss[:: max(1, len(hist.loss) // 50)],
+                                  "evals": hist.evals, "wall_s": hist.wall_s, "samples_per_s": hist.samples_per_s})
+            prev = student
+        return prev, stage_reports
+
+    with ddp_env.guard("compress"):  # a rank that dies: one line on the others, not a hang or a traceback
+        prev, stage_reports = run_stages()
+    if not main:  # only rank 0 writes the student and the report
+        return CompressResult(prev, out, {})
     save_student(prev, out / "student", preprocess_cfg=t_pre, hf=hf, overwrite=True)  # out was checked above
     report = {
         "edgeclip_output": "run",
@@ -134,6 +192,8 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
         "skipped_items": dict(getattr(pairs, "skipped", None).counts) if hasattr(pairs, "skipped") else {},
         "plan": [s.describe() for s in plan], "stages": stage_reports,
         "teacher_cache": {"hits": cache.hits, "misses": cache.misses} if cache else None,
+        "teacher_store": str(teacher_store) if teacher_store is not None else None,
+        "ranks": world, "workers": workers, "precision": precision, "device": device,
     }
     if eval_fn:
         report["eval"] = {"teacher": eval_fn(teacher), "student": eval_fn(prev)}
@@ -171,6 +231,17 @@ def _claim_output(out, teacher, data, resume: bool, overwrite: bool) -> tuple[Pa
     stage = staging_path(final)
     atexit.register(shutil.rmtree, stage.parent, True)
     return final, stage
+
+
+def _batches(pairs, batch_size, seed, tf, teacher, student, rank, world, workers, device):
+    """This rank's batches: step-addressed for index data, a worker-split stream for webdataset shards."""
+    from ..data.loader import Batches, BatchLoader, WdsBatches
+    toks = (get_tokenizer(teacher), get_tokenizer(student))
+    if getattr(pairs, "streaming", False):
+        src = WdsBatches(pairs, batch_size, seed, tf, *toks, rank=rank, world=world, workers=workers)
+    else:
+        src = Batches(pairs, batch_size, seed, tf, *toks, rank=rank, world=world)
+    return BatchLoader(src, workers, pin_memory=str(device).startswith("cuda"))
 
 
 def _relative_budget(target, teacher):

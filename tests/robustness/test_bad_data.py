@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from conftest import one_error_line, run_cli
-from edgeclip.data.pairs import CsvPairs, TarPairs
+from edgeclip.data.pairs import CsvPairs
+from edgeclip.data.wds import WdsPairs
+from edgeclip.data.wds import WdsPairs
 from edgeclip.errors import DataError
 
 FUZZ = settings(max_examples=int(os.environ.get("EDGECLIP_FUZZ_EXAMPLES", "150")), deadline=None, derandomize=True,
@@ -171,7 +173,16 @@ def test_fuzz_webdataset_reader(tmp_path, robust):
                 tf.addfile(info, io.BytesIO(data))
         raw = buf.getvalue()
         p.write_bytes(raw[: len(raw) // 2] if truncate else raw)
-        return _read_all(lambda: TarPairs(p))
+        try:
+            pairs = WdsPairs(str(p))
+        except DataError:
+            return "refused with DataError"
+        got = [pairs.decode(r) for r, _ in zip(pairs.raw(0, 0, 0, 1), range(5))]
+        for item in got:
+            assert item is None or (isinstance(item[2], str) and item[1].mode == "RGB")
+        if not got:
+            return "opened with no items"
+        return "opened, items loaded" if any(i is not None for i in got) else "opened, every item skipped"
 
     seen = _fuzz(robust, "fuzzed webdataset tars (image/caption samples, random members, truncated; hypothesis)",
                  "no crash: DataError, or samples loaded / skipped",
