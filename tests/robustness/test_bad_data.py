@@ -16,7 +16,6 @@ from PIL import Image
 from conftest import one_error_line, run_cli
 from edgeclip.data.pairs import CsvPairs
 from edgeclip.data.wds import WdsPairs
-from edgeclip.data.wds import WdsPairs
 from edgeclip.errors import DataError
 
 FUZZ = settings(max_examples=int(os.environ.get("EDGECLIP_FUZZ_EXAMPLES", "150")), deadline=None, derandomize=True,
