@@ -169,7 +169,7 @@ def evaluate_model(model, data="shapes", teacher=None, class_names=None, limit=N
                    csv_separator: str | None = None) -> dict:
     """Evaluate on ``"shapes"``, an image folder with classes (zero-shot), or a CSV of pairs (retrieval).
 
-    A CSV (open_clip's conventions, ``csv_*`` as its ``--csv-*`` flags) may hold several captions per image:
+    A CSV (open_clip's conventions, ``csv_*`` as its ``--csv-*`` flags, or a ``CsvPairs``) may hold several captions per image:
     rows are grouped by image and scored as clip_benchmark does. ``limit`` caps the items (images for a CSV).
     Corrupt images are skipped and counted under ``"skipped"``.
     """
@@ -181,7 +181,7 @@ def evaluate_model(model, data="shapes", teacher=None, class_names=None, limit=N
     if str(data) == "shapes":
         r = evaluate_shapes(model, tok, teacher, get_tokenizer(teacher) if teacher else None)
         return {"data": "shapes", **r.to_dict()}
-    p = Path(data)
+    p = Path(data.path if isinstance(data, CsvPairs) else data)
     if p.is_dir():
         rows, imgs, labels, skipped = _folder_items(p, class_names, limit), [], [], 0
         for path, lab in rows:
@@ -199,7 +199,7 @@ def evaluate_model(model, data="shapes", teacher=None, class_names=None, limit=N
             out["agreement"] = agreement_metrics(embed_pil_images(teacher, imgs),
                                                  embed_texts(teacher, get_tokenizer(teacher), prompts), img, cls)
         return out
-    pairs = CsvPairs(p, csv_img_key, csv_caption_key, csv_separator)
+    pairs = data if isinstance(data, CsvPairs) else CsvPairs(p, csv_img_key, csv_caption_key, csv_separator)
     imgs, caps, owner = [], [], []
     for path, group in pairs.by_image(limit):  # each image decoded and embedded once, whatever its captions
         if not path.is_file():

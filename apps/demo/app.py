@@ -46,9 +46,9 @@ def folder_gallery(folder: str | Path, n: int = 200) -> Gallery:
 class Models:
     """Both models with the gallery and label prompts embedded once."""
 
-    def __init__(self, artifact: str | Path, teacher: str, gallery: Gallery):
+    def __init__(self, artifact: str | Path, teacher: str, gallery: Gallery, pretrained: str | None = None):
         self.rt = runtime.load(artifact)
-        self.teacher = edgeclip.load_teacher(teacher)
+        self.teacher = edgeclip.load_teacher(teacher, pretrained=pretrained)
         self.tok = edgeclip.get_tokenizer(self.teacher)
         self.gallery = gallery
         self.s_index = runtime.Index.build(self.rt, gallery.images, list(range(len(gallery.images))))
@@ -159,5 +159,5 @@ def main(args) -> int:
         if cli_main(["quickstart"]) != 0:
             return 2
     gallery = folder_gallery(args.gallery) if args.gallery else shapes_gallery()
-    launch(Models(artifact, args.teacher, gallery), args.host, args.port, block=True)
+    launch(Models(artifact, args.teacher, gallery, getattr(args, "teacher_pretrained", None)), args.host, args.port, block=True)
     return 0
