@@ -36,12 +36,33 @@ def _spec_path(spec):
     """The folder a model spec reads ('reference' is the shipped teacher), for check_output's inputs."""
     from .models import REFERENCE_TEACHER
     return REFERENCE_TEACHER if spec in (None, "reference") else spec
+def _add_csv_flags(q) -> None:
+    """open_clip's CSV flags, same names and defaults (the separator is sniffed when not given)."""
+    q.add_argument("--csv-separator", default=None, help="CSV separator (default: sniffed among tab, comma, "
+                   "semicolon and pipe, else tab as open_clip); '\\t' means tab")
+    q.add_argument("--csv-img-key", default="filepath", help="CSV column of image paths (default: filepath)")
+    q.add_argument("--csv-caption-key", default="title", help="CSV column of captions (default: title)")
+
+
+def _csv_data(a, data):
+    """A CSV path becomes a CsvPairs read with the --csv-* flags; anything else is passed on as it is."""
+    if data is None or not Path(str(data)).is_file() or Path(str(data)).suffix.lower() == ".tar":
+        return data
+    from .data.pairs import CsvPairs
+    return CsvPairs(data, a.csv_img_key, a.csv_caption_key, a.csv_separator)
+
+
+def _model(spec, pretrained):
+    """``--model NAME --pretrained FILE`` as open_clip takes them (a folder or 'reference' needs no file)."""
+    from .models import load_teacher
+    return load_teacher(spec, pretrained=pretrained)
 
 
 def _cmd_compress(a) -> int:
     from .distill import compress
     target = json.loads(a.target) if a.target.strip().startswith("{") else a.target
-    res = compress(a.teacher, target, data=a.data, steps=a.steps, epochs=a.epochs, method=a.method,
+    teacher = _model(a.teacher, a.pretrained) if a.pretrained else a.teacher
+    res = compress(teacher, target, data=_csv_data(a, a.data), steps=a.steps, epochs=a.epochs, method=a.method,
                    stages=a.stages, out=a.out, device=a.device,
                    batch_size=a.batch_size, lr=a.lr, resume=a.resume, seed=a.seed, depth=a.depth, width=a.width,
                    hf=a.hf, tie_layers=not a.per_layer,
@@ -66,12 +87,12 @@ def _cmd_teach(a) -> int:
 def _cmd_eval(a) -> int:
     from ._io import write_json
     from .evaluate import evaluate_model
-    from .models import load_teacher
     inputs = [_spec_path(a.model), a.teacher and _spec_path(a.teacher), a.data, a.classes]
     out = None if a.out is None else check_output(a.out, "eval-report", a.overwrite, inputs)
-    model = load_teacher(a.model)
-    teacher = load_teacher(a.teacher) if a.teacher else None
-    res = evaluate_model(model, a.data, teacher=teacher, class_names=a.classes, limit=a.limit)
+    model = _model(a.model, a.pretrained)
+    teacher = _model(a.teacher, a.teacher_pretrained) if a.teacher else None
+    res = evaluate_model(model, a.data, teacher=teacher, class_names=a.classes, limit=a.limit,
+                         csv_img_key=a.csv_img_key, csv_caption_key=a.csv_caption_key, csv_separator=a.csv_separator)
     print(json.dumps(res, indent=2))
     if out is not None:
         write_json(out, {"edgeclip_output": "eval-report", **res})
@@ -89,7 +110,6 @@ def _variants(a) -> list[str]:
 
 def _cmd_export(a) -> int:
     from .export import export_artifact
-    from .models import load_teacher
     if not a.onnx and not a.trt:
         raise ConfigError("nothing to export: pass --onnx and/or --trt")
     out = check_output(a.out, "artifact", a.overwrite, inputs=[_spec_path(a.model), a.images, a.calib])
@@ -99,7 +119,7 @@ def _cmd_export(a) -> int:
         from .export.tensorrt_engine import _gpu_capability, _import_trt
         _import_trt()
         _gpu_capability()
-    model = load_teacher(a.model)
+    model = _model(a.model, a.pretrained)
     res = export_artifact(model, out, _variants(a), images_dir=a.images, calib_dir=a.calib, trt=a.trt,
                           trt_precision=a.trt_precision, opset=a.opset, overwrite=a.overwrite)
     print((res.out / "parity.md").read_text())
@@ -117,12 +137,11 @@ def _verdict(reports) -> int:
 def _cmd_parity(a) -> int:
     from ._io import write_json, write_text
     from .export import check_parity, parity_markdown, read_manifest
-    from .models import load_teacher
     if a.report:  # PATH.json and PATH.md, both checked before anything is loaded
         inputs = [a.artifact, _spec_path(a.against), a.images]
         report = [check_output(Path(a.report).with_suffix(s), "parity-report", a.overwrite, inputs)
                   for s in (".json", ".md")]
-    model = load_teacher(a.against)
+    model = _model(a.against, a.pretrained)
     m = read_manifest(a.artifact)
     if m.get("model_cfg") and m["model_cfg"] != model.edgeclip_cfg:
         raise ConfigError(f"artifact {a.artifact!r} was exported from another architecture than {a.against!r}")
@@ -158,7 +177,7 @@ def _cmd_demo(a) -> int:
         p = argparse.ArgumentParser(prog="edgeclip")
         add_commands(p.add_subparsers(dest="command"))
         _cmd_quickstart(p.parse_args(["quickstart"]))  # with its own defaults; a failed parity gate raises
-    serve(a.artifact, a.teacher, a.gallery, a.host, a.port, block=True)
+    serve(a.artifact, a.teacher, a.gallery, a.host, a.port, block=True, pretrained=a.teacher_pretrained)
     return 0
 
 
@@ -191,8 +210,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("teacher", help="'reference', an open_clip name, a student folder or an HF CLIPModel folder")
     q.add_argument("--target", required=True, help="vision budget ('8M', '500k', '25%%') or JSON "
                    "'{\"image\": \"8M\", \"text\": \"3M\"}'")
-    q.add_argument("--data", default="shapes", help="'shapes[:N]', a CSV/TSV (filepath,title) or webdataset shards "
-                   "('shards/{00000..00099}.tar', a folder of .tar, 'pipe:CMD')")
+    q.add_argument("--pretrained", default=None, help="checkpoint FILE of the teacher named (open_clip's --model "
+                   "NAME --pretrained FILE); .safetensors, or .pt/.bin read without unpickling code")
+    q.add_argument("--data", default=None, help="a CSV (open_clip's filepath/title columns), webdataset shards "
+                   "('shards/{00000..00099}.tar', a folder of .tar, 'pipe:CMD'), or 'shapes[:N]' (the default only for "
+                   "the reference teacher and its students)")
+    _add_csv_flags(q)
     q.add_argument("--steps", type=int, default=800, help="optimizer steps in total (split across stages)")
     q.add_argument("--epochs", type=float, default=None, help="epochs over the data (overrides --steps)")
     q.add_argument("--method", choices=("manual", "auto", "scratch"), default="manual", help="weight inheritance")
@@ -237,15 +260,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("model", help="model to evaluate (name, student folder, HF folder, 'reference')")
     q.add_argument("--data", default="shapes", help="'shapes', an image folder (class per sub-folder or "
                    "manifest.csv) or a CSV of image,caption pairs")
+    q.add_argument("--pretrained", default=None, help="checkpoint FILE of the model named")
+    _add_csv_flags(q)
     q.add_argument("--classes", default=None, help="class-name file (one per line) for an image folder")
     q.add_argument("--teacher", default=None, help="also report teacher-student agreement")
-    q.add_argument("--limit", type=int, default=None, help="evaluate at most N items")
+    q.add_argument("--teacher-pretrained", default=None, help="checkpoint FILE of the --teacher named")
+    q.add_argument("--limit", type=int, default=None, help="evaluate at most N items (images for a CSV)")
     q.add_argument("--out", default=None, help="write the JSON report here")
     q.add_argument("--overwrite", action="store_true", help="replace an earlier eval report at --out")
     q.set_defaults(func=_cmd_eval)
 
     q = sub.add_parser("export", help="export a model to ONNX / TensorRT; parity runs automatically")
     q.add_argument("model", help="student folder (or any teacher spec)")
+    q.add_argument("--pretrained", default=None, help="checkpoint FILE of the model named")
     q.add_argument("--onnx", action="store_true", help="export ONNX encoders")
     q.add_argument("--fp16", action="store_true", help="also an fp16 variant")
     q.add_argument("--int8", action="store_true", help="also INT8 (dynamic; static too with --calib)")
@@ -262,6 +289,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q = sub.add_parser("parity", help="check an exported artifact against PyTorch")
     q.add_argument("artifact", help="artifact folder written by 'edgeclip export'")
     q.add_argument("--against", required=True, help="the PyTorch model it came from")
+    q.add_argument("--pretrained", default=None, help="checkpoint FILE of the --against model named")
     q.add_argument("--variant", action="append", default=None, help="variants to check (default: all)")
     q.add_argument("--images", default=_photos_default(), help="image folder (default: shared ImageNet sample)")
     q.add_argument("--report", default=None, help="write PATH.json and PATH.md")
@@ -272,6 +300,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--artifact", default=QUICKSTART_ARTIFACT, help="exported student artifact folder (default: the "
                    "quickstart's, built first when missing)")
     q.add_argument("--teacher", default="reference", help="teacher spec")
+    q.add_argument("--teacher-pretrained", default=None, help="checkpoint FILE of the --teacher named")
     q.add_argument("--gallery", default=None, help="image folder for the gallery (default: ShapesWorld scenes)")
     q.add_argument("--host", default="127.0.0.1", help="bind address")
     q.add_argument("--port", type=int, default=7860, help="port")

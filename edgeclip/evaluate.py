@@ -39,9 +39,25 @@ def zero_shot_metrics(image_emb, class_emb, labels, groups: dict[str, np.ndarray
     return out
 
 
-def retrieval_metrics(image_emb, text_emb, captions: list[str], ks=(1, 5, 10)) -> dict:
-    """Recall@k (%) both ways for N paired items; a hit is any retrieved item whose caption equals the query's."""
-    sim = _t(image_emb) @ _t(text_emb).T  # [N images, N texts]
+def retrieval_metrics(image_emb, text_emb, captions: list[str] | None = None, ks=(1, 5, 10),
+                      text_image=None) -> dict:
+    """Recall@k (%) both ways.
+
+    With ``text_image`` (the image index of each text: several captions per image, as in COCO / Flickr30k),
+    hits follow clip_benchmark: image->text counts when any of the image's captions is in the top k,
+    text->image when the caption's own image is. Without it the N images and N texts are paired and a hit is
+    any retrieved item whose caption equals the query's (identical captions are equally right).
+    """
+    sim = _t(image_emb) @ _t(text_emb).T  # [images, texts]
+    if text_image is not None:
+        owner = torch.as_tensor(np.asarray(text_image)).long()  # [texts]
+        out = {}
+        i2t = owner[sim.topk(min(max(ks), sim.shape[1]), dim=1).indices] == torch.arange(sim.shape[0])[:, None]
+        t2i = sim.T.topk(min(max(ks), sim.shape[0]), dim=1).indices == owner[:, None]
+        for name, hits in (("i2t", i2t), ("t2i", t2i)):
+            for k in ks:
+                out[f"{name}_R@{k}"] = 100 * hits[:, :k].any(1).float().mean().item()
+        return out
     ids = {c: i for i, c in enumerate(dict.fromkeys(captions))}
     cap = torch.tensor([ids[c] for c in captions])
     out = {}
@@ -155,9 +171,12 @@ def embed_pil_images(model, images, batch_size: int = 64) -> torch.Tensor:
 
 
 def evaluate_model(model, data="shapes", teacher=None, class_names=None, limit=None,
-                   template: str = "a photo of a {}.") -> dict:
+                   template: str = "a photo of a {}.", csv_img_key: str = "filepath", csv_caption_key: str = "title",
+                   csv_separator: str | None = None) -> dict:
     """Evaluate on ``"shapes"``, an image folder with classes (zero-shot), or a CSV of pairs (retrieval).
 
+    A CSV (open_clip's conventions, ``csv_*`` as its ``--csv-*`` flags, or a ``CsvPairs``) may hold several captions per image:
+    rows are grouped by image and scored as clip_benchmark does. ``limit`` caps the items (images for a CSV).
     Corrupt images are skipped and counted under ``"skipped"``.
     """
     from pathlib import Path
@@ -168,7 +187,7 @@ def evaluate_model(model, data="shapes", teacher=None, class_names=None, limit=N
     if str(data) == "shapes":
         r = evaluate_shapes(model, tok, teacher, get_tokenizer(teacher) if teacher else None)
         return {"data": "shapes", **r.to_dict()}
-    p = Path(data)
+    p = Path(data.path if isinstance(data, CsvPairs) else data)
     if p.is_dir():
         rows, imgs, labels, skipped = _folder_items(p, class_names, limit), [], [], 0
         for path, lab in tqdm(rows, desc="read images", unit="img", leave=False, mininterval=1):
@@ -186,13 +205,26 @@ def evaluate_model(model, data="shapes", teacher=None, class_names=None, limit=N
             out["agreement"] = agreement_metrics(embed_pil_images(teacher, imgs),
                                                  embed_texts(teacher, get_tokenizer(teacher), prompts), img, cls)
         return out
-    pairs = CsvPairs(p)
-    n = min(len(pairs), limit or len(pairs))
-    items = [x for x in (pairs.load(i) for i in tqdm(range(n), desc="read pairs", unit="pair", leave=False,
-                                                     mininterval=1)) if x is not None]
-    imgs, caps = [x[0] for x in items], [x[1] for x in items]
+    pairs = data if isinstance(data, CsvPairs) else CsvPairs(p, csv_img_key, csv_caption_key, csv_separator)
+    imgs, caps, owner = [], [], []
+    for path, group in tqdm(pairs.by_image(limit), desc="read images", unit="image", leave=False, mininterval=1):
+        # each image decoded and embedded once, whatever its captions
+        if not path.is_file():
+            pairs.skipped.add("missing file")
+            continue
+        try:
+            imgs.append(open_image(path))
+        except Exception:
+            pairs.skipped.add("corrupt image")
+            continue
+        caps += group
+        owner += [len(imgs) - 1] * len(group)
+    if not imgs:
+        from .errors import DataError
+        raise DataError(f"no readable image-caption pairs in {str(p)!r}")
     img, txt = embed_pil_images(model, imgs), embed_texts(model, tok, caps)
-    out = {"data": str(p), "skipped": dict(pairs.skipped.counts), "retrieval": retrieval_metrics(img, txt, caps)}
+    out = {"data": str(p), "images": len(imgs), "captions": len(caps), "skipped": dict(pairs.skipped.counts),
+           "retrieval": retrieval_metrics(img, txt, text_image=owner)}
     if teacher is not None:
         out["agreement"] = agreement_metrics(embed_pil_images(teacher, imgs), embed_texts(teacher, get_tokenizer(teacher),
                                                                                     caps), img, txt)

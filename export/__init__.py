@@ -95,11 +95,10 @@ def _build_artifact(model, out_dir: Path, variants, images_dir, calib_dir, trt, 
 
 
 def _trt_parity(out_dir: Path, model, engines: dict, precision: str, images_dir) -> ParityReport:
-    from .parity import PROMPTS, _synthetic_images, compare
+    from .parity import PROMPTS, compare, parity_images
     from .tensorrt_engine import TrtRuntime
     rt = TrtRuntime(out_dir, engines)
-    images, labels = load_photos(images_dir, 64)
-    images = images or _synthetic_images(rt.preprocess.size)
+    images, labels = parity_images(images_dir, rt.preprocess.size, 64)
     metrics = compare(model, rt, images, PROMPTS, labels)
     gate = {"fp32": "fp32", "fp16": "fp16", "int8": "int8-static"}[precision]
     return ParityReport(f"tensorrt-{precision}", len(images), len(PROMPTS), metrics, check_gates(gate, metrics))

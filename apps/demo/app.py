@@ -145,11 +145,12 @@ class Models:
     the defaults and ~20 ms with one thread each).
     """
 
-    def __init__(self, artifact: str | Path, teacher: str, gallery: Gallery, threads: int = 1):
+    def __init__(self, artifact: str | Path, teacher: str, gallery: Gallery, threads: int = 1,
+                 pretrained: str | None = None):
         import torch
         self.artifact = Path(artifact)
         self.rt = runtime.load(artifact, threads=threads)
-        self.teacher = edgeclip.load_teacher(teacher)
+        self.teacher = edgeclip.load_teacher(teacher, pretrained=pretrained)
         self.tok = edgeclip.get_tokenizer(self.teacher)
         self.gallery = gallery
         self.files = ImageFiles()
@@ -257,7 +258,7 @@ def launch(models: Models, host: str = "127.0.0.1", port: int | None = 7860, blo
 
 
 def serve(artifact: str | Path, teacher: str = "reference", gallery: str | Path | None = None,
-          host: str = "127.0.0.1", port: int | None = 7860, block: bool = True):
+          host: str = "127.0.0.1", port: int | None = 7860, block: bool = True, pretrained: str | None = None):
     """Load both models, embed the gallery (a photo folder, or ShapesWorld scenes) and launch the demo.
 
     Args:
@@ -266,9 +267,10 @@ def serve(artifact: str | Path, teacher: str = "reference", gallery: str | Path 
         gallery: image folder for the gallery; None uses 96 held-out ShapesWorld scenes.
         host, port: bind address (loopback by default) and port (None: a free one).
         block: serve until interrupted; False returns the running ``gr.Blocks`` (call ``.close()``).
+        pretrained: checkpoint file of the teacher named (open_clip's ``--pretrained FILE``).
 
     Raises:
         ConfigError: the artifact, teacher or gallery cannot be read.
     """
     g = folder_gallery(gallery) if gallery else shapes_gallery()
-    return launch(Models(artifact, teacher, g), host, port, block)
+    return launch(Models(artifact, teacher, g, pretrained=pretrained), host, port, block)

@@ -55,35 +55,76 @@ class ShapesPairs:
         return f"ShapesWorld train[{self.offset}:{self.offset + self.n}]"
 
 
+CSV_SEPARATORS = "\t,;|"  # what the sniffer chooses from; open_clip's own default is a tab
+
+
+def sniff_separator(text: str, img_key: str = "filepath", caption_key: str = "title") -> str:
+    """The separator of a CSV text: the one that splits the header into both key columns, else what
+    ``csv.Sniffer`` finds among tab / comma / semicolon / pipe, else a tab (open_clip's ``--csv-separator``)."""
+    header = text.split("\n", 1)[0].rstrip("\r")
+    for sep in CSV_SEPARATORS:
+        cols = [c.strip().strip('"') for c in header.split(sep)]
+        if img_key in cols and caption_key in cols:
+            return sep
+    try:
+        return csv.Sniffer().sniff(text[:16384], delimiters=CSV_SEPARATORS).delimiter
+    except csv.Error:
+        return "\t"
+
+
 class CsvPairs:
-    """open_clip-style CSV: one row per pair, image path column + caption column (paths relative to the CSV)."""
+    """open_clip-style CSV: one row per pair, image path column + caption column (paths relative to the CSV).
+
+    Same conventions as open_clip's ``--csv-separator`` / ``--csv-img-key`` / ``--csv-caption-key`` (defaults
+    ``filepath`` / ``title``), whatever the file's extension; the separator is sniffed when not given and a
+    UTF-8 byte-order mark (Excel's "CSV UTF-8") is accepted."""
 
     def __init__(self, path: str | os.PathLike, img_key: str = "filepath", caption_key: str = "title",
                  sep: str | None = None):
         self.path = Path(path)
         if not self.path.is_file():
             raise DataError(f"CSV {str(path)!r} not found")
-        raw = self.path.read_bytes()
-        text = raw.decode("utf-8", errors="replace")
-        sep = sep or ("\t" if self.path.suffix == ".tsv" else ",")
+        text = self.path.read_bytes().decode("utf-8-sig", errors="replace")
+        sep = {"\\t": "\t", "tab": "\t"}.get(sep, sep)  # '\\t' as typed on a command line means a tab
+        if sep is not None and len(sep) != 1:
+            raise DataError(f"CSV separator must be one character, got {sep!r}")
+        self.sep = sep or sniff_separator(text, img_key, caption_key)
         try:
-            rows = list(csv.DictReader(io.StringIO(text), delimiter=sep))
+            rows = list(csv.DictReader(io.StringIO(text), delimiter=self.sep))
         except csv.Error as e:
             raise DataError(f"CSV {str(path)!r} is malformed: {e}") from None
         if not rows:
             raise DataError(f"CSV {str(path)!r} has no rows")
         if img_key not in rows[0] or caption_key not in rows[0]:
-            raise DataError(f"CSV {str(path)!r} needs columns {img_key!r} and {caption_key!r}, "
-                            f"has {list(rows[0])}; pass --csv-img-key/--csv-caption-key")
+            raise DataError(f"CSV {str(path)!r} needs columns {img_key!r} and {caption_key!r} (separator "
+                            f"{self.sep!r}), has {list(rows[0])}; pass --csv-img-key/--csv-caption-key/"
+                            "--csv-separator")
         self.rows = [(r[img_key], r[caption_key]) for r in rows if r.get(img_key)]
         self.skipped = SkipCounter()
+
+    def image_path(self, i: int) -> Path:
+        rel = self.rows[i][0]
+        return Path(rel) if Path(rel).is_absolute() else self.path.parent / rel
+
+    def by_image(self, limit: int | None = None) -> list[tuple[Path, list[str]]]:
+        """Rows grouped by image (first-seen order), for retrieval with several captions per image (COCO,
+        Flickr30k); empty captions are skipped and counted. ``limit`` caps the number of images."""
+        groups: dict[Path, list[str]] = {}
+        for i, (_, cap) in enumerate(self.rows):
+            if not (cap or "").strip():
+                self.skipped.add("empty caption")
+                continue
+            p = self.image_path(i)
+            if p not in groups and limit is not None and len(groups) >= limit:
+                continue
+            groups.setdefault(p, []).append(cap)
+        return list(groups.items())
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def load(self, i: int):
-        rel, cap = self.rows[i]
-        p = Path(rel) if Path(rel).is_absolute() else self.path.parent / rel
+        cap, p = self.rows[i][1], self.image_path(i)
         if not p.is_file():
             self.skipped.add("missing file")
             return None
@@ -100,9 +141,12 @@ class CsvPairs:
         return f"CSV {self.path} ({len(self)} rows)"
 
 
-def open_pairs(data, image_size: int = 32):
+def open_pairs(data, image_size: int = 32, csv_img_key: str = "filepath", csv_caption_key: str = "title",
+               csv_separator: str | None = None):
     """``"shapes"`` / ``"shapes:N"`` | CSV/TSV path | webdataset shards (a ``.tar``, a folder of them, a brace
-    pattern ``shards/{000..099}.tar``, ``pipe:CMD``) | a dataset object."""
+    pattern ``shards/{000..099}.tar``, ``pipe:CMD``) | a dataset object.
+
+    The ``csv_*`` options are open_clip's ``--csv-img-key`` / ``--csv-caption-key`` / ``--csv-separator``."""
     if (hasattr(data, "load") and hasattr(data, "__len__")) or getattr(data, "streaming", False):
         return data
     s = str(data)
@@ -110,8 +154,8 @@ def open_pairs(data, image_size: int = 32):
         n = int(s.split(":", 1)[1]) if ":" in s else 12_800
         return ShapesPairs(n, image_size)
     p = Path(s)
-    if p.suffix in (".csv", ".tsv"):
-        return CsvPairs(p)
+    if p.suffix.lower() in (".csv", ".tsv", ".txt"):
+        return CsvPairs(p, csv_img_key, csv_caption_key, csv_separator)
     if s.startswith("pipe:") or "{" in s or "::" in s or s.endswith(".tar") or (p.is_dir() and any(p.glob("*.tar"))):
         from .wds import WdsPairs
         return WdsPairs(s)

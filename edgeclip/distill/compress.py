@@ -52,7 +52,7 @@ def _is_shapes(pairs) -> bool:
     return isinstance(pairs, ShapesPairs)
 
 
-def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: float | None = None,
+def compress(teacher, target_params, data=None, steps: int = 800, epochs: float | None = None,
              method: str = "manual", stages: int | str = "auto", out: str | Path = "runs/student",
              device: str = "cpu", batch_size: int = 128, lr: float | None = None, resume: bool = False,
              seed: int = 0, depth: str = "interval", width: str = "leading", eval_every: int = 0,
@@ -67,7 +67,8 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
         target_params: ``"8M"``, ``"500k"``, an int, or ``{"image": ..., "text": ...}`` (see ``parse_budget``).
         data: ``"shapes"`` / ``"shapes:N"`` (ShapesWorld), a CSV/TSV (``filepath,title``), webdataset shards
             (``.tar``, a folder, ``shards/{000..099}.tar``, ``pipe:CMD``), or any object with ``__len__`` and
-            ``load(i) -> (PIL image, caption) | None``.
+            ``load(i) -> (PIL image, caption) | None``. Required unless the teacher is the reference (or a student
+            of a ShapesWorld run): ShapesWorld is its world only.
         steps: optimizer steps in total (split evenly across stages); ``epochs`` overrides it.
         method: ``"manual"`` (layer/channel selection), ``"auto"`` (L0 masks, fused), or ``"scratch"``.
         stages: ``"auto"`` (<= ~50% cut per stage) or a number of stages.
@@ -122,6 +123,7 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
     t_pre = preprocess_cfg(teacher)
     target_params = _relative_budget(target_params, teacher)
     plan = plan_stages(t_cfg, target_params, stages)
+    data = default_data(data, teacher)
     pairs = open_pairs(data, t_pre["size"] if isinstance(t_pre["size"], int) else t_pre["size"][0])
     stream = getattr(pairs, "streaming", False)
     if stream and method == "auto":
@@ -170,7 +172,8 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
                                     ckpt=out / "ckpt" / f"stage{st.index}.pt", cache=cache, resume=resume,
                                     eval_fn=eval_fn, desc=f"stage {st.index}/{len(plan)}")
             if main:
-                save_student(student, out / "stages" / f"stage{st.index}", preprocess_cfg=t_pre, overwrite=True)
+                save_student(student, out / "stages" / f"stage{st.index}", preprocess_cfg=t_pre, overwrite=True,
+                             extra={"data": pairs.describe()})
             stage_reports.append({"stage": st.index, "config": st.cfg, "params": count_params(student).__dict__,
                                   "inherit": inh, "final_loss": hist.loss[-1],
                                   "loss_steps": hist.steps[:: max(1, len(hist.loss) // 50)],
@@ -183,7 +186,8 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
         prev, stage_reports = run_stages()
     if not main:  # only rank 0 writes the student and the report
         return CompressResult(prev, out, {})
-    save_student(prev, out / "student", preprocess_cfg=t_pre, hf=hf, overwrite=True)  # out was checked above
+    save_student(prev, out / "student", preprocess_cfg=t_pre, hf=hf, overwrite=True,  # out was checked above
+                 extra={"data": pairs.describe()})
     report = {
         "edgeclip_output": "run",
         "teacher": {"config": t_cfg, "params": count_params(teacher).__dict__},
@@ -242,6 +246,18 @@ def _batches(pairs, batch_size, seed, tf, teacher, student, rank, world, workers
     else:
         src = Batches(pairs, batch_size, seed, tf, *toks, rank=rank, world=world)
     return BatchLoader(src, workers, pin_memory=str(device).startswith("cuda"))
+
+
+def default_data(data, teacher):
+    """ShapesWorld only for teachers of that world (the reference and students distilled on it)."""
+    if data is not None:
+        return data
+    meta = getattr(teacher, "edgeclip_meta", None) or {}
+    if "reference_teacher" in meta or str(meta.get("data", "")).startswith("ShapesWorld"):
+        return "shapes"
+    raise ConfigError("data is required for this teacher: pass a CSV (data='pairs.csv', open_clip's "
+                      "filepath/title columns; --data on the CLI), webdataset shards (data='shards/'), or "
+                      "data='shapes' to train on ShapesWorld anyway")
 
 
 def _relative_budget(target, teacher):

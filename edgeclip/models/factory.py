@@ -7,7 +7,7 @@ import torch
 
 from ..errors import ConfigError
 from .nonuniform import KEY, apply_layers
-from .registry import check_config, get_model_config
+from .registry import check_config, check_supported, get_model_config
 
 
 def create_model(model: str | dict, device: str | torch.device = "cpu", seed: int | None = None):
@@ -24,14 +24,18 @@ def create_model(model: str | dict, device: str | torch.device = "cpu", seed: in
         ``open_clip.model.CLIP`` in eval mode; ``model.edgeclip_cfg`` holds the config it was built from.
 
     Raises:
-        ConfigError: unknown name or malformed config.
+        ConfigError: unknown name, malformed config, or a family edgeclip cannot compress (ResNet or timm
+            image towers, custom text towers such as SigLIP / MobileCLIP, non-CLIP tokenizers).
 
     Example:
         >>> m = create_model("TinyCLIP-ViT-8M-16-Text-3M")
     """
     import open_clip.model as ocm
 
-    cfg = get_model_config(model) if isinstance(model, str) else check_config(copy.deepcopy(model))
+    if isinstance(model, str):  # refused from the config, before a large model is built
+        cfg = check_config(check_supported(get_model_config(model), repr(model)))
+    else:
+        cfg = check_supported(check_config(copy.deepcopy(model)), "the model config")
     layers = cfg.pop(KEY, None)
     if seed is not None:
         torch.manual_seed(seed)

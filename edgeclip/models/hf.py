@@ -1,5 +1,8 @@
 """Hugging Face ``CLIPModel`` <-> open_clip ``CLIP`` conversion, by state dict (no transformers needed).
 
+A saved folder also holds CLIP's tokenizer files and ``preprocessor_config.json``, so ``CLIPProcessor`` loads it
+offline.
+
 HF keeps separate q/k/v projections, stores projections as [embed, width] Linear weights and names the
 LayerNorms ``pre_layrnorm`` / ``post_layernorm`` / ``final_layer_norm``; open_clip fuses q/k/v into
 ``in_proj`` and stores ``proj`` as [width, embed]. EOT pooling agrees when HF's ``eos_token_id`` is 49407
@@ -136,6 +139,7 @@ def load_hf(folder: str | os.PathLike):
     if hf_cfg.get("model_type") not in (None, "clip"):
         raise ConfigError(f"{str(folder)!r} holds a {hf_cfg.get('model_type')!r} model, not a CLIPModel")
     cfg = hf_config_to_open_clip(hf_cfg)
+    check_hf_tokenizer(folder, cfg["text_cfg"]["vocab_size"])
     weights = next((folder / n for n in ("model.safetensors", "pytorch_model.bin") if (folder / n).is_file()), None)
     if weights is None:
         raise ConfigError(f"{str(folder)!r} has no model.safetensors or pytorch_model.bin")
@@ -146,15 +150,31 @@ def load_hf(folder: str | os.PathLike):
         raise ConfigError(f"HF checkpoint {str(weights)!r} lacks key {e}") from None
     model = create_model(cfg)
     load_weights(model, converted, str(weights))
-    model.edgeclip_preprocess = default_preprocess_cfg(cfg)
+    model.edgeclip_preprocess = _preprocess_from_hf(folder, default_preprocess_cfg(cfg))
     return model
 
 
-def save_hf(model, folder: str | os.PathLike) -> None:
-    """Write ``config.json`` + ``model.safetensors`` loadable by ``transformers.CLIPModel.from_pretrained``."""
+def _preprocess_from_hf(folder: Path, default: dict) -> dict:
+    """The folder's ``preprocessor_config.json`` mean / std / size when present, else ``default``."""
+    try:
+        p = json.loads((folder / "preprocessor_config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return default
+    size = p.get("crop_size") or p.get("size") or {}
+    size = size.get("height") or size.get("shortest_edge") if isinstance(size, dict) else size
+    return {**default, **({"size": int(size)} if size else {}),
+            **({"mean": list(p["image_mean"])} if "image_mean" in p else {}),
+            **({"std": list(p["image_std"])} if "image_std" in p else {})}
+
+
+def save_hf(model, folder: str | os.PathLike, preprocess_cfg: dict | None = None) -> None:
+    """Write a folder that ``transformers.CLIPModel`` and ``CLIPProcessor`` load offline, edgeclip not needed:
+    ``config.json`` + ``model.safetensors``, the tokenizer files built from open_clip's BPE vocabulary, and
+    ``preprocessor_config.json`` from the model's preprocess config."""
     from safetensors.torch import save_file
 
     from .factory import model_config
+    from .io import default_preprocess_cfg
     cfg = model_config(model)
     if cfg.get("edgeclip_layers"):
         raise ConfigError("a non-uniform pruned model has no HF CLIPModel equivalent; prune with tie_layers=True")
@@ -163,3 +183,65 @@ def save_hf(model, folder: str | os.PathLike) -> None:
     sd = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
     (folder / "config.json").write_text(json.dumps(open_clip_config_to_hf(cfg), indent=2) + "\n")
     save_file(open_clip_to_hf_state_dict(sd, cfg), str(folder / "model.safetensors"))
+    write_hf_tokenizer(folder, cfg["text_cfg"].get("context_length", 77))
+    pre = preprocess_cfg or getattr(model, "edgeclip_preprocess", None) or default_preprocess_cfg(cfg)
+    (folder / "preprocessor_config.json").write_text(json.dumps(hf_image_processor_config(pre), indent=2) + "\n")
+
+
+SPECIAL = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
+           "pad_token": "<|endoftext|>"}
+
+
+def clip_bpe_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """open_clip's BPE vocabulary (token -> id) and merges in rank order, special tokens named as HF names them."""
+    from open_clip.tokenizer import SimpleTokenizer
+    tok = SimpleTokenizer()
+    vocab = {k: v for k, v in tok.encoder.items() if v < SOT}
+    vocab.update({SPECIAL["bos_token"]: SOT, SPECIAL["eos_token"]: EOT})
+    merges = sorted(tok.bpe_ranks, key=tok.bpe_ranks.__getitem__)
+    return vocab, merges
+
+
+def write_hf_tokenizer(folder: str | os.PathLike, context_length: int = 77) -> None:
+    """``vocab.json``, ``merges.txt``, ``tokenizer_config.json``, ``special_tokens_map.json`` of CLIP's BPE, from
+    the vocabulary open_clip ships (never a hub download: offline that silently yields an empty tokenizer)."""
+    folder = Path(folder)
+    vocab, merges = clip_bpe_vocab()
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False) + "\n", encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n",
+                                       encoding="utf-8")
+    (folder / "special_tokens_map.json").write_text(json.dumps(SPECIAL, indent=2) + "\n")
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "CLIPTokenizer", "processor_class": "CLIPProcessor", "model_max_length": context_length,
+         "do_lower_case": True, "errors": "replace", "add_prefix_space": False, **SPECIAL}, indent=2) + "\n")
+
+
+def hf_image_processor_config(pre: dict) -> dict:
+    """open_clip preprocess config --> ``CLIPImageProcessor`` config (resize shortest side + centre crop, or
+    squash to the square; bicubic = PIL resample 3)."""
+    size = pre["size"] if isinstance(pre["size"], int) else pre["size"][0]
+    squash = pre.get("resize_mode", "shortest") == "squash"
+    resample = {"bicubic": 3, "bilinear": 2, "nearest": 0}.get(pre.get("interpolation", "bicubic"), 3)
+    return {"image_processor_type": "CLIPImageProcessor", "processor_class": "CLIPProcessor", "do_resize": True,
+            "size": {"height": size, "width": size} if squash else {"shortest_edge": size}, "resample": resample,
+            "do_center_crop": not squash, "crop_size": {"height": size, "width": size}, "do_rescale": True,
+            "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": list(pre["mean"]),
+            "image_std": list(pre["std"]), "do_convert_rgb": True}
+
+
+def check_hf_tokenizer(folder: Path, vocab_size: int) -> None:
+    """edgeclip tokenizes with CLIP's BPE: refuse a folder whose tokenizer is another one (its ids would index
+    the wrong rows of the token embedding, or past its end)."""
+    from .registry import CLIP_BPE_VOCAB
+    if vocab_size != CLIP_BPE_VOCAB:
+        raise ConfigError(f"HF folder {str(folder)!r} has a text vocabulary of {vocab_size} tokens, not CLIP's BPE "
+                          f"({CLIP_BPE_VOCAB}); edgeclip only handles CLIP-tokenized models")
+    vf = folder / "vocab.json"
+    if vf.is_file():
+        try:
+            theirs = json.loads(vf.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"cannot read {str(vf)!r}: {e}") from None
+        ours = clip_bpe_vocab()[0]
+        if {k: v for k, v in theirs.items() if v < SOT} != {k: v for k, v in ours.items() if v < SOT}:
+            raise ConfigError(f"{str(vf)!r} is not CLIP's BPE vocabulary; edgeclip only handles CLIP-tokenized models")

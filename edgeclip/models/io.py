@@ -75,7 +75,7 @@ def save_student(model, out: str | os.PathLike, preprocess_cfg: dict | None = No
         save_file(sd, str(tmp / WEIGHTS_NAME))
         if hf:
             from .hf import save_hf
-            save_hf(model, tmp / "hf")
+            save_hf(model, tmp / "hf", meta["preprocess_cfg"])
     return Path(out)
 
 
@@ -180,6 +180,10 @@ def load_teacher(teacher: str | os.PathLike | None = None, pretrained: str | Non
             load_weights(model, read_state_dict(pretrained), pretrained)
         else:
             _load_pretrained_tag(model, name, pretrained)
+    else:
+        import warnings
+        warnings.warn(f"{name!r} is randomly initialised (no weights given): pass its checkpoint as "
+                      f"load_teacher({name!r}, pretrained='FILE') or --pretrained FILE", stacklevel=2)
     model.edgeclip_preprocess = default_preprocess_cfg(model.edgeclip_cfg)
     return model.to(device).eval()
 

@@ -14,6 +14,11 @@ from pathlib import Path
 from ..errors import ConfigError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+CLIP_BPE_VOCAB = 49408  # open_clip's SimpleTokenizer, the only tokenizer edgeclip, its inheritance and runtime use
+SUPPORTED = ("a ViT image tower and a transformer text tower with CLIP's BPE tokenizer (open_clip ViT-* "
+             "such as ViT-B-32 / ViT-L-14, TinyCLIP ViT, OpenAI / Hugging Face CLIPModel)")
+_VISION_KEYS = {"image_size", "layers", "width", "patch_size", "head_width", "mlp_ratio"}
+_TEXT_KEYS = {"context_length", "vocab_size", "width", "heads", "layers", "mlp_ratio"}
 _CFG_KEYS = {"embed_dim", "vision_cfg", "text_cfg", "quick_gelu", "cast_dtype", "init_logit_scale",
              "init_logit_bias", "nonscalar_logit_scale", "custom_text", "edgeclip_layers"}
 
@@ -50,6 +55,35 @@ def get_model_config(name: str) -> dict:
     if cfg is None:
         raise ConfigError(f"unknown model {name!r}; run 'edgeclip models' to list them")
     return copy.deepcopy(cfg)
+
+
+def unsupported_reason(cfg: dict) -> str | None:
+    """Why edgeclip cannot compress a model of this config (None when it can), read from the config alone so
+    an unsupported family is refused before a large model is built."""
+    v, t = cfg.get("vision_cfg") or {}, cfg.get("text_cfg") or {}
+    if v.get("timm_model_name"):
+        return f"its image tower is a timm {v['timm_model_name']!r} (ConvNeXt, EVA, SigLIP, MobileCLIP, ...)"
+    if isinstance(v.get("layers"), (list, tuple)):
+        return "its image tower is a ResNet (ModifiedResNet, RN50 family)"
+    if cfg.get("custom_text") or "multimodal_cfg" in cfg:
+        return "it has a custom text tower (SigLIP, MobileCLIP, EVA, CoCa, ...)"
+    if t.get("hf_model_name"):
+        return f"its text tower is the Hugging Face model {t['hf_model_name']!r}"
+    if t.get("hf_tokenizer_name") or t.get("vocab_size", CLIP_BPE_VOCAB) != CLIP_BPE_VOCAB:
+        return (f"its tokenizer is not CLIP's BPE ({t.get('hf_tokenizer_name') or 'vocabulary of ' + str(t.get('vocab_size'))}"
+                f" tokens, CLIP's has {CLIP_BPE_VOCAB})")
+    odd = sorted((set(v) - _VISION_KEYS) | (set(t) - _TEXT_KEYS))
+    if odd:
+        return f"its towers use options edgeclip does not handle ({', '.join(odd)})"
+    return None
+
+
+def check_supported(cfg: dict, name: str = "this model") -> dict:
+    """Refuse, in one line naming what is supported, a family edgeclip cannot compress (ResNet, timm, SigLIP...)."""
+    reason = unsupported_reason(cfg)
+    if reason:
+        raise ConfigError(f"{name} is not supported: {reason}; edgeclip supports CLIP models with {SUPPORTED}")
+    return cfg
 
 
 def check_config(cfg: dict) -> dict:
