@@ -11,7 +11,7 @@ from pathlib import Path
 from .onnx_export import ExportResult, export_onnx, read_manifest, update_manifest
 from .parity import ParityReport, check_parity, load_photos, parity_markdown
 from .tensorrt_engine import build_engine, plan_build, trt_readiness
-from .tolerances import GATES, Precision, check_gates
+from .tolerances import GATES, TIE_MARGIN, Precision, check_gates
 from .variants import build_variants
 
 __all__ = ["export_onnx", "export_artifact", "check_parity", "build_variants", "build_engine", "plan_build",
@@ -99,8 +99,8 @@ def _trt_parity(out_dir: Path, model, engines: dict, precision: str, images_dir)
     from .tensorrt_engine import TrtRuntime
     rt = TrtRuntime(out_dir, engines)
     images, labels = parity_images(images_dir, rt.preprocess.size, 64)
-    metrics = compare(model, rt, images, PROMPTS, labels)
     gate = {"fp32": "fp32", "fp16": "fp16", "int8": "int8-static"}[precision]
+    metrics = compare(model, rt, images, PROMPTS, labels, tie_margin=TIE_MARGIN[Precision(gate)])
     return ParityReport(f"tensorrt-{precision}", len(images), len(PROMPTS), metrics, check_gates(gate, metrics))
 
 
