@@ -34,3 +34,7 @@ class BackendError(EdgeClipError):
 
 class StorageError(EdgeClipError):
     """An output could not be written (disk full, permissions); earlier complete outputs are kept."""
+
+
+class NonFiniteError(EdgeClipError):
+    """A model holds NaN/Inf weights, or training produced a non-finite loss or gradient."""

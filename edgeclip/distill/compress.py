@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import math
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -12,9 +14,10 @@ from .._io import write_json, write_text
 from ..errors import ConfigError
 from ..models import get_tokenizer, load_teacher, model_config, save_student
 from ..models.io import image_transform, preprocess_cfg
-from ..models.params import count_params
+from ..models.checkpoint import check_finite
+from ..models.params import budget_spec, config_params, count_params, parse_budget
 from .stages import plan_stages
-from .trainer import Batches, DistillConfig, TeacherCache, distill
+from .trainer import Batches, DistillConfig, TeacherCache, check_resume, distill
 
 
 @dataclass
@@ -73,29 +76,36 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
     from ..data.pairs import open_pairs
 
     t_start = time.time()
-    device = _check_device(device)
-    teacher = teacher if isinstance(teacher, torch.nn.Module) else load_teacher(teacher)
-    t_cfg = model_config(teacher)
-    t_pre = preprocess_cfg(teacher)
-    target_params = _relative_budget(target_params, teacher)
-    plan = plan_stages(t_cfg, target_params, stages)
-    pairs = open_pairs(data, t_pre["size"] if isinstance(t_pre["size"], int) else t_pre["size"][0])
-    if len(pairs) == 0:
-        from ..errors import DataError
-        raise DataError("the dataset is empty")
-    if method not in ("manual", "auto", "scratch"):
-        raise ConfigError(f"unknown method {method!r}; choose manual, auto or scratch")
+    _check_args(target_params, data, steps, epochs, method, stages, batch_size, lr, seed, depth, width,
+                eval_every, ckpt_every, prune_steps)
     if hf and not tie_layers and method == "auto":
         raise ConfigError("per-layer students have no Hugging Face CLIPModel equivalent; drop hf or tie layers")
+    device = _check_device(device)
+    if isinstance(teacher, torch.nn.Module):
+        check_finite(teacher.state_dict(), "the teacher")
+    else:
+        teacher = load_teacher(teacher)
+    t_cfg = model_config(teacher)
+    t_pre = preprocess_cfg(teacher)
+    target_arg, target_params = target_params, parse_budget(target_params, config_params(t_cfg))
+    plan = plan_stages(t_cfg, target_params, stages)
+    pairs = open_pairs(data, t_pre["size"] if isinstance(t_pre["size"], int) else t_pre["size"][0])
+    batch_size = _fit_batch(batch_size, len(pairs))
     if epochs is not None:
         steps = max(1, round(epochs * len(pairs) / batch_size))
-    per_stage = max(1, steps // len(plan))
+    if steps < len(plan):
+        raise ConfigError(f"{steps} steps cannot train the {len(plan)} stages of the plan; ask for at least "
+                          f"{len(plan)} steps or fewer stages")
+    per_stage = [steps // len(plan) + (1 if i < steps % len(plan) else 0) for i in range(len(plan))]
     out = Path(out)
+    if resume:
+        for st in plan:
+            check_resume(out / "ckpt" / f"stage{st.index}.pt", st.cfg)
     print("plan: " + " -> ".join(["teacher"] + [f"{s.vision / 1e6:.2f}M" for s in plan]))
     for s in plan:
         print("  " + s.describe())
-    cfg = DistillConfig(steps=per_stage, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                        eval_every=eval_every, ckpt_every=ckpt_every, warmup=min(50, max(1, per_stage // 10)))
+    cfg = DistillConfig(batch_size=batch_size, lr=lr, seed=seed, device=device, eval_every=eval_every,
+                        ckpt_every=ckpt_every)
     tf = image_transform(t_pre)
     cache = TeacherCache() if cache_teacher else None
     eval_fn = _shapes_eval_fn() if evaluate and _is_shapes(pairs) else None
@@ -105,7 +115,9 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
         student, inh = _make_student(prev, st.cfg, method, depth, width, seed, pairs, tf, teacher, device, tie,
                                      prune_steps)
         batches = Batches(pairs, batch_size, seed, tf, get_tokenizer(teacher), get_tokenizer(student))
-        student, hist = distill(student, teacher, batches, replace(cfg, seed=seed + st.index),
+        n = per_stage[st.index - 1]
+        stage_cfg = replace(cfg, seed=seed + st.index, steps=n, warmup=min(50, max(1, n // 10)))
+        student, hist = distill(student, teacher, batches, stage_cfg,
                                 ckpt=out / "ckpt" / f"stage{st.index}.pt", cache=cache, resume=resume,
                                 eval_fn=eval_fn, desc=f"stage {st.index}/{len(plan)}")
         save_student(student, out / "stages" / f"stage{st.index}", preprocess_cfg=t_pre)
@@ -117,7 +129,7 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
     report = {
         "teacher": {"config": t_cfg, "params": count_params(teacher).__dict__},
         "student": {"config": model_config(prev), "params": count_params(prev).__dict__},
-        "target_params": str(target_params), "method": method, "data": pairs.describe(),
+        "target_params": str(target_arg), "method": method, "data": pairs.describe(),
         "skipped_items": dict(getattr(pairs, "skipped", None).counts) if hasattr(pairs, "skipped") else {},
         "plan": [s.describe() for s in plan], "stages": stage_reports,
         "teacher_cache": {"hits": cache.hits, "misses": cache.misses} if cache else None,
@@ -130,12 +142,46 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
     return CompressResult(prev, out, report)
 
 
-def _relative_budget(target, teacher):
-    """Accept "25%" as a fraction of the teacher's vision tower."""
-    if isinstance(target, str) and target.strip().endswith("%"):
-        frac = float(target.strip()[:-1]) / 100
-        return round(count_params(teacher).vision * frac)
-    return target
+def _check_args(target, data, steps, epochs, method, stages, batch_size, lr, seed, depth, width, eval_every,
+                ckpt_every, prune_steps) -> None:
+    """Every argument checked before anything is loaded or written: one ``ConfigError`` line naming it."""
+    from ..data.pairs import shapes_count
+
+    def is_int(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_pos(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+    budget_spec(target)
+    shapes_count(data)
+    for name, v, lo in (("steps", steps, 1), ("batch_size", batch_size, 2), ("eval_every", eval_every, 0),
+                        ("ckpt_every", ckpt_every, 1), ("prune_steps", prune_steps, 1)):
+        if not is_int(v) or v < lo:
+            why = " (the affinity loss compares pairs within a batch)" if name == "batch_size" else ""
+            raise ConfigError(f"{name} must be an integer >= {lo}{why}, got {v!r}")
+    for name, v in (("epochs", epochs), ("lr", lr)):
+        if v is not None and not is_pos(v):
+            raise ConfigError(f"{name} must be a positive finite number, got {v!r}")
+    if not is_int(seed):
+        raise ConfigError(f"seed must be an integer, got {seed!r}")
+    if stages != "auto" and not (is_int(stages) and stages >= 1):
+        raise ConfigError(f"stages must be 'auto' or an integer >= 1, got {stages!r}")
+    for name, v, ok in (("method", method, ("manual", "auto", "scratch")), ("depth", depth, ("interval", "uniform")),
+                        ("width", width, ("leading", "magnitude"))):
+        if v not in ok:
+            raise ConfigError(f"unknown {name} {v!r}; choose {', '.join(ok)}")
+
+
+def _fit_batch(batch_size: int, n: int) -> int:
+    """A batch cannot hold more distinct pairs than the data has (repeats teach nothing); at least 2 are needed."""
+    from ..errors import DataError
+    if n < 2:
+        raise DataError(f"the dataset has {n} pair(s); distillation needs at least 2 (the affinity loss compares "
+                        "pairs within a batch)")
+    if batch_size > n:
+        print(f"note: batch size {batch_size} is larger than the {n} pairs in the data; using {n}", file=sys.stderr)
+    return min(batch_size, n)
 
 
 def _make_student(prev, cfg, method, depth, width, seed, pairs, tf, teacher, device, tie_layers, prune_steps):

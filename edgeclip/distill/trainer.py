@@ -13,7 +13,8 @@ import torch
 from tqdm import tqdm
 
 from .._io import atomic_path
-from ..errors import ConfigError, DataError, StorageError
+from ..errors import ConfigError, DataError, NonFiniteError, StorageError
+from ..models.checkpoint import config_fingerprint
 from .losses import affinity_loss, gather_features
 
 
@@ -141,7 +142,7 @@ class StageHistory:
 def _save_ckpt(path: Path, model, opt, step: int, hist: StageHistory) -> None:
     import json
     state = {"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
-             "history": json.dumps(asdict(hist))}
+             "history": json.dumps(asdict(hist)), "model_cfg_sha256": _fingerprint(model)}
     try:
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
@@ -156,9 +157,52 @@ def _load_ckpt(path: Path, model, opt) -> tuple[int, StageHistory]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ConfigError(f"cannot resume from {str(path)!r}: {str(e).splitlines()[0][:160]}") from None
+    own = model.state_dict()
+    bad = [k for k in own if k not in state["model"] or state["model"][k].shape != own[k].shape]
+    if bad or state.get("model_cfg_sha256", _fingerprint(model)) != _fingerprint(model):
+        raise ConfigError(_RESUME_MISMATCH.format(path=str(path), what=f"(e.g. {bad[0]!r})" if bad else ""))
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optim"])
     return int(state["step"]), StageHistory(**json.loads(state["history"]))
+
+
+_RESUME_MISMATCH = ("cannot resume from {path!r}: it was written for another student config {what} (--target, "
+                    "--stages or --method changed?); rerun with the original options, or without --resume into a "
+                    "new --out")
+
+
+def _fingerprint(model) -> str | None:
+    cfg = getattr(model, "edgeclip_cfg", None)
+    return config_fingerprint(cfg) if cfg is not None else None
+
+
+def check_resume(path: str | Path, cfg: dict) -> None:
+    """Before anything is trained: a checkpoint at ``path`` must belong to a student of config ``cfg``."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:
+        raise ConfigError(f"cannot resume from {str(path)!r}: {str(e).splitlines()[0][:160]}") from None
+    saved = state.get("model_cfg_sha256") if isinstance(state, dict) else None
+    if saved is not None and saved != config_fingerprint(cfg):
+        raise ConfigError(_RESUME_MISMATCH.format(path=str(path), what=""))
+
+
+def _check_finite_step(step: int, terms: dict | None, grad_norm, student, ckpt) -> None:
+    """Stop at the first NaN/Inf loss term or gradient, naming the step and the term (before the optimizer step,
+    so the weights and the last checkpoint stay as they were)."""
+    kept = f"; the last checkpoint {str(ckpt)!r} is intact" if ckpt and Path(ckpt).is_file() else ""
+    if terms is not None:
+        bad = [k for k, v in terms.items() if not bool(torch.isfinite(v.detach()).all())]
+        raise NonFiniteError(f"training diverged at step {step + 1}: loss term {bad[0] if bad else 'loss'!r} is "
+                             f"non-finite{kept}; lower --lr or check the teacher and the data")
+    if not bool(torch.isfinite(grad_norm)):
+        name = next((n for n, p in student.named_parameters()
+                     if p.grad is not None and not bool(torch.isfinite(p.grad).all())), "?")
+        raise NonFiniteError(f"training diverged at step {step + 1}: the gradient of {name!r} is non-finite "
+                             f"(loss finite){kept}; lower --lr or check the teacher and the data")
 
 
 def distill(student, teacher, batches: Batches, cfg: DistillConfig, ckpt: str | Path | None = None,
@@ -199,9 +243,14 @@ def distill(student, teacher, batches: Batches, cfg: DistillConfig, ckpt: str | 
                                   s_txt_all=gather_features(s_txt.float(), True),
                                   t_img_all=gather_features(ti, False), t_txt_all=gather_features(tt, False),
                                   contrastive_weight=cfg.contrastive_weight)
+            loss_value = terms["loss"].item()
+            if not math.isfinite(loss_value):
+                _check_finite_step(step, terms, None, student, ckpt)
             (terms["loss"] * len(chunk) / len(keys)).backward()
-            total += terms["loss"].item() * len(chunk) / len(keys)
-        torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
+            total += loss_value * len(chunk) / len(keys)
+        grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
+        if not bool(torch.isfinite(grad_norm)):
+            _check_finite_step(step, None, grad_norm, student, ckpt)
         opt.step()
         seen += len(keys)
         hist.steps.append(step + 1)

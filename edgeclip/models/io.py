@@ -9,11 +9,15 @@ import json
 import os
 from pathlib import Path
 
-import torch
 
 from .._io import atomic_path
 from ..errors import ConfigError
+from .checkpoint import (FINGERPRINT_KEY, check_finite, config_fingerprint, load_weights, read_fingerprint,
+                         read_state_dict)
 from .factory import create_model, model_config
+
+__all__ = ["save_student", "load_student", "load_teacher", "read_state_dict", "load_weights", "image_transform",
+           "preprocess_cfg", "default_preprocess_cfg"]
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "open_clip_config.json"
@@ -51,58 +55,27 @@ def save_student(model, folder: str | os.PathLike, preprocess_cfg: dict | None =
         fp16: store weights in float16 (half the size; loaded back as float32).
         hf: also write a Hugging Face ``CLIPModel`` copy under ``hf/`` (needs the ``[hf]`` extra).
         extra: more JSON-able metadata stored under ``"edgeclip"`` in the config file.
+
+    Raises:
+        NonFiniteError: a weight is NaN/Inf (nothing is written).
     """
     from safetensors.torch import save_file
 
     cfg = model_config(model)
     sd = {k: (v.half() if fp16 and v.is_floating_point() else v).detach().cpu().contiguous()
           for k, v in model.state_dict().items()}
+    check_finite(sd, f"student for {str(folder)!r}", "refusing to save it")
     with atomic_path(folder) as tmp:
         tmp.mkdir()
         meta = {"model_cfg": cfg, "preprocess_cfg": preprocess_cfg or default_preprocess_cfg(cfg)}
         if extra:
             meta["edgeclip"] = extra
         (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
-        save_file(sd, str(tmp / WEIGHTS_NAME))
+        save_file(sd, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", FINGERPRINT_KEY: config_fingerprint(cfg)})
         if hf:
             from .hf import save_hf
             save_hf(model, tmp / "hf")
     return Path(folder)
-
-
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a checkpoint safely: safetensors, or torch files with ``weights_only=True`` (never unpickles code)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"checkpoint {str(path)!r} not found")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            sd = load_file(str(path))
-        else:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated / corrupt / pickled code
-        raise ConfigError(f"cannot read checkpoint {str(path)!r}: {str(e).splitlines()[0][:200]}") from None
-    if isinstance(sd, dict) and "state_dict" in sd:
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict):
-        raise ConfigError(f"checkpoint {str(path)!r} holds no state dict")
-    return {k.removeprefix("module."): v for k, v in sd.items()}
-
-
-def load_weights(model, sd: dict[str, torch.Tensor], source: str) -> None:
-    """Load a state dict strictly; a mismatch is one clear line naming the first bad key and both shapes."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    if missing or unexpected:
-        raise ConfigError(f"checkpoint {source!r} does not match the architecture: {len(missing)} missing keys "
-                          f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})")
-    for k, v in sd.items():
-        if v.shape != own[k].shape:
-            raise ConfigError(f"checkpoint {source!r} key {k!r} has shape {tuple(v.shape)}, the architecture "
-                              f"expects {tuple(own[k].shape)}")
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()})
 
 
 def load_student(folder: str | os.PathLike, device: str = "cpu"):
@@ -119,11 +92,22 @@ def load_student(folder: str | os.PathLike, device: str = "cpu"):
     weights = next((folder / n for n in (WEIGHTS_NAME, "open_clip_model.safetensors") if (folder / n).is_file()), None)
     if weights is None:
         raise ConfigError(f"{str(folder)!r} has no {WEIGHTS_NAME}")
+    _check_fingerprint(cfg, weights, cfg_path)
     model = create_model(cfg)
     load_weights(model, read_state_dict(weights), str(weights))
     model.edgeclip_preprocess = meta.get("preprocess_cfg") or default_preprocess_cfg(cfg)
     model.edgeclip_meta = meta.get("edgeclip", {})
     return model.to(device).eval(), model.edgeclip_preprocess
+
+
+def _check_fingerprint(cfg: dict, weights: Path, cfg_path: Path) -> None:
+    """Weights saved by edgeclip carry their config's fingerprint; an edited config is refused (one line).
+    Files without one (plain open_clip, older students) load as before."""
+    saved = read_fingerprint(weights)
+    if saved is not None and saved != config_fingerprint(cfg):
+        raise ConfigError(f"{str(cfg_path)!r} no longer matches the config {str(weights)!r} was saved with "
+                          f"(fingerprint {saved[:12]} != {config_fingerprint(cfg)[:12]}: heads, widths or other "
+                          "settings were edited); restore the original config or re-save the student")
 
 
 def load_teacher(teacher: str | os.PathLike | None = None, pretrained: str | None = None, device: str = "cpu"):
@@ -155,7 +139,10 @@ def load_teacher(teacher: str | os.PathLike | None = None, pretrained: str | Non
             return load_student(path, device)[0]
         if (path / "config.json").is_file():
             from .hf import load_hf
-            return load_hf(path).to(device).eval()
+            model = load_hf(path)
+            if not getattr(model, "edgeclip_preprocess", None):
+                model.edgeclip_preprocess = default_preprocess_cfg(model.edgeclip_cfg)
+            return model.to(device).eval()
         raise ConfigError(f"folder {name!r} holds neither {CONFIG_NAME} nor an HF config.json")
     if path.suffix in (".safetensors", ".pt", ".pth", ".bin") and pretrained is None:
         raise ConfigError(f"{name!r} is a checkpoint file; pass the architecture name too, e.g. "
