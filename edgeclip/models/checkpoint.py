@@ -51,12 +51,21 @@ def check_finite(tensors: dict[str, torch.Tensor], what: str, action: str = "ref
     student distilled from it and every artifact exported from it.
     """
     for k, v in tensors.items():
-        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+        if _non_finite(v):
             nan, inf = int(torch.isnan(v).sum()), int(torch.isinf(v).sum())
             counts = ", ".join(f"{n} {name}" for n, name in ((nan, "NaN"), (inf, "Inf")) if n)
-            others = sum(1 for t in tensors.values() if t.is_floating_point() and not bool(torch.isfinite(t).all()))
+            others = sum(1 for t in tensors.values() if _non_finite(t))
             more = f", {others - 1} more tensors too" if others > 1 else ""
             raise NonFiniteError(f"{what} has non-finite values in {k!r} ({counts}{more}); {action}")
+
+
+def _non_finite(v: torch.Tensor) -> bool:
+    """Exact, and ~10x cheaper than ``isfinite(v).all()`` on clean weights: a sum is finite only when every
+    element is (NaN and Inf propagate); a finite sum that overflowed falls through to the element-wise check."""
+    if not v.is_floating_point():
+        return False
+    v = v.detach()
+    return not bool(torch.isfinite(v.sum(dtype=torch.float32))) and not bool(torch.isfinite(v).all())
 
 
 def load_weights(model, sd: dict[str, torch.Tensor], source: str) -> None:
