@@ -9,7 +9,6 @@ import json
 import os
 from pathlib import Path
 
-
 from .._io import atomic_path
 from ..errors import ConfigError
 from .checkpoint import (FINGERPRINT_KEY, check_finite, config_fingerprint, load_weights, read_fingerprint,
