@@ -98,7 +98,7 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
                           f"{len(plan)} steps or fewer stages")
     per_stage = [steps // len(plan) + (1 if i < steps % len(plan) else 0) for i in range(len(plan))]
     out = Path(out)
-    if resume:
+    if resume and method != "auto":  # auto students take their fused config only after pruning: checked on load
         for st in plan:
             check_resume(out / "ckpt" / f"stage{st.index}.pt", st.cfg)
     print("plan: " + " -> ".join(["teacher"] + [f"{s.vision / 1e6:.2f}M" for s in plan]))
