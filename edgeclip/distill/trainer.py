@@ -160,13 +160,13 @@ def _load_ckpt(path: Path, model, opt) -> tuple[int, StageHistory]:
     own = model.state_dict()
     bad = [k for k in own if k not in state["model"] or state["model"][k].shape != own[k].shape]
     if bad or state.get("model_cfg_sha256", _fingerprint(model)) != _fingerprint(model):
-        raise ConfigError(_RESUME_MISMATCH.format(path=str(path), what=f"(e.g. {bad[0]!r})" if bad else ""))
+        raise ConfigError(_RESUME_MISMATCH.format(path=str(path), what=f" (e.g. {bad[0]!r} differs)" if bad else ""))
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optim"])
     return int(state["step"]), StageHistory(**json.loads(state["history"]))
 
 
-_RESUME_MISMATCH = ("cannot resume from {path!r}: it was written for another student config {what} (--target, "
+_RESUME_MISMATCH = ("cannot resume from {path!r}: it was written for another student config{what} (--target, "
                     "--stages or --method changed?); rerun with the original options, or without --resume into a "
                     "new --out")
 
@@ -190,19 +190,18 @@ def check_resume(path: str | Path, cfg: dict) -> None:
         raise ConfigError(_RESUME_MISMATCH.format(path=str(path), what=""))
 
 
-def _check_finite_step(step: int, terms: dict | None, grad_norm, student, ckpt) -> None:
+def _check_finite_step(step: int, terms: dict | None, student, ckpt) -> None:
     """Stop at the first NaN/Inf loss term or gradient, naming the step and the term (before the optimizer step,
     so the weights and the last checkpoint stay as they were)."""
     kept = f"; the last checkpoint {str(ckpt)!r} is intact" if ckpt and Path(ckpt).is_file() else ""
     if terms is not None:
-        bad = [k for k, v in terms.items() if not bool(torch.isfinite(v.detach()).all())]
-        raise NonFiniteError(f"training diverged at step {step + 1}: loss term {bad[0] if bad else 'loss'!r} is "
+        bad = [k for k, v in terms.items() if k != "loss" and not bool(torch.isfinite(v.detach()).all())]
+        raise NonFiniteError(f"training diverged at step {step + 1}: loss term {(bad or ['loss'])[0]!r} is "
                              f"non-finite{kept}; lower --lr or check the teacher and the data")
-    if not bool(torch.isfinite(grad_norm)):
-        name = next((n for n, p in student.named_parameters()
-                     if p.grad is not None and not bool(torch.isfinite(p.grad).all())), "?")
-        raise NonFiniteError(f"training diverged at step {step + 1}: the gradient of {name!r} is non-finite "
-                             f"(loss finite){kept}; lower --lr or check the teacher and the data")
+    name = next((n for n, p in student.named_parameters()
+                if p.grad is not None and not bool(torch.isfinite(p.grad).all())), "?")
+    raise NonFiniteError(f"training diverged at step {step + 1}: the gradient of {name!r} is non-finite "
+                         f"(loss finite){kept}; lower --lr or check the teacher and the data")
 
 
 def distill(student, teacher, batches: Batches, cfg: DistillConfig, ckpt: str | Path | None = None,
@@ -232,7 +231,7 @@ def distill(student, teacher, batches: Batches, cfg: DistillConfig, ckpt: str | 
         keys, pixels, t_ids, s_ids = batches(step)
         t_img, t_txt = cache.get(teacher, keys, pixels, t_ids)
         opt.zero_grad(set_to_none=True)
-        total = 0.0
+        total, bad_terms = 0.0, None
         for chunk in np.array_split(np.arange(len(keys)), min(cfg.accum_steps, len(keys))):
             c = torch.as_tensor(chunk)
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=autocast):
@@ -244,13 +243,13 @@ def distill(student, teacher, batches: Batches, cfg: DistillConfig, ckpt: str | 
                                   t_img_all=gather_features(ti, False), t_txt_all=gather_features(tt, False),
                                   contrastive_weight=cfg.contrastive_weight)
             loss_value = terms["loss"].item()
-            if not math.isfinite(loss_value):
-                _check_finite_step(step, terms, None, student, ckpt)
+            if not math.isfinite(loss_value) and bad_terms is None:
+                bad_terms = terms  # raised after backward, so DDP ranks stay in step (their gradients go NaN too)
             (terms["loss"] * len(chunk) / len(keys)).backward()
             total += loss_value * len(chunk) / len(keys)
         grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
-        if not bool(torch.isfinite(grad_norm)):
-            _check_finite_step(step, None, grad_norm, student, ckpt)
+        if bad_terms is not None or not bool(torch.isfinite(grad_norm)):
+            _check_finite_step(step, bad_terms, student, ckpt)
         opt.step()
         seen += len(keys)
         hist.steps.append(step + 1)
