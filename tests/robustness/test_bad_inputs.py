@@ -148,7 +148,7 @@ def _parse_error(argv, capsys) -> tuple[int, list[str]]:
     (["--target", '{"image": 2M}'], "--target '{\"image\": 2M}' (unquoted size in JSON)"),
     (["--target", '{"image": NaN}'], "--target '{\"image\": NaN}'"),
     (["--target", "nan%"], "--target nan%"), (["--target", "inf%"], "--target inf%"), (["--target", "%"], "--target %"),
-    (["--target", "25%%"], "--target 25%%"), (["--target", "0"], "--target 0"), (["--target", "-5M"], "--target -5M"),
+    (["--target", "25%%"], "--target 25%%"), (["--target", "0"], "--target 0"), (["--target=-5M"], "--target=-5M"),
     (["--target", "8M", "--lr=-1e-3"], "--lr=-1e-3"), (["--target", "8M", "--lr", "nan"], "--lr nan"),
     (["--target", "8M", "--batch-size", "-4"], "--batch-size -4"),
     (["--target", "8M", "--batch-size", "1"], "--batch-size 1 (trained nothing: loss 0 every step)"),
