@@ -42,7 +42,7 @@ def write_card(folder: str) -> None:
     """CARD.md: how the teacher was trained and what it scores (full evaluation sets)."""
     from edgeclip.models import load_student
     from edgeclip.models.params import count_params
-    model, _ = load_student(folder)
+    model = load_student(folder)
     info = model.edgeclip_meta["reference_teacher"]
     ev = evaluate_shapes(model, get_tokenizer(model))
     c, z, r, a = count_params(model), ev.zero_shot, ev.retrieval, info["args"]
@@ -127,7 +127,7 @@ def main(argv=None):
     model.eval()
     train_info = {"args": vars(args), "history": history, "wall_minutes": (time.time() - t0) / 60,
                   "torch_threads": args.threads}
-    out = save_student(model, args.out, fp16=True, extra={"reference_teacher": train_info})
+    out = save_student(model, args.out, fp16=True, extra={"reference_teacher": train_info}, overwrite=True)
     (Path(args.out) / "scores.json").write_text(json.dumps(history[-1], indent=2) + "\n")
     write_card(args.out)
     print(f"saved {out}")

@@ -1,6 +1,9 @@
 """edgeclip: compress a CLIP teacher into an edge-sized student (TinyCLIP-style), export it, prove it works.
 
-``import edgeclip`` stays light: submodules load on first attribute access.
+``import edgeclip`` stays light and never imports torch: every name below loads its module on first access, so
+a runtime-only install (no ``[train]`` extra) can still ``import edgeclip`` and use ``edgeclip.load_runtime``.
+The one-page API (every name in ``__all__``) is in the README between ``<!-- api:start -->`` and
+``<!-- api:end -->``; ``tests/test_api.py`` keeps the two in step.
 """
 from __future__ import annotations
 
@@ -8,19 +11,33 @@ import importlib
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "load_teacher": "edgeclip.models", "load_student": "edgeclip.models", "save_student": "edgeclip.models",
-    "create_model": "edgeclip.models", "list_models": "edgeclip.models", "get_tokenizer": "edgeclip.models",
-    "count_params": "edgeclip.models.params", "parse_budget": "edgeclip.models.params",
-    "student_config": "edgeclip.models.params",
-    "inherit_weights": "edgeclip.inherit", "compress": "edgeclip.distill", "plan_stages": "edgeclip.distill",
-    "evaluate": "edgeclip.evaluate",
+_LAZY = {  # public name -> (module, attribute in it)
+    "create_model": ("edgeclip.models", "create_model"), "list_models": ("edgeclip.models", "list_models"),
+    "load_teacher": ("edgeclip.models", "load_teacher"), "load_student": ("edgeclip.models", "load_student"),
+    "save_student": ("edgeclip.models", "save_student"), "get_tokenizer": ("edgeclip.models", "get_tokenizer"),
+    "get_preprocess": ("edgeclip.models", "get_preprocess"),
+    "count_params": ("edgeclip.models.params", "count_params"),
+    "parse_budget": ("edgeclip.models.params", "parse_budget"),
+    "student_config": ("edgeclip.models.params", "student_config"),
+    "inherit_weights": ("edgeclip.inherit", "inherit_weights"),
+    "plan_stages": ("edgeclip.distill", "plan_stages"), "compress": ("edgeclip.distill", "compress"),
+    "evaluate_model": ("edgeclip.evaluate", "evaluate_model"),
+    "export_onnx": ("edgeclip.export", "export_onnx"), "export_artifact": ("edgeclip.export", "export_artifact"),
+    "check_parity": ("edgeclip.export", "check_parity"),
+    "load_runtime": ("edgeclip.runtime", "load"),
 }
+_SUBMODULES = ("models", "data", "inherit", "distill", "evaluate", "export", "runtime", "errors")
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        mod = importlib.import_module(_LAZY[name])
-        return mod if name == mod.__name__.rsplit(".", 1)[-1] else getattr(mod, name)
+        mod, attr = _LAZY[name]
+        return getattr(importlib.import_module(mod), attr)
+    if name in _SUBMODULES:  # edgeclip.runtime.load(...) after a bare ``import edgeclip``
+        return importlib.import_module(f"edgeclip.{name}")
     raise AttributeError(f"module 'edgeclip' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))

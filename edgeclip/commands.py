@@ -9,10 +9,13 @@ import json
 import sys
 from pathlib import Path
 
+from ._io import check_output
 from .errors import ConfigError, ParityError
 
 SHARED_PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "imagenet-sample-200"
 VARIANT_CHOICES = ("fp32-opt", "fp16", "int8-dynamic", "int8-static")
+QUICKSTART_OUT = "runs/quickstart"
+QUICKSTART_ARTIFACT = f"{QUICKSTART_OUT}/artifact"  # where 'edgeclip demo' looks by default
 
 
 def _photos_default() -> str | None:
@@ -75,15 +78,33 @@ _BATCH = _number(int, 2, "an integer >= 2 (the affinity loss compares pairs with
 _POSITIVE = _number(float, 1e-300, "a positive finite number")
 
 
+def _spec_path(spec):
+    """The folder a model spec reads ('reference' is the shipped teacher), for check_output's inputs."""
+    from .models import REFERENCE_TEACHER
+    return REFERENCE_TEACHER if spec in (None, "reference") else spec
+
+
 def _cmd_compress(a) -> int:
     from .distill import compress
     res = compress(a.teacher, a.target, data=a.data, steps=a.steps, epochs=a.epochs, method=a.method,
                    stages=a.stages, out=a.out, device=a.device,
                    batch_size=a.batch_size, lr=a.lr, resume=a.resume, seed=a.seed, depth=a.depth, width=a.width,
                    hf=a.hf, tie_layers=not a.per_layer,
-                   prune_steps=a.prune_steps)
+                   prune_steps=a.prune_steps, workers=a.workers, precision=a.precision,
+                   teacher_store=a.teacher_store, keep_ckpt=not a.drop_ckpt, overwrite=a.overwrite)
+    if not res.report:  # a torchrun rank other than 0: rank 0 prints
+        return 0
     print((res.out / "report.md").read_text())
     print(f"student: {res.out / 'student'}")
+    return 0
+
+
+def _cmd_teach(a) -> int:
+    from .distill.store import teach
+    m = teach(a.teacher, a.data, a.out, batch_size=a.batch_size, workers=a.workers, device=a.device,
+              overwrite=a.overwrite)
+    if m:  # rank 0
+        print(f"teacher store: {a.out} ({m['count']} samples, {len(m['shards'])} shards, dims {m['dims']})")
     return 0
 
 
@@ -91,12 +112,14 @@ def _cmd_eval(a) -> int:
     from ._io import write_json
     from .evaluate import evaluate_model
     from .models import load_teacher
+    inputs = [_spec_path(a.model), a.teacher and _spec_path(a.teacher), a.data, a.classes]
+    out = None if a.out is None else check_output(a.out, "eval-report", a.overwrite, inputs)
     model = load_teacher(a.model)
     teacher = load_teacher(a.teacher) if a.teacher else None
     res = evaluate_model(model, a.data, teacher=teacher, class_names=a.classes, limit=a.limit)
     print(json.dumps(res, indent=2))
-    if a.out:
-        write_json(a.out, res)
+    if out is not None:
+        write_json(out, {"edgeclip_output": "eval-report", **res})
     return 0
 
 
@@ -114,6 +137,7 @@ def _cmd_export(a) -> int:
     from .models import load_teacher
     if not a.onnx and not a.trt:
         raise ConfigError("nothing to export: pass --onnx and/or --trt")
+    out = check_output(a.out, "artifact", a.overwrite, inputs=[_spec_path(a.model), a.images, a.calib])
     if a.int8 and not a.calib:
         print("note: --int8 without --calib builds int8-dynamic only", file=sys.stderr)
     if a.trt:  # fail before any work when TensorRT or the GPU is missing
@@ -121,9 +145,9 @@ def _cmd_export(a) -> int:
         _import_trt()
         _gpu_capability()
     model = load_teacher(a.model)
-    res = export_artifact(model, a.out, _variants(a), images_dir=a.images, calib_dir=a.calib, trt=a.trt,
-                          trt_precision=a.trt_precision, opset=a.opset)
-    print((Path(a.out) / "parity.md").read_text())
+    res = export_artifact(model, out, _variants(a), images_dir=a.images, calib_dir=a.calib, trt=a.trt,
+                          trt_precision=a.trt_precision, opset=a.opset, overwrite=a.overwrite)
+    print((res.out / "parity.md").read_text())
     return _verdict(res.parity)
 
 
@@ -139,37 +163,68 @@ def _cmd_parity(a) -> int:
     from ._io import write_json, write_text
     from .export import check_parity, parity_markdown, read_manifest
     from .models import load_teacher
+    if a.report:  # PATH.json and PATH.md, both checked before anything is loaded
+        inputs = [a.artifact, _spec_path(a.against), a.images]
+        report = [check_output(Path(a.report).with_suffix(s), "parity-report", a.overwrite, inputs)
+                  for s in (".json", ".md")]
     model = load_teacher(a.against)
     m = read_manifest(a.artifact)
     if m.get("model_cfg") and m["model_cfg"] != model.edgeclip_cfg:
         raise ConfigError(f"artifact {a.artifact!r} was exported from another architecture than {a.against!r}")
     variants = a.variant or list(m.get("variants", {}))
-    reports = [check_parity(a.artifact, model, v, a.images, raise_on_fail=False) for v in variants]
+    from tqdm import tqdm
+    reports = [check_parity(a.artifact, model, v, a.images, raise_on_fail=False)
+               for v in tqdm(variants, desc="parity", unit="variant", leave=False)]
     print(parity_markdown(reports))
     if a.report:
-        write_json(Path(a.report).with_suffix(".json"), [r.to_dict() for r in reports])
-        write_text(Path(a.report).with_suffix(".md"), parity_markdown(reports))
+        write_json(report[0], {"edgeclip_output": "parity-report", "reports": [r.to_dict() for r in reports]})
+        write_text(report[1], parity_markdown(reports))
     return _verdict(reports)
 
 
 def _cmd_demo(a) -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    """Check the demo's install first, build the quickstart student when the default artifact is missing, serve."""
+    import importlib.util
+
+    from .errors import BackendError
+    if importlib.util.find_spec("gradio") is None:  # before anything is loaded, and before a 10-minute quickstart
+        raise BackendError("the demo needs gradio, which is not installed: pip install 'edgeclip[demo]'")
     try:
-        from apps.demo.app import main as demo_main
-    except ImportError as e:
-        from .errors import BackendError
-        raise BackendError(f"the demo needs the [demo] extra (pip install 'edgeclip[demo]'): {e}") from None
-    return demo_main(a)
+        from .apps.demo.app import serve
+    except ModuleNotFoundError as e:
+        if (e.name or "").startswith("edgeclip.apps"):
+            raise BackendError(f"this edgeclip install has no demo app ({e.name} is missing): reinstall edgeclip "
+                               "(pip install 'edgeclip[demo]', or pip install -e . in a checkout)") from None
+        raise BackendError(f"the demo needs {e.name!r}, which is not installed: pip install 'edgeclip[demo]'") from None
+    if not (Path(a.artifact) / "manifest.json").is_file():
+        if a.artifact != QUICKSTART_ARTIFACT:
+            raise ConfigError(f"no exported artifact at {a.artifact!r}; run 'edgeclip export MODEL --onnx --out DIR'")
+        print("no quickstart student yet: running 'edgeclip quickstart' first (about 10 min on 2 cores)")
+        p = argparse.ArgumentParser(prog="edgeclip")
+        add_commands(p.add_subparsers(dest="command"))
+        _cmd_quickstart(p.parse_args(["quickstart"]))  # with its own defaults; a failed parity gate raises
+    serve(a.artifact, a.teacher, a.gallery, a.host, a.port, block=True)
+    return 0
 
 
 def _cmd_quickstart(a) -> int:
+    """compress + export into --out; an earlier quickstart (--overwrite) is replaced only once both are done."""
+    import atexit
+    import shutil
+    from ._io import output_kind, replace_with, staging_path
     from .distill import compress
     from .export import export_artifact
-    out = Path(a.out)
-    res = compress("reference", a.target, data=f"shapes:{a.samples}", steps=a.steps, out=out, stages=a.stages,
+    out = check_output(a.out, "run", a.overwrite, inputs=[_spec_path("reference"), a.images])
+    work = staging_path(out) if output_kind(out) == "run" else out  # an earlier run passes only with --overwrite
+    if work != out:
+        atexit.register(shutil.rmtree, work.parent, True)  # a failed quickstart leaves the earlier one as it was
+    res = compress("reference", a.target, data=f"shapes:{a.samples}", steps=a.steps, out=work, stages=a.stages,
                    batch_size=a.batch_size, seed=a.seed)
-    art = export_artifact(res.student, out / "artifact", ["fp32", "fp32-opt", "fp16", "int8-dynamic"],
+    art = export_artifact(res.student, work / "artifact", ["fp32", "fp32-opt", "fp16", "int8-dynamic"],
                           images_dir=a.images)
+    if work != out:
+        replace_with(work, out)
+        work.parent.rmdir()
     print((out / "report.md").read_text())
     print((out / "artifact" / "parity.md").read_text())
     print(f"student: {out / 'student'}\nartifact: {out / 'artifact'}")
@@ -181,7 +236,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("teacher", help="'reference', an open_clip name, a student folder or an HF CLIPModel folder")
     q.add_argument("--target", required=True, type=_budget, help="vision budget ('8M', '500k', '25%%') or JSON "
                    "'{\"image\": \"8M\", \"text\": \"3M\"}'")
-    q.add_argument("--data", default="shapes", type=_data, help="'shapes[:N]', a CSV/TSV (filepath,title) or webdataset tars")
+    q.add_argument("--data", default="shapes", type=_data, help="'shapes[:N]', a CSV/TSV (filepath,title) or webdataset shards "
+                   "('shards/{00000..00099}.tar', a folder of .tar, 'pipe:CMD')")
     q.add_argument("--steps", type=_STEPS, default=800, help="optimizer steps in total (split across stages)")
     q.add_argument("--epochs", type=_POSITIVE, default=None, help="epochs over the data (overrides --steps)")
     q.add_argument("--method", choices=("manual", "auto", "scratch"), default="manual", help="weight inheritance")
@@ -193,12 +249,34 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--width", choices=("leading", "magnitude"), default="leading", help="channel selection rule")
     q.add_argument("--batch-size", type=_BATCH, default=128, help="pairs per step")
     q.add_argument("--lr", type=_POSITIVE, default=None, help="peak learning rate (default 5e-4 * batch/128)")
-    q.add_argument("--device", default="cpu", help="cpu or cuda")
+    q.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under torchrun: cuda:LOCAL_RANK, nccl)")
+    q.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="autocast precision on CUDA (loss and softmax stay fp32); fp32 on the CPU")
+    q.add_argument("--workers", type=int, default=None, help="DataLoader workers decoding images "
+                   "(default min(8, cores-1); 0: decode in the training process)")
+    q.add_argument("--teacher-store", default=None, help="teacher embeddings written by 'edgeclip teach' "
+                   "(stored samples never run the teacher)")
     q.add_argument("--seed", type=int, default=0, help="seed for init and data order")
     q.add_argument("--resume", action="store_true", help="continue from OUT/ckpt after an interruption")
+    q.add_argument("--drop-ckpt", action="store_true", help="delete OUT/ckpt (resumable checkpoints, several "
+                   "times the student's size) once the run has succeeded")
     q.add_argument("--hf", action="store_true", help="also save a Hugging Face CLIPModel copy (student/hf)")
     q.add_argument("--out", default="runs/student", help="output folder")
+    q.add_argument("--overwrite", action="store_true", help="start over in an --out that holds an earlier run "
+                   "(it is replaced only once the new run is complete)")
     q.set_defaults(func=_cmd_compress)
+
+    q = sub.add_parser("teach", help="run a teacher once over the data and store its embeddings (for compress "
+                       "--teacher-store)")
+    q.add_argument("teacher", help="'reference', an open_clip name, a student folder or an HF CLIPModel folder")
+    q.add_argument("--data", required=True, help="'shapes[:N]', a CSV/TSV (filepath,title) or webdataset shards")
+    q.add_argument("--out", required=True, help="store folder to write")
+    q.add_argument("--batch-size", type=int, default=256, help="pairs per teacher forward (per rank)")
+    q.add_argument("--workers", type=int, default=None, help="DataLoader workers decoding images "
+                   "(default min(8, cores-1))")
+    q.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing teacher store at --out")
+    q.set_defaults(func=_cmd_teach)
 
     q = sub.add_parser("eval", help="zero-shot and retrieval metrics of a model")
     q.add_argument("model", help="model to evaluate (name, student folder, HF folder, 'reference')")
@@ -208,6 +286,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--teacher", default=None, help="also report teacher-student agreement")
     q.add_argument("--limit", type=int, default=None, help="evaluate at most N items")
     q.add_argument("--out", default=None, help="write the JSON report here")
+    q.add_argument("--overwrite", action="store_true", help="replace an earlier eval report at --out")
     q.set_defaults(func=_cmd_eval)
 
     q = sub.add_parser("export", help="export a model to ONNX / TensorRT; parity runs automatically")
@@ -221,7 +300,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--trt-precision", choices=("fp32", "fp16", "int8"), default="fp16", help="engine precision")
     q.add_argument("--images", default=_photos_default(), help="photos for parity (default: shared ImageNet sample)")
     q.add_argument("--opset", type=int, choices=(17, 18), default=18, help="ONNX opset")
-    q.add_argument("--out", required=True, help="artifact folder")
+    q.add_argument("--out", required=True, help="artifact folder (new or empty)")
+    q.add_argument("--overwrite", action="store_true", help="replace an earlier artifact at --out")
     q.set_defaults(func=_cmd_export)
 
     q = sub.add_parser("parity", help="check an exported artifact against PyTorch")
@@ -230,10 +310,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--variant", action="append", default=None, help="variants to check (default: all)")
     q.add_argument("--images", default=_photos_default(), help="image folder (default: shared ImageNet sample)")
     q.add_argument("--report", default=None, help="write PATH.json and PATH.md")
+    q.add_argument("--overwrite", action="store_true", help="replace an earlier parity report at --report")
     q.set_defaults(func=_cmd_parity)
 
     q = sub.add_parser("demo", help="launch the Gradio demo (student ONNX next to teacher PyTorch)")
-    q.add_argument("--artifact", default="runs/quickstart/artifact", help="exported student artifact folder")
+    q.add_argument("--artifact", default=QUICKSTART_ARTIFACT, help="exported student artifact folder (default: the "
+                   "quickstart's, built first when missing)")
     q.add_argument("--teacher", default="reference", help="teacher spec")
     q.add_argument("--gallery", default=None, help="image folder for the gallery (default: ShapesWorld scenes)")
     q.add_argument("--host", default="127.0.0.1", help="bind address")
@@ -248,5 +330,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--batch-size", type=_BATCH, default=128, help="pairs per step")
     q.add_argument("--seed", type=int, default=0, help="seed")
     q.add_argument("--images", default=_photos_default(), help="photos for parity")
-    q.add_argument("--out", default="runs/quickstart", help="output folder")
+    q.add_argument("--out", default=QUICKSTART_OUT, help="output folder")
+    q.add_argument("--overwrite", action="store_true", help="replace an earlier quickstart run at --out")
     q.set_defaults(func=_cmd_quickstart)

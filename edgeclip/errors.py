@@ -38,3 +38,7 @@ class StorageError(EdgeClipError):
 
 class NonFiniteError(EdgeClipError):
     """A model holds NaN/Inf weights, or training produced a non-finite loss or gradient."""
+
+
+class IntegrityError(EdgeClipError):
+    """An artifact file differs from the sha256 its manifest records, or a path leaves the artifact folder."""

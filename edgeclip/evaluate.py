@@ -9,9 +9,15 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 __all__ = ["zero_shot_metrics", "retrieval_metrics", "agreement_metrics", "embed_images", "embed_texts", "evaluate_model", "embed_pil_images",
            "evaluate_shapes", "EvalResult"]
+
+
+def _batches(n: int, batch_size: int, desc: str):
+    """Batch starts with a progress bar (stderr, erased when done)."""
+    return tqdm(range(0, n, batch_size), desc=desc, unit="batch", leave=False, mininterval=1)
 
 
 def _t(x) -> torch.Tensor:
@@ -60,13 +66,13 @@ def embed_images(model, images: np.ndarray, batch_size: int = 256) -> torch.Tens
     """uint8 [N, H, W, 3] at the model's input size --> normalised [N, D]."""
     from .data.transforms import to_tensor
     return torch.cat([model.encode_image(to_tensor(images[i:i + batch_size]), normalize=True)
-                      for i in range(0, len(images), batch_size)])
+                      for i in _batches(len(images), batch_size, "embed images")])
 
 
 @torch.no_grad()
 def embed_texts(model, tokenizer, texts: list[str], batch_size: int = 256) -> torch.Tensor:
     return torch.cat([model.encode_text(tokenizer(texts[i:i + batch_size]), normalize=True)
-                      for i in range(0, len(texts), batch_size)])
+                      for i in _batches(len(texts), batch_size, "embed texts")])
 
 
 @dataclass
@@ -145,7 +151,7 @@ def embed_pil_images(model, images, batch_size: int = 64) -> torch.Tensor:
     from .models.io import image_transform, preprocess_cfg
     tf = image_transform(preprocess_cfg(model))
     return torch.cat([model.encode_image(torch.stack([tf(i) for i in images[j:j + batch_size]]), normalize=True)
-                      for j in range(0, len(images), batch_size)])
+                      for j in _batches(len(images), batch_size, "embed images")])
 
 
 def evaluate_model(model, data="shapes", teacher=None, class_names=None, limit=None,
@@ -165,7 +171,7 @@ def evaluate_model(model, data="shapes", teacher=None, class_names=None, limit=N
     p = Path(data)
     if p.is_dir():
         rows, imgs, labels, skipped = _folder_items(p, class_names, limit), [], [], 0
-        for path, lab in rows:
+        for path, lab in tqdm(rows, desc="read images", unit="img", leave=False, mininterval=1):
             try:
                 imgs.append(open_image(path))
                 labels.append(lab)
@@ -181,7 +187,9 @@ def evaluate_model(model, data="shapes", teacher=None, class_names=None, limit=N
                                                  embed_texts(teacher, get_tokenizer(teacher), prompts), img, cls)
         return out
     pairs = CsvPairs(p)
-    items = [x for x in (pairs.load(i) for i in range(min(len(pairs), limit or len(pairs)))) if x is not None]
+    n = min(len(pairs), limit or len(pairs))
+    items = [x for x in (pairs.load(i) for i in tqdm(range(n), desc="read pairs", unit="pair", leave=False,
+                                                     mininterval=1)) if x is not None]
     imgs, caps = [x[0] for x in items], [x[1] for x in items]
     img, txt = embed_pil_images(model, imgs), embed_texts(model, tok, caps)
     out = {"data": str(p), "skipped": dict(pairs.skipped.counts), "retrieval": retrieval_metrics(img, txt, caps)}

@@ -21,7 +21,7 @@ __all__ = ["export_onnx", "export_artifact", "check_parity", "build_variants", "
 
 @dataclass
 class ArtifactResult:
-    out_dir: Path
+    out: Path
     parity: list[ParityReport] = field(default_factory=list)
     engines: dict = field(default_factory=dict)
 
@@ -30,35 +30,50 @@ class ArtifactResult:
         return all(r.passed for r in self.parity)
 
 
-def export_artifact(model, out_dir: str | Path, variants=("fp32",), images_dir: str | Path | None = None,
+def export_artifact(model, out: str | Path, variants=("fp32",), images_dir: str | Path | None = None,
                     calib_dir: str | Path | None = None, trt: bool = False, trt_precision: str = "fp16",
-                    opset: int = 18) -> ArtifactResult:
+                    opset: int = 18, overwrite: bool = False) -> ArtifactResult:
     """Export ``model``, build ``variants``, run parity on each; writes ``parity.json`` / ``parity.md``.
 
     A failed gate does not raise here: the verdicts land in the manifest and ``ArtifactResult.passed`` is
     False (the CLI turns that into a non-zero exit naming the gates). Everything is built in a hidden temp
-    folder and renamed to ``out_dir`` at the end, so an interrupted export leaves no partial artifact.
+    folder and renamed to ``out`` at the end, so an interrupted export leaves no partial artifact.
+
+    ``out`` may be new, an empty folder, or (with ``overwrite``) an earlier artifact; anything else is
+    refused before any work (``edgeclip._io.check_output``).
 
     Raises:
+        ConfigError: ``out`` may not be written.
         ExportError / BackendError: export, a variant or TensorRT could not be built.
     """
-    from edgeclip._io import atomic_path
-    out_dir = Path(out_dir)
-    with atomic_path(out_dir) as tmp:
+    from edgeclip._io import atomic_path, check_output
+    out = check_output(out, "artifact", overwrite)
+    with atomic_path(out) as tmp:
         res = _build_artifact(model, tmp, variants, images_dir, calib_dir, trt, trt_precision, opset)
-    res.out_dir = out_dir
+    res.out = out
     return res
 
 
 def _build_artifact(model, out_dir: Path, variants, images_dir, calib_dir, trt, trt_precision, opset) -> ArtifactResult:
+    from tqdm import tqdm
+
     from edgeclip._io import write_json, write_text
-    export_onnx(model, out_dir, opset=opset)
     extra = [v for v in variants if Precision(v) is not Precision.FP32]
+    bar = tqdm(total=2 + len(extra) + int(bool(extra)), desc="export", unit="step", leave=False)
+    bar.set_postfix_str("onnx")
+    export_onnx(model, out_dir, opset=opset)
+    bar.update()
     calib = load_photos(calib_dir, 64)[0] if calib_dir else None
     if extra:
+        bar.set_postfix_str(", ".join(map(str, extra)))
         build_variants(out_dir, extra, calib)
-    reports = [check_parity(out_dir, model, Precision(v).value, images_dir, raise_on_fail=False)
-               for v in ["fp32", *extra]]
+        bar.update()
+    reports = []
+    for v in ["fp32", *extra]:
+        bar.set_postfix_str(f"parity {Precision(v).value}")
+        reports.append(check_parity(out_dir, model, Precision(v).value, images_dir, raise_on_fail=False))
+        bar.update()
+    bar.close()
     res = ArtifactResult(out_dir, reports)
     readiness = {k: trt_readiness(out_dir / f, n) for k, f, n in
                  (("image", "image_encoder.onnx", "pixel_values"), ("text", "text_encoder.onnx", "input_ids"))}

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from edgeclip._io import atomic_path
+from edgeclip._io import atomic_path, check_output
 from edgeclip.errors import ExportError
 
 EOT_ID = 49407
@@ -55,7 +55,7 @@ class TextEncoder(torch.nn.Module):
 
 @dataclass
 class ExportResult:
-    out_dir: Path
+    out: Path
     files: dict[str, str] = field(default_factory=dict)  # name -> sha256
     manifest: dict = field(default_factory=dict)
 
@@ -102,15 +102,17 @@ def write_tokenizer_files(out: Path, context_length: int) -> None:
         "sot_token_id": 49406, "eot_token_id": EOT_ID, "pad_token_id": 0, "lowercase": True}, indent=2) + "\n")
 
 
-def export_onnx(model, out_dir: str | Path, opset: int = DEFAULT_OPSET, check: bool = True) -> ExportResult:
-    """Export both encoders of a canonical CLIP to ``out_dir`` (written to a temp folder, renamed at the end).
+def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET, check: bool = True,
+                overwrite: bool = False) -> ExportResult:
+    """Export both encoders of a canonical CLIP to ``out`` (written to a temp folder, renamed at the end).
 
     Args:
         model: canonical open_clip CLIP (teacher or student), fp32.
-        out_dir: artifact folder: ``image_encoder.onnx``, ``text_encoder.onnx`` (+ ``.onnx.data``), tokenizer
+        out: artifact folder: ``image_encoder.onnx``, ``text_encoder.onnx`` (+ ``.onnx.data``), tokenizer
             files, ``preprocess.json``, ``manifest.json``.
         opset: 17 or 18.
         check: run ``onnx.checker`` on both graphs.
+        overwrite: replace an existing artifact at ``out`` (anything else there is refused).
 
     Returns:
         ``ExportResult`` (files and their sha256 in the manifest).
@@ -134,8 +136,8 @@ def export_onnx(model, out_dir: str | Path, opset: int = DEFAULT_OPSET, check: b
     size = cfg["vision_cfg"].get("image_size", 224)
     size = size if isinstance(size, int) else size[0]
     ctx = cfg["text_cfg"].get("context_length", 77)
-    out_dir = Path(out_dir)
-    with atomic_path(out_dir) as tmp:
+    out = check_output(out, "artifact", overwrite)
+    with atomic_path(out) as tmp:
         tmp.mkdir()
         g = torch.Generator().manual_seed(0)
         _export_one(ImageEncoder(model), torch.randn(2, 3, size, size, generator=g), tmp / IMAGE_ONNX,
@@ -154,13 +156,14 @@ def export_onnx(model, out_dir: str | Path, opset: int = DEFAULT_OPSET, check: b
         (tmp / "preprocess.json").write_text(json.dumps(pre, indent=2) + "\n")
         files = {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         manifest = {
+            "edgeclip_output": "artifact",
             "format": "edgeclip-artifact/1", "edgeclip": __version__, "torch": torch.__version__,
             "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "opset": opset,
             "embed_dim": cfg["embed_dim"], "image_size": size, "context_length": ctx, "model_cfg": cfg,
             "variants": {"fp32": {"image": IMAGE_ONNX, "text": TEXT_ONNX}}, "files": files, "parity": {},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return ExportResult(out_dir, files, manifest)
+    return ExportResult(out, files, manifest)
 
 
 def read_manifest(artifact_dir: str | Path) -> dict:

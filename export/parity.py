@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from edgeclip.errors import ConfigError, ParityError
+from edgeclip.models.io import preprocess_cfg
 
 from .tolerances import Precision, check_gates
 
@@ -132,16 +133,21 @@ def _batched(fn, x: np.ndarray, batch_sizes) -> np.ndarray:
     return np.concatenate(out)
 
 
-def check_parity(artifact_dir: str | Path, model, variant: str = "fp32", images_dir: str | Path | None = None,
+def check_parity(artifact: str | Path, model, variant: str = "fp32", images_dir: str | Path | None = None,
                  max_images: int = 64, raise_on_fail: bool = True) -> ParityReport:
     """Compare one artifact variant with ``model`` (PyTorch fp32) and apply its precision's gates.
 
     Raises:
-        ParityError: a gate failed (message lists each failed gate, its value and its bound).
+        ParityError: a gate failed (message lists each failed gate, its value and its bound); the artifact's
+            ``preprocess.json`` differs from the model's own preprocess config (raised even when
+            ``raise_on_fail`` is False: the embedding gates would compare other pixels).
     """
     from edgeclip.runtime import load
-    rt = load(artifact_dir, variant)
+    rt = load(artifact, variant, allow_failed_parity=True)  # re-checking a failed variant is allowed
     model = model.float().eval()
+    pre_failed = preprocess_mismatches(_read_preprocess(artifact), preprocess_cfg(model))
+    if pre_failed:  # embeddings of other pixels than the model's own mean nothing: stop here, even if not raising
+        raise ParityError(f"parity of {variant} failed: " + "; ".join(pre_failed))
     images, labels = load_photos(images_dir, max_images)
     if not images:
         images, labels = _synthetic_images(rt.preprocess.size), []
@@ -151,6 +157,40 @@ def check_parity(artifact_dir: str | Path, model, variant: str = "fp32", images_
     if raise_on_fail and not report.passed:
         raise ParityError(f"parity of {variant} failed: " + "; ".join(report.failed))
     return report
+
+
+def _read_preprocess(artifact_dir) -> dict:
+    import json
+    try:
+        return json.loads((Path(artifact_dir) / "preprocess.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read preprocess.json of {str(artifact_dir)!r}: {e}") from None
+
+
+def preprocess_mismatches(artifact: dict, student: dict) -> list[str]:
+    """Gates on the artifact's ``preprocess.json`` against the model's own preprocess config.
+
+    Why: parity feeds both sides the artifact's preprocessing, so an edited ``preprocess.json`` (other size,
+    mean/std, interpolation, resize mode) would pass every embedding gate while the deployed runtime sees other
+    pixels than the model was trained on. Missing keys take the runtime's defaults (``Preprocess``).
+    """
+    from edgeclip.models.io import OPENAI_MEAN, OPENAI_STD
+    defaults = {"mean": list(OPENAI_MEAN), "std": list(OPENAI_STD), "interpolation": "bicubic",
+                "resize_mode": "shortest"}
+
+    def norm(cfg: dict, key: str):
+        v = cfg.get(key, defaults.get(key))
+        if key == "size":
+            return [v, v] if isinstance(v, (int, float)) else list(v or [])
+        return [float(x) for x in v] if key in ("mean", "std") else v
+
+    failed = []
+    for key in ("size", "mean", "std", "interpolation", "resize_mode"):
+        a, s = norm(artifact, key), norm(student, key)
+        same = (len(a) == len(s) and np.allclose(a, s, rtol=1e-6, atol=0)) if key in ("mean", "std") else a == s
+        if not same:
+            failed.append(f"preprocess.{key} {a} != model's {s}")
+    return failed
 
 
 def parity_markdown(reports: list[ParityReport]) -> str:

@@ -141,8 +141,8 @@ class EngineRunner:
 
 
 def trt_readiness(onnx_path: str | Path, input_name: str) -> dict:
-    """Checks that need no TensorRT: constant folding succeeds (polygraphy when installed, else onnx shape
-    inference) and every input/output has static dims except the batch."""
+    """Checks that need no TensorRT: every input/output has static dims except the batch, and constant folding
+    succeeds (with polygraphy; without it folding is not checked and ``fold`` is None)."""
     import onnx
     m = onnx.load(str(onnx_path), load_external_data=False)
     problems = []

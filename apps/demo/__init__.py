@@ -1,0 +1,1 @@
+"""The Gradio demo (``edgeclip demo``): student (ONNX runtime) next to teacher (PyTorch)."""

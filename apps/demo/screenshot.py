@@ -1,6 +1,6 @@
 """Screenshot of the demo in headless Debian chromium (for the README): launch, query, capture.
 
-    python apps/demo/screenshot.py --artifact runs/quickstart/artifact --out docs/demo.png
+    python -m edgeclip.apps.demo.screenshot --artifact runs/quickstart/artifact --out docs/demo.png
 """
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from apps.demo.app import Models, launch, shapes_gallery  # noqa: E402
+from .app import serve
 
 
 def capture(url: str, out: Path, query: str) -> None:
@@ -41,7 +40,7 @@ def main(argv=None) -> int:
     p.add_argument("--query", default="a large red star", help="text query to show")
     p.add_argument("--out", default="docs/demo.png", help="PNG path")
     a = p.parse_args(argv)
-    demo = launch(Models(a.artifact, a.teacher, shapes_gallery()), "127.0.0.1", None, block=False)
+    demo = serve(a.artifact, a.teacher, host="127.0.0.1", port=None, block=False)
     try:
         capture(demo.local_url, Path(a.out), a.query)
     finally:

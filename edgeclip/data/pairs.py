@@ -1,23 +1,23 @@
 """Image-caption datasets for distillation: ShapesWorld, CSV (open_clip's ``filepath,title``), webdataset tars.
 
-Every dataset is index-addressable (``len`` + ``load(i)``) so training is a pure function of the step number,
-which is what makes resume-after-kill exact. A corrupt or missing image is skipped and counted, never a crash.
+ShapesWorld and CSV are index-addressable (``len`` + ``load(i)``) so training is a pure function of the step
+number, which is what makes resume-after-kill exact; webdataset shards stream (``data/wds.py``). A corrupt or
+missing image is skipped and counted, never a crash.
 """
 from __future__ import annotations
 
 import csv
 import io
 import os
-import tarfile
-import warnings
+
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from ..errors import DataError
+from ..imageio import open_image  # noqa: F401  (one decoding rule for training and runtime)
 from .shapes import ShapesWorld
 
 Image.MAX_IMAGE_PIXELS = 64_000_000  # decompression-bomb guard: larger images are skipped as corrupt
@@ -35,18 +35,6 @@ class SkipCounter:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
-
-
-def open_image(src) -> Image.Image:
-    """Decode fully (so truncation surfaces here) and convert CMYK / greyscale / 16-bit to RGB."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        img = Image.open(src)
-        img.load()
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float32)
-        img = Image.fromarray((arr / max(arr.max(), 1) * 255).astype(np.uint8))
-    return img.convert("RGB")
 
 
 class ShapesPairs:
@@ -112,54 +100,6 @@ class CsvPairs:
         return f"CSV {self.path} ({len(self)} rows)"
 
 
-class TarPairs:
-    """webdataset shards: ``.tar`` files of ``KEY.jpg|png`` + ``KEY.txt`` members (a folder or a list of tars)."""
-
-    def __init__(self, path: str | os.PathLike):
-        p = Path(path)
-        shards = sorted(p.glob("*.tar")) if p.is_dir() else [p]
-        if not shards or not all(s.is_file() for s in shards):
-            raise DataError(f"no webdataset .tar shards at {str(path)!r}")
-        self.items: list[tuple[Path, str, str]] = []  # (shard, image member, text member)
-        for s in shards:
-            try:
-                with tarfile.open(s) as tf:
-                    names = tf.getnames()
-            except (tarfile.TarError, OSError) as e:
-                raise DataError(f"shard {str(s)!r} is not a readable tar: {e}") from None
-            by_key: dict[str, dict[str, str]] = {}
-            for n in names:
-                key, _, ext = n.rpartition(".")
-                by_key.setdefault(key, {})[ext.lower()] = n
-            for key, m in sorted(by_key.items()):
-                img = next((m[e] for e in ("jpg", "jpeg", "png", "webp") if e in m), None)
-                if img and "txt" in m:
-                    self.items.append((s, img, m["txt"]))
-        if not self.items:
-            raise DataError(f"webdataset at {str(path)!r} holds no image+txt pairs")
-        self.skipped = SkipCounter()
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def load(self, i: int):
-        shard, img, txt = self.items[i]
-        try:
-            with tarfile.open(shard) as tf:
-                cap = tf.extractfile(txt).read().decode("utf-8", errors="replace").strip()
-                data = tf.extractfile(img).read()
-            if not cap:
-                self.skipped.add("empty caption")
-                return None
-            return open_image(io.BytesIO(data)), cap
-        except Exception:
-            self.skipped.add("corrupt image")
-            return None
-
-    def describe(self) -> str:
-        return f"webdataset {len(self)} pairs"
-
-
 def shapes_count(data) -> int | None:
     """Pairs asked for by ``"shapes"`` / ``"shapes:N"`` (``None`` for other data); a bad N is one ``DataError``."""
     s = str(data) if isinstance(data, (str, os.PathLike)) else ""
@@ -172,8 +112,9 @@ def shapes_count(data) -> int | None:
 
 
 def open_pairs(data, image_size: int = 32):
-    """``"shapes"`` / ``"shapes:N"`` | CSV/TSV path | tar shard or folder of shards | a dataset object."""
-    if hasattr(data, "load") and hasattr(data, "__len__"):
+    """``"shapes"`` / ``"shapes:N"`` | CSV/TSV path | webdataset shards (a ``.tar``, a folder of them, a brace
+    pattern ``shards/{000..099}.tar``, ``pipe:CMD``) | a dataset object."""
+    if (hasattr(data, "load") and hasattr(data, "__len__")) or getattr(data, "streaming", False):
         return data
     s = str(data)
     n = shapes_count(s)
@@ -182,6 +123,7 @@ def open_pairs(data, image_size: int = 32):
     p = Path(s)
     if p.suffix in (".csv", ".tsv"):
         return CsvPairs(p)
-    if p.suffix == ".tar" or (p.is_dir() and any(p.glob("*.tar"))):
-        return TarPairs(p)
+    if s.startswith("pipe:") or "{" in s or "::" in s or s.endswith(".tar") or (p.is_dir() and any(p.glob("*.tar"))):
+        from .wds import WdsPairs
+        return WdsPairs(s)
     raise DataError(f"cannot read data {s!r}: use 'shapes', a .csv/.tsv file or webdataset .tar shards")

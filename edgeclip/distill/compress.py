@@ -1,8 +1,11 @@
 """``compress()``: teacher + budget + data -> trained student folder + report (plan, params, losses, metrics)."""
 from __future__ import annotations
 
+import atexit
 import json
 import math
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -10,14 +13,15 @@ from pathlib import Path
 
 import torch
 
-from .._io import write_json, write_text
+from .._io import check_output, drop_own_staging, output_kind, replace_with, staging_path, write_json, write_text
 from ..errors import ConfigError
-from ..models import get_tokenizer, load_teacher, model_config, save_student
+from ..models import REFERENCE_TEACHER, get_tokenizer, load_teacher, model_config, save_student
 from ..models.io import image_transform, preprocess_cfg
 from ..models.checkpoint import check_finite
 from ..models.params import budget_spec, config_params, count_params, parse_budget
 from .stages import plan_stages
-from .trainer import Batches, DistillConfig, TeacherCache, check_resume, distill
+from . import dist as ddp_env
+from .trainer import DistillConfig, TeacherCache, check_resume, distill
 
 
 @dataclass
@@ -28,9 +32,22 @@ class CompressResult:
 
 
 def _check_device(device: str) -> str:
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
+    d = str(device)
+    if d != "cpu" and not (d == "cuda" or (d.startswith("cuda:") and d[5:].isdigit())):
+        raise ConfigError(f"unknown device {d!r}; use cpu, cuda or cuda:N")
+    if d.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} asked for, but no CUDA GPU is available; use --device cpu")
-    return str(device)
+    if d.startswith("cuda:") and int(d[5:]) >= torch.cuda.device_count():
+        raise ConfigError(f"device {d!r} asked for, but only {torch.cuda.device_count()} GPU(s) are visible")
+    return d
+
+
+def _check_precision(precision: str, device: str) -> str:
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ConfigError(f"unknown precision {precision!r}; choose fp32, bf16 or fp16")
+    if precision != "fp32" and not device.startswith("cuda"):
+        raise ConfigError(f"precision {precision} is for CUDA (autocast); on the CPU use fp32")
+    return precision
 
 
 def _is_shapes(pairs) -> bool:
@@ -43,19 +60,25 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
              device: str = "cpu", batch_size: int = 128, lr: float | None = None, resume: bool = False,
              seed: int = 0, depth: str = "interval", width: str = "leading", eval_every: int = 0,
              ckpt_every: int = 50, cache_teacher: bool = True, hf: bool = False,
-             evaluate: bool = True, tie_layers: bool = True, prune_steps: int = 200) -> CompressResult:
+             evaluate: bool = True, tie_layers: bool = True, prune_steps: int = 200, workers: int | None = None,
+             precision: str = "fp32", teacher_store: str | Path | None = None, keep_ckpt: bool = True,
+             overwrite: bool = False) -> CompressResult:
     """Distil ``teacher`` into a student of ``target_params`` (TinyCLIP: inheritance + affinity mimicking).
 
     Args:
         teacher: anything ``load_teacher`` accepts, or a loaded canonical CLIP.
         target_params: ``"8M"``, ``"500k"``, an int, or ``{"image": ..., "text": ...}`` (see ``parse_budget``).
-        data: ``"shapes"`` / ``"shapes:N"`` (ShapesWorld), a CSV/TSV (``filepath,title``), webdataset tars,
-            or any object with ``__len__`` and ``load(i) -> (PIL image, caption) | None``.
+        data: ``"shapes"`` / ``"shapes:N"`` (ShapesWorld), a CSV/TSV (``filepath,title``), webdataset shards
+            (``.tar``, a folder, ``shards/{000..099}.tar``, ``pipe:CMD``), or any object with ``__len__`` and
+            ``load(i) -> (PIL image, caption) | None``.
         steps: optimizer steps in total (split evenly across stages); ``epochs`` overrides it.
         method: ``"manual"`` (layer/channel selection), ``"auto"`` (L0 masks, fused), or ``"scratch"``.
         stages: ``"auto"`` (<= ~50% cut per stage) or a number of stages.
-        out: output folder: ``student/``, ``stages/``, ``ckpt/``, ``report.json``, ``report.md``.
-        device: ``"cpu"`` or ``"cuda"``; a GPU asked for but absent is an error.
+        out: output folder: ``run.json`` (marks it as a run from the first step on), ``student/``, ``stages/``,
+            ``ckpt/``, ``report.json``, ``report.md`` (+ PNG plots beside it when matplotlib is installed). Must be
+            new, empty, or a run (``resume``/``overwrite``).
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; a GPU asked for but absent is an error. Under torchrun
+            each rank uses ``cuda:LOCAL_RANK`` (nccl) or the CPU (gloo).
         resume: continue from the checkpoints in ``out/ckpt`` (same result as an uninterrupted run).
         ckpt_every: steps between resumable checkpoints (written atomically).
         evaluate: score teacher and student on ShapesWorld's evaluation sets (when training on ShapesWorld).
@@ -63,24 +86,44 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
             MLP counts (saved with exact shapes: loads through edgeclip, not plain open_clip or HF).
         prune_steps: ``method="auto"`` only; L0-mask steps per stage before distillation (target ramps over
             the first half).
+        keep_ckpt: keep ``out/ckpt`` (resumable checkpoints, several times the student's size) after a
+            successful run; ``False`` deletes it once the student is saved. The report states its size either way.
+        overwrite: replace an earlier run in ``out`` (see ``_claim_output``: the old run stays until the new
+            one is complete). Without it (or ``resume``) an existing run, or any non-empty folder, is refused.
+        workers: DataLoader worker processes that decode images (default ``min(8, cores - 1)``; 0 allowed).
+        precision: ``"fp32"``, or ``"bf16"`` / ``"fp16"`` autocast on CUDA (loss and softmax stay fp32).
+        teacher_store: a store written by ``edgeclip teach`` for this teacher: stored samples never run the
+            teacher, misses are computed on the fly.
 
     Returns:
         ``CompressResult`` with the student (eval mode), the output folder and the report dict.
 
     Raises:
-        ConfigError / DataError / InheritError on bad input, before anything is written.
+        ConfigError / DataError / InheritError on bad input, before anything is written; ConfigError when
+        ``out`` may not be written (``edgeclip._io.check_output``), before anything is loaded.
 
     Example:
         >>> res = compress("reference", "25%", data="shapes", steps=800)  # doctest: +SKIP
     """
     from ..data.pairs import open_pairs
 
+    from ..data.loader import check_workers
+
     t_start = time.time()
     _check_args(target_params, data, steps, epochs, method, stages, batch_size, lr, seed, depth, width,
                 eval_every, ckpt_every, prune_steps)
     if hf and not tie_layers and method == "auto":
         raise ConfigError("per-layer students have no Hugging Face CLIPModel equivalent; drop hf or tie layers")
+    if overwrite and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each rank would stage its own copy
+        raise ConfigError("--overwrite is not supported under torchrun; remove the earlier run or pick a new --out")
+    final, out = _claim_output(out, teacher, data, resume, overwrite)  # every rank, before the process group
     device = _check_device(device)
+    precision = _check_precision(precision, device)
+    workers = check_workers(workers)
+    device = ddp_env.init_from_env(device)
+    rank, world, main = ddp_env.rank(), ddp_env.world(), ddp_env.is_main()
+    if batch_size % world:
+        raise ConfigError(f"batch size {batch_size} is not divisible by the {world} ranks")
     if isinstance(teacher, torch.nn.Module):
         check_finite(teacher.state_dict(), "the teacher")
     else:
@@ -90,56 +133,127 @@ def compress(teacher, target_params, data="shapes", steps: int = 800, epochs: fl
     target_arg, target_params = target_params, parse_budget(target_params, config_params(t_cfg))
     plan = plan_stages(t_cfg, target_params, stages)
     pairs = open_pairs(data, t_pre["size"] if isinstance(t_pre["size"], int) else t_pre["size"][0])
-    batch_size = _fit_batch(batch_size, len(pairs))
+    stream = getattr(pairs, "streaming", False)
+    if stream and method == "auto":
+        raise ConfigError("method auto prunes on index-addressable data (shapes, CSV); use manual with shards")
+    if stream and epochs is not None:
+        raise ConfigError("--epochs needs a dataset of known length; give --steps for webdataset shards")
+    if not stream:
+        batch_size = _fit_batch(batch_size, len(pairs))
     if epochs is not None:
         steps = max(1, round(epochs * len(pairs) / batch_size))
     if steps < len(plan):
         raise ConfigError(f"{steps} steps cannot train the {len(plan)} stages of the plan; ask for at least "
                           f"{len(plan)} steps or fewer stages")
     per_stage = [steps // len(plan) + (1 if i < steps % len(plan) else 0) for i in range(len(plan))]
-    out = Path(out)
     if resume and method != "auto":  # auto students take their fused config only after pruning: checked on load
         for st in plan:
             check_resume(out / "ckpt" / f"stage{st.index}.pt", st.cfg)
-    print("plan: " + " -> ".join(["teacher"] + [f"{s.vision / 1e6:.2f}M" for s in plan]))
-    for s in plan:
-        print("  " + s.describe())
+    if main:
+        print("plan: " + " -> ".join(["teacher"] + [f"{s.vision / 1e6:.2f}M" for s in plan]))
+        for s in plan:
+            print("  " + s.describe())
     cfg = DistillConfig(batch_size=batch_size, lr=lr, seed=seed, device=device, eval_every=eval_every,
-                        ckpt_every=ckpt_every)
+                        ckpt_every=ckpt_every, workers=workers, precision=precision)
     tf = image_transform(t_pre)
-    cache = TeacherCache() if cache_teacher else None
+    if teacher_store is not None:
+        from .store import TeacherStore
+        cache = TeacherStore.open(teacher_store, teacher, t_pre)
+    else:
+        cache = TeacherCache() if cache_teacher else None
+        if cache is not None:  # saved with each checkpoint: recomputing it after a kill differs by ulps
+            cache.path = out / "ckpt" / f"teacher-cache-r{rank}.npz"
+            if resume and cache.path.is_file():
+                cache = TeacherCache(cache.path)
     eval_fn = _shapes_eval_fn() if evaluate and _is_shapes(pairs) else None
-    prev, stage_reports = teacher, []
-    for st in plan:
-        tie = tie_layers or st.index < len(plan)  # only the last stage may leave per-layer sizes
-        student, inh = _make_student(prev, st.cfg, method, depth, width, seed, pairs, tf, teacher, device, tie,
-                                     prune_steps)
-        batches = Batches(pairs, batch_size, seed, tf, get_tokenizer(teacher), get_tokenizer(student))
-        n = per_stage[st.index - 1]
-        stage_cfg = replace(cfg, seed=seed + st.index, steps=n, warmup=min(50, max(1, n // 10)))
-        student, hist = distill(student, teacher, batches, stage_cfg,
-                                ckpt=out / "ckpt" / f"stage{st.index}.pt", cache=cache, resume=resume,
-                                eval_fn=eval_fn, desc=f"stage {st.index}/{len(plan)}")
-        save_student(student, out / "stages" / f"stage{st.index}", preprocess_cfg=t_pre)
-        stage_reports.append({"stage": st.index, "config": st.cfg, "params": count_params(student).__dict__,
-                              "inherit": inh, "final_loss": hist.loss[-1], "loss_curve": hist.loss[:: max(1, len(hist.loss) // 50)],
-                              "evals": hist.evals, "wall_s": hist.wall_s, "samples_per_s": hist.samples_per_s})
-        prev = student
-    save_student(prev, out / "student", preprocess_cfg=t_pre, hf=hf)
+    if main:
+        write_json(out / "run.json", {"edgeclip_output": "run", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+    def run_stages():
+        prev, stage_reports = teacher, []
+        for st in plan:
+            tie = tie_layers or st.index < len(plan)  # only the last stage may leave per-layer sizes
+            student, inh = _make_student(prev, st.cfg, method, depth, width, seed, pairs, tf, teacher, device, tie,
+                                         prune_steps)
+            batches = _batches(pairs, batch_size, seed, tf, teacher, student, rank, world, workers, device)
+            n = per_stage[st.index - 1]
+            stage_cfg = replace(cfg, seed=seed + st.index, steps=n, warmup=min(50, max(1, n // 10)))
+            student, hist = distill(student, teacher, batches, stage_cfg,
+                                    ckpt=out / "ckpt" / f"stage{st.index}.pt", cache=cache, resume=resume,
+                                    eval_fn=eval_fn, desc=f"stage {st.index}/{len(plan)}")
+            if main:
+                save_student(student, out / "stages" / f"stage{st.index}", preprocess_cfg=t_pre, overwrite=True)
+            stage_reports.append({"stage": st.index, "config": st.cfg, "params": count_params(student).__dict__,
+                                  "inherit": inh, "final_loss": hist.loss[-1],
+                                  "loss_steps": hist.steps[:: max(1, len(hist.loss) // 50)],
+                                  "loss_curve": hist.loss[:: max(1, len(hist.loss) // 50)],
+                                  "evals": hist.evals, "wall_s": hist.wall_s, "samples_per_s": hist.samples_per_s})
+            prev = student
+        return prev, stage_reports
+
+    with ddp_env.guard("compress"):  # a rank that dies: one line on the others, not a hang or a traceback
+        prev, stage_reports = run_stages()
+    if not main:  # only rank 0 writes the student and the report
+        return CompressResult(prev, out, {})
+    save_student(prev, out / "student", preprocess_cfg=t_pre, hf=hf, overwrite=True)  # out was checked above
     report = {
+        "edgeclip_output": "run",
         "teacher": {"config": t_cfg, "params": count_params(teacher).__dict__},
         "student": {"config": model_config(prev), "params": count_params(prev).__dict__},
         "target_params": str(target_arg), "method": method, "data": pairs.describe(),
         "skipped_items": dict(getattr(pairs, "skipped", None).counts) if hasattr(pairs, "skipped") else {},
         "plan": [s.describe() for s in plan], "stages": stage_reports,
         "teacher_cache": {"hits": cache.hits, "misses": cache.misses} if cache else None,
+        "teacher_store": str(teacher_store) if teacher_store is not None else None,
+        "ranks": world, "workers": workers, "precision": precision, "device": device,
     }
     if eval_fn:
         report["eval"] = {"teacher": eval_fn(teacher), "student": eval_fn(prev)}
+    report["ckpt"] = _checkpoints(out / "ckpt", keep_ckpt)
     report["wall_s"] = time.time() - t_start
+    report["plots"] = write_plots(report, out)
     write_json(out / "report.json", report)
     write_text(out / "report.md", report_markdown(report))
-    return CompressResult(prev, out, report)
+    if out != final:  # the new run is complete: swap it in for the old one
+        replace_with(out, final)
+        out.parent.rmdir()
+    return CompressResult(prev, final, report)
+
+
+def _claim_output(out, teacher, data, resume: bool, overwrite: bool) -> tuple[Path, Path]:
+    """Check ``out`` before anything is loaded; returns (the run folder, the folder to train in now).
+
+    Replacing an earlier run (``overwrite``): the new run, checkpoints included, is built in a hidden
+    ``.OUT.tmp-PID-*`` folder beside ``out`` and swapped in only once it is complete (``replace_with``, safe
+    against a crash between its renames). Until then the old run stays whole and resumable; the price is that
+    an interrupted ``--overwrite`` run cannot itself be resumed (its temp folder is removed by the next write
+    of ``out``, by a retry in the same process, or when the process exits).
+    """
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in --out and --overwrite starts it over: pass only one")
+    teacher_path = REFERENCE_TEACHER if teacher is None or str(teacher) == "reference" else teacher
+    final = check_output(out, "run", overwrite=True, inputs=[teacher_path, data])  # any run passes here ...
+    earlier = output_kind(final) == "run"
+    if earlier and not (resume or overwrite):  # ... and is continued or replaced only when asked
+        raise ConfigError(f"{str(out)!r} holds an earlier compress run; pass --resume to continue it, or "
+                          "--overwrite to start over")
+    if not (earlier and overwrite):
+        return final, final
+    drop_own_staging(final)  # an earlier attempt of this process that raised
+    stage = staging_path(final)
+    atexit.register(shutil.rmtree, stage.parent, True)
+    return final, stage
+
+
+def _batches(pairs, batch_size, seed, tf, teacher, student, rank, world, workers, device):
+    """This rank's batches: step-addressed for index data, a worker-split stream for webdataset shards."""
+    from ..data.loader import Batches, BatchLoader, WdsBatches
+    toks = (get_tokenizer(teacher), get_tokenizer(student))
+    if getattr(pairs, "streaming", False):
+        src = WdsBatches(pairs, batch_size, seed, tf, *toks, rank=rank, world=world, workers=workers)
+    else:
+        src = Batches(pairs, batch_size, seed, tf, *toks, rank=rank, world=world)
+    return BatchLoader(src, workers, pin_memory=str(device).startswith("cuda"))
 
 
 def _check_args(target, data, steps, epochs, method, stages, batch_size, lr, seed, depth, width, eval_every,
@@ -229,4 +343,65 @@ def report_markdown(r: dict) -> str:
         lines += ["", "| metric | teacher | student | retained |", "|---|---:|---:|---:|"]
         lines += [f"| {k} | {t[k]:.2f} | {s[k]:.2f} | {s[k] / t[k]:.1%} |" if t[k] else f"| {k} | {t[k]:.2f} | "
                   f"{s[k]:.2f} | |" for k in keys]
+    ck = r.get("ckpt")
+    if ck:
+        lines += ["", f"- checkpoints: `ckpt/` ({ck['bytes'] / 1e6:.0f} MB) "
+                  + ("kept for `--resume`; delete it, or pass `--drop-ckpt` (`keep_ckpt=False`) next time"
+                     if ck["kept"] else "deleted after the successful run (`--drop-ckpt`)")]
+    plots = r.get("plots") or {}
+    if plots.get("skipped"):
+        lines += ["", f"- plots: {plots['skipped']}"]
+    lines += [f"\n![{name}]({file})" for name, file in plots.items() if name != "skipped"]
     return "\n".join(lines) + "\n"
+
+
+def _checkpoints(folder: Path, keep: bool) -> dict | None:
+    """Size of the resumable checkpoints; deleted when ``keep`` is False (the run succeeded, the student is saved)."""
+    import shutil
+    if not folder.is_dir():
+        return None
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    if not keep:
+        shutil.rmtree(folder)
+    return {"path": str(folder), "bytes": size, "kept": keep}
+
+
+def write_plots(r: dict, out: Path) -> dict:
+    """PNG plots beside ``report.md``: loss per stage, teacher vs student metrics. ``{name: file}`` written, or
+    ``{"skipped": why}`` when matplotlib is not installed (it is optional: ``pip install matplotlib``)."""
+    try:  # a bare Figure renders PNG with Agg and leaves pyplot's global backend (a notebook's) alone
+        from matplotlib.figure import Figure
+    except ImportError:
+        return {"skipped": "not drawn: matplotlib is not installed (pip install matplotlib)"}
+    plots = {"loss curve": "loss.png"}
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
+    offset = 0
+    for s in r["stages"]:
+        steps = s.get("loss_steps") or list(range(1, len(s["loss_curve"]) + 1))
+        ax.plot([offset + x for x in steps], s["loss_curve"], label=f"stage {s['stage']}")
+        offset += steps[-1] if steps else 0
+    ax.set(xlabel="step (all stages)", ylabel="affinity-mimicking loss", title="distillation loss")
+    ax.legend()
+    _save_fig(fig, out / plots["loss curve"])
+    if "eval" in r:
+        t, st = r["eval"]["teacher"], r["eval"]["student"]
+        keys = [k for k in t if k in st]
+        fig = Figure(figsize=(max(5, 1.2 * len(keys)), 3.5))
+        ax = fig.subplots()
+        x = range(len(keys))
+        ax.bar([i - 0.2 for i in x], [t[k] for k in keys], 0.4, label="teacher")
+        ax.bar([i + 0.2 for i in x], [st[k] for k in keys], 0.4, label="student")
+        ax.set_xticks(list(x), keys, rotation=20)
+        ax.set(ylabel="%", title="teacher vs student")
+        ax.legend()
+        plots["teacher vs student"] = "metrics.png"
+        _save_fig(fig, out / plots["teacher vs student"])
+    return plots
+
+
+def _save_fig(fig, path: Path) -> None:
+    from .._io import atomic_path
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)

@@ -13,8 +13,10 @@ import torch
 from tqdm import tqdm
 
 from .._io import atomic_path
-from ..errors import ConfigError, DataError, NonFiniteError, StorageError
+from ..errors import ConfigError, NonFiniteError, StorageError
+from ..data.loader import Batches, BatchLoader  # noqa: F401  (Batches: re-exported for callers)
 from ..models.checkpoint import config_fingerprint
+from . import dist as ddp_env
 from .losses import affinity_loss, gather_features
 
 
@@ -34,6 +36,7 @@ class DistillConfig:
     seed: int = 0                    # data order
     device: str = "cpu"
     precision: str = "fp32"          # fp32 | bf16 | fp16 (autocast, GPU only)
+    workers: int = 0                 # DataLoader worker processes decoding images (0: in this process)
 
     def peak_lr(self) -> float:
         return self.lr if self.lr is not None else 5e-4 * self.batch_size / 128
@@ -93,43 +96,6 @@ class TeacherCache:
                 torch.from_numpy(np.stack([self.txt[k] for k in keys])).float())
 
 
-class Batches:
-    """Deterministic batches: step -> sample indices (a fresh permutation per epoch) -> tensors."""
-
-    def __init__(self, pairs, batch_size: int, seed: int, image_transform, teacher_tok, student_tok,
-                 rank: int = 0, world: int = 1):
-        if len(pairs) == 0:
-            raise DataError("the dataset is empty")
-        self.pairs, self.bs, self.seed = pairs, batch_size, seed
-        self.tf, self.t_tok, self.s_tok = image_transform, teacher_tok, student_tok
-        self.rank, self.world = rank, world
-        self._perm: dict[int, np.ndarray] = {}
-
-    def indices(self, step: int) -> list[int]:
-        n = len(self.pairs)
-        start = step * self.bs
-        out = []
-        for pos in range(start, start + self.bs):
-            epoch = pos // n
-            if epoch not in self._perm:
-                self._perm = {epoch: np.random.default_rng((self.seed, epoch)).permutation(n)}
-            out.append(int(self._perm[epoch][pos % n]))
-        return out[self.rank::self.world]
-
-    def __call__(self, step: int):
-        keys, imgs, caps = [], [], []
-        for i in self.indices(step):
-            item = self.pairs.load(i)
-            if item is not None:
-                keys.append(i)
-                imgs.append(self.tf(item[0]))
-                caps.append(item[1])
-        if not keys:
-            skipped = getattr(getattr(self.pairs, "skipped", None), "counts", {})
-            raise DataError(f"batch {step} has no readable items (skipped so far: {dict(skipped)})")
-        return keys, torch.stack(imgs), self.t_tok(caps), self.s_tok(caps)
-
-
 @dataclass
 class StageHistory:
     steps: list[int] = field(default_factory=list)
@@ -139,10 +105,11 @@ class StageHistory:
     samples_per_s: float = 0.0
 
 
-def _save_ckpt(path: Path, model, opt, step: int, hist: StageHistory) -> None:
+def _save_ckpt(path: Path, model, opt, step: int, hist: StageHistory, data_state: dict | None = None) -> None:
     import json
     state = {"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
-             "history": json.dumps(asdict(hist)), "model_cfg_sha256": _fingerprint(model)}
+             "history": json.dumps(asdict(hist)), "data": json.dumps(data_state or {}),
+             "model_cfg_sha256": _fingerprint(model)}
     try:
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
@@ -151,7 +118,7 @@ def _save_ckpt(path: Path, model, opt, step: int, hist: StageHistory) -> None:
                             "the previous checkpoint is intact (free space and resume)") from None
 
 
-def _load_ckpt(path: Path, model, opt) -> tuple[int, StageHistory]:
+def _load_ckpt(path: Path, model, opt) -> tuple[int, StageHistory, dict]:
     import json
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -163,7 +130,7 @@ def _load_ckpt(path: Path, model, opt) -> tuple[int, StageHistory]:
         raise ConfigError(_RESUME_MISMATCH.format(path=str(path), what=f" (e.g. {bad[0]!r} differs)" if bad else ""))
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optim"])
-    return int(state["step"]), StageHistory(**json.loads(state["history"]))
+    return int(state["step"]), StageHistory(**json.loads(state["history"])), json.loads(state.get("data", "{}"))
 
 
 _RESUME_MISMATCH = ("cannot resume from {path!r}: it was written for another student config{what} (--target, "
@@ -204,66 +171,94 @@ def _check_finite_step(step: int, terms: dict | None, student, ckpt) -> None:
                          f"(loss finite){kept}; lower --lr or check the teacher and the data")
 
 
-def distill(student, teacher, batches: Batches, cfg: DistillConfig, ckpt: str | Path | None = None,
-            cache: TeacherCache | None = None, resume: bool = False, eval_fn=None, desc: str = "distill"):
-    """Train ``student`` to mimic ``teacher``'s affinities. Returns ``StageHistory``; student is left in eval."""
-    import torch.distributed as dist
+def distill(student, teacher, batches, cfg: DistillConfig, ckpt: str | Path | None = None,
+            cache=None, resume: bool = False, eval_fn=None, desc: str = "distill"):
+    """Train ``student`` to mimic ``teacher``'s affinities. Returns ``(student, StageHistory)``; the student is
+    left in eval mode.
+
+    ``batches``: a ``Batches`` (index-addressable data) or a ``BatchLoader``; images are decoded in
+    ``cfg.workers`` DataLoader workers. ``cache``: a ``TeacherCache`` or a ``TeacherStore`` (``get`` returns the
+    teacher's embeddings, running the teacher only for misses). Under torchrun every rank trains on its rows of
+    the global batch; only rank 0 writes checkpoints and shows progress.
+    """
     dev = torch.device(cfg.device)
     student.to(dev).train()
     teacher.to(dev).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    ddp = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-    model = torch.nn.parallel.DistributedDataParallel(student) if ddp else student
+    ddp = ddp_env.world() > 1
+    # find_unused: the fixed logit scale is in the forward's outputs but not in the affinity loss
+    model = torch.nn.parallel.DistributedDataParallel(student, find_unused_parameters=True) if ddp else student
     opt = make_optimizer(student, cfg)
     ckpt = Path(ckpt) if ckpt else None
-    step, hist = 0, StageHistory()
+    step, hist, data_state = 0, StageHistory(), {}
     if resume and ckpt and ckpt.is_file():
-        step, hist = _load_ckpt(ckpt, student, opt)
+        step, hist, data_state = _load_ckpt(ckpt, student, opt)
     cache = cache or TeacherCache()
+    loader = batches if isinstance(batches, BatchLoader) else \
+        BatchLoader(batches, cfg.workers, pin_memory=dev.type == "cuda")
     autocast = dev.type == "cuda" and cfg.precision in ("bf16", "fp16")
     amp_dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=autocast and cfg.precision == "fp16")
+    main = ddp_env.is_main()
     t0, t_run, seen = time.time() - hist.wall_s, time.time(), 0
-    bar = tqdm(range(step, cfg.steps), desc=desc, initial=step, total=cfg.steps, mininterval=2, leave=False)
+    bar = tqdm(range(step, cfg.steps), desc=desc, initial=step, total=cfg.steps, mininterval=2, leave=True,
+               disable=not main)
+    stream = loader.iterate(step, cfg.steps, data_state)
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        keys, pixels, t_ids, s_ids = batches(step)
-        t_img, t_txt = cache.get(teacher, keys, pixels, t_ids)
+        keys, pixels, t_ids, s_ids = next(stream)
+        with torch.autocast(dev.type, dtype=amp_dtype, enabled=autocast):
+            t_img, t_txt = cache.get(teacher, keys, pixels, t_ids)
         opt.zero_grad(set_to_none=True)
-        total, bad_terms = 0.0, None
-        for chunk in np.array_split(np.arange(len(keys)), min(cfg.accum_steps, len(keys))):
-            c = torch.as_tensor(chunk)
-            with torch.autocast(dev.type, dtype=amp_dtype, enabled=autocast):
-                s_img, s_txt, _ = model(pixels[c].to(dev), s_ids[c].to(dev))
-            ti, tt = t_img[c].to(dev), t_txt[c].to(dev)
-            terms = affinity_loss(s_img.float(), s_txt.float(), ti, tt, cfg.logit_scale,
-                                  s_img_all=gather_features(s_img.float(), True),
-                                  s_txt_all=gather_features(s_txt.float(), True),
-                                  t_img_all=gather_features(ti, False), t_txt_all=gather_features(tt, False),
-                                  contrastive_weight=cfg.contrastive_weight)
-            loss_value = terms["loss"].item()
-            if not math.isfinite(loss_value) and bad_terms is None:
-                bad_terms = terms  # raised after backward, so DDP ranks stay in step (their gradients go NaN too)
-            (terms["loss"] * len(chunk) / len(keys)).backward()
-            total += loss_value * len(chunk) / len(keys)
+        with ddp_env.guard(f"step {step + 1}"):
+            total, bad_terms = _step(model, cfg, dev, keys, pixels, s_ids, t_img.float(), t_txt.float(), autocast, amp_dtype,
+                          scaler)
+        scaler.unscale_(opt)
         grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
-        if bad_terms is not None or not bool(torch.isfinite(grad_norm)):
-            _check_finite_step(step, bad_terms, student, ckpt)
-        opt.step()
-        seen += len(keys)
+        if bad_terms is not None or (not scaler.is_enabled() and not bool(torch.isfinite(grad_norm))):
+            _check_finite_step(step, bad_terms, student, ckpt)  # fp16: the scaler skips inf steps by design
+        scaler.step(opt)
+        scaler.update()
+        seen += len(keys) * ddp_env.world()
         hist.steps.append(step + 1)
         hist.loss.append(total)
         bar.set_postfix(loss=f"{total:.3f}", samples_per_s=f"{seen / max(1e-9, time.time() - t_run):.0f}",
                         refresh=False)
         last = step + 1 == cfg.steps
-        if eval_fn and ((cfg.eval_every and (step + 1) % cfg.eval_every == 0) or last):
+        if main and eval_fn and ((cfg.eval_every and (step + 1) % cfg.eval_every == 0) or last):
             student.eval()
             hist.evals.append({"step": step + 1, **eval_fn(student)})
             student.train()
         if ckpt and ((step + 1) % cfg.ckpt_every == 0 or last):
-            hist.wall_s = time.time() - t0
-            _save_ckpt(ckpt, student, opt, step + 1, hist)
+            if isinstance(cache, TeacherCache) and cache.path is not None:  # every rank keeps its own cache
+                cache.save()
+            if main:
+                hist.wall_s = time.time() - t0
+                _save_ckpt(ckpt, student, opt, step + 1, hist, loader.state())
     hist.wall_s = time.time() - t0
     hist.samples_per_s = seen / max(1e-9, time.time() - t_run)
     return student.eval(), hist
+
+
+def _step(model, cfg: DistillConfig, dev, keys, pixels, s_ids, t_img, t_txt, autocast, amp_dtype, scaler):
+    """Forward + backward of one step (micro-batches accumulate); loss and softmax in fp32. Returns the loss and
+    the loss terms of the first micro-batch whose loss was not finite (``None`` when all were)."""
+    total, bad_terms = 0.0, None
+    for chunk in np.array_split(np.arange(len(keys)), min(cfg.accum_steps, len(keys))):
+        c = torch.as_tensor(chunk)
+        with torch.autocast(dev.type, dtype=amp_dtype, enabled=autocast):
+            s_img, s_txt, _ = model(pixels[c].to(dev, non_blocking=True), s_ids[c].to(dev, non_blocking=True))
+        ti, tt = t_img[c].to(dev), t_txt[c].to(dev)
+        terms = affinity_loss(s_img.float(), s_txt.float(), ti, tt, cfg.logit_scale,
+                              s_img_all=gather_features(s_img.float(), True),
+                              s_txt_all=gather_features(s_txt.float(), True),
+                              t_img_all=gather_features(ti, False), t_txt_all=gather_features(tt, False),
+                              contrastive_weight=cfg.contrastive_weight)
+        loss_value = terms["loss"].item()
+        if not math.isfinite(loss_value) and bad_terms is None:
+            bad_terms = terms  # raised after backward, so DDP ranks stay in step (their gradients go NaN too)
+        scaler.scale(terms["loss"] * len(chunk) / len(keys)).backward()
+        total += loss_value * len(chunk) / len(keys)
+    return total, bad_terms

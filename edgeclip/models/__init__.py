@@ -1,6 +1,6 @@
 """Canonical CLIP models: configs, construction, loading teachers, saving students, parameter budgets."""
 from .factory import create_model, model_config
-from .io import REFERENCE_TEACHER, load_student, load_teacher, read_state_dict, save_student
+from .io import REFERENCE_TEACHER, get_preprocess, load_student, load_teacher, read_state_dict, save_student
 from .registry import get_model_config, list_models
 
 
@@ -12,4 +12,4 @@ def get_tokenizer(model_or_cfg):
 
 
 __all__ = ["create_model", "model_config", "load_teacher", "load_student", "save_student", "read_state_dict",
-           "get_model_config", "list_models", "get_tokenizer", "REFERENCE_TEACHER"]
+           "get_model_config", "list_models", "get_tokenizer", "get_preprocess", "REFERENCE_TEACHER"]

@@ -9,14 +9,11 @@ import json
 import os
 from pathlib import Path
 
-from .._io import atomic_path
+from .._io import atomic_path, check_output
 from ..errors import ConfigError
 from .checkpoint import (FINGERPRINT_KEY, check_finite, config_fingerprint, load_weights, read_fingerprint,
                          read_state_dict)
 from .factory import create_model, model_config
-
-__all__ = ["save_student", "load_student", "load_teacher", "read_state_dict", "load_weights", "image_transform",
-           "preprocess_cfg", "default_preprocess_cfg"]
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "open_clip_config.json"
@@ -36,6 +33,12 @@ def preprocess_cfg(model) -> dict:
     return getattr(model, "edgeclip_preprocess", None) or default_preprocess_cfg(model_config(model))
 
 
+def get_preprocess(model):
+    """open_clip's eval transform (PIL image -> normalised tensor) for ``model``: the ``preprocess`` half of
+    ``open_clip.create_model_and_transforms``, from the model's own preprocess config."""
+    return image_transform(preprocess_cfg(model))
+
+
 def image_transform(pre: dict):
     """open_clip's eval transform (PIL -> normalised tensor) for a preprocess config."""
     from open_clip.transform import PreprocessCfg, image_transform_v2
@@ -43,30 +46,33 @@ def image_transform(pre: dict):
     return image_transform_v2(PreprocessCfg(**{k: pre[k] for k in keys if k in pre}), is_train=False)
 
 
-def save_student(model, folder: str | os.PathLike, preprocess_cfg: dict | None = None, fp16: bool = False,
-                 hf: bool = False, extra: dict | None = None) -> Path:
+def save_student(model, out: str | os.PathLike, preprocess_cfg: dict | None = None, fp16: bool = False,
+                 hf: bool = False, extra: dict | None = None, overwrite: bool = False) -> Path:
     """Write ``open_clip_config.json`` + ``model.safetensors`` (+ ``hf/`` CLIPModel copy) atomically.
 
     Args:
         model: a canonical CLIP built by edgeclip (it carries its config).
-        folder: destination; replaced as a whole only once everything is written.
+        out: destination folder; replaced as a whole only once everything is written.
         preprocess_cfg: open_clip preprocess config; defaults to OpenAI mean/std at the model's image size.
         fp16: store weights in float16 (half the size; loaded back as float32).
         hf: also write a Hugging Face ``CLIPModel`` copy under ``hf/`` (needs the ``[hf]`` extra).
         extra: more JSON-able metadata stored under ``"edgeclip"`` in the config file.
+        overwrite: replace an existing student folder (anything else at ``out`` is refused: ``check_output``).
 
     Raises:
         NonFiniteError: a weight is NaN/Inf (nothing is written).
     """
     from safetensors.torch import save_file
 
+    out = check_output(out, "student", overwrite)
     cfg = model_config(model)
     sd = {k: (v.half() if fp16 and v.is_floating_point() else v).detach().cpu().contiguous()
           for k, v in model.state_dict().items()}
-    check_finite(sd, f"student for {str(folder)!r}", "refusing to save it")
-    with atomic_path(folder) as tmp:
+    check_finite(sd, f"student for {str(out)!r}", "refusing to save it")
+    with atomic_path(out) as tmp:
         tmp.mkdir()
-        meta = {"model_cfg": cfg, "preprocess_cfg": preprocess_cfg or default_preprocess_cfg(cfg)}
+        meta = {"edgeclip_output": "student", "model_cfg": cfg,  # plain open_clip ignores the kind key
+                "preprocess_cfg": preprocess_cfg or default_preprocess_cfg(cfg)}
         if extra:
             meta["edgeclip"] = extra
         (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
@@ -74,12 +80,16 @@ def save_student(model, folder: str | os.PathLike, preprocess_cfg: dict | None =
         if hf:
             from .hf import save_hf
             save_hf(model, tmp / "hf")
-    return Path(folder)
+    return Path(out)
 
 
-def load_student(folder: str | os.PathLike, device: str = "cpu"):
-    """Load an edgeclip / open_clip local-dir folder. Returns (model, preprocess_cfg)."""
-    folder = Path(folder)
+def load_student(path: str | os.PathLike, device: str = "cpu"):
+    """Load an edgeclip / open_clip local-dir folder as a canonical CLIP in eval mode (like ``load_teacher``).
+
+    ``model.edgeclip_preprocess`` holds the folder's preprocess config; ``get_preprocess(model)`` turns it into
+    open_clip's eval transform.
+    """
+    folder = Path(path)
     cfg_path = folder / CONFIG_NAME
     if not cfg_path.is_file():
         raise ConfigError(f"{str(folder)!r} has no {CONFIG_NAME}; is it a student folder?")
@@ -96,7 +106,7 @@ def load_student(folder: str | os.PathLike, device: str = "cpu"):
     load_weights(model, read_state_dict(weights), str(weights))
     model.edgeclip_preprocess = meta.get("preprocess_cfg") or default_preprocess_cfg(cfg)
     model.edgeclip_meta = meta.get("edgeclip", {})
-    return model.to(device).eval(), model.edgeclip_preprocess
+    return model.to(device).eval()
 
 
 def _check_fingerprint(cfg: dict, weights: Path, cfg_path: Path) -> None:
@@ -127,15 +137,16 @@ def load_teacher(teacher: str | os.PathLike | None = None, pretrained: str | Non
         ConfigError: unknown name, unreadable or mismatched checkpoint, or a download attempted offline.
     """
     if teacher is None or str(teacher) == "reference":
-        if not (REFERENCE_TEACHER / WEIGHTS_NAME).is_file():
-            raise ConfigError(f"the reference teacher is missing from {REFERENCE_TEACHER}; train it with "
-                              "'python benchmarks/train_reference_teacher.py'")
+        if not (REFERENCE_TEACHER / WEIGHTS_NAME).is_file():  # the wheel leaves the 33 MB teacher out
+            raise ConfigError(f"the reference teacher is not in this install ({REFERENCE_TEACHER}): it ships in the "
+                              "source checkout only; install from a clone (pip install -e '.[train]') or pass its "
+                              "folder, e.g. CLONE/edgeclip/assets/reference_teacher")
         teacher = REFERENCE_TEACHER
     name = str(teacher).removeprefix("local-dir:")
     path = Path(name)
     if path.is_dir():
         if (path / CONFIG_NAME).is_file():
-            return load_student(path, device)[0]
+            return load_student(path, device)
         if (path / "config.json").is_file():
             from .hf import load_hf
             model = load_hf(path)

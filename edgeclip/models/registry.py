@@ -1,7 +1,8 @@
 """Architectures as data: edgeclip's JSON model configs (TinyCLIP family, the ShapesWorld reference teacher).
 
-Each ``configs/<name>.json`` is an open_clip model config; the file stem is the model name. They are also
-registered with open_clip (``open_clip.add_model_config``) so ``open_clip.create_model(name)`` knows them.
+Each ``configs/<name>.json`` is an open_clip model config; the file stem is the model name. The first time
+edgeclip looks a name up they are also registered with open_clip (``open_clip.add_model_config``), so from then
+on ``open_clip.create_model(name)`` knows them too.
 """
 from __future__ import annotations
 
@@ -33,12 +34,14 @@ def list_models(include_open_clip: bool = False) -> list[str]:
     names = list(_edgeclip_configs())
     if include_open_clip:
         import open_clip
+        _register_with_open_clip()
         names += [n for n in open_clip.list_models() if n not in names]
     return names
 
 
 def get_model_config(name: str) -> dict:
     """A deep copy of the open_clip-style config of ``name`` (edgeclip's own configs first, then open_clip's)."""
+    _register_with_open_clip()
     cfgs = _edgeclip_configs()
     if name in cfgs:
         return copy.deepcopy(cfgs[name])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from ..imageio import to_rgb
+
 _INTERP = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
 
 
@@ -19,8 +21,8 @@ class Preprocess:
             raise ValueError(f"unsupported resize_mode {cfg.get('resize_mode')!r}; edgeclip runtime does 'shortest'")
 
     def __call__(self, img: Image.Image) -> np.ndarray:
-        """PIL image --> float32 [3, size, size]."""
-        img = img.convert("RGB")
+        """PIL image (any mode; see ``edgeclip.imageio.to_rgb``) --> float32 [3, size, size]."""
+        img = to_rgb(img)
         w, h = img.size
         s = self.size
         if (w, h) != (s, s):  # torchvision Resize(int): shortest side to s, long side truncated

@@ -43,10 +43,21 @@ def test_compress_end_to_end_writes_a_loadable_student(tmp_path, tiny_model):
     losses = rep["stages"][0]["loss_curve"]
     assert losses[-1] < losses[0]  # loss falls
     assert rep["teacher_cache"]["hits"] > 0  # epochs 2+ read the cache
-    student, _ = load_student(tmp_path / "run" / "student")
+    student = load_student(tmp_path / "run" / "student")
     assert abs(sum(p.numel() for p in student.visual.parameters()) - 60_000) <= 3_000
     assert (tmp_path / "run" / "report.md").read_text().startswith("# edgeclip compress report")
-    assert res.student is not None
+    # the returned student is the saved one, at the asked size, and embeds to finite unit vectors
+    assert res.student.edgeclip_cfg == student.edgeclip_cfg
+    got, saved = res.student.state_dict(), student.state_dict()
+    assert got.keys() == saved.keys() and all(torch.equal(got[k], saved[k]) for k in got)
+    assert abs(sum(p.numel() for p in res.student.visual.parameters()) - 60_000) <= 3_000
+    with torch.no_grad():
+        cfg = res.student.edgeclip_cfg
+        size, ctx = cfg["vision_cfg"]["image_size"], cfg["text_cfg"]["context_length"]
+        emb = torch.cat([res.student.encode_image(torch.randn(2, 3, size, size), normalize=True),
+                         res.student.encode_text(torch.randint(0, cfg["text_cfg"]["vocab_size"], (2, ctx)),
+                                                 normalize=True)])
+    assert torch.isfinite(emb).all() and torch.allclose(emb.norm(dim=-1), torch.ones(4), atol=1e-5)
 
 
 def test_bad_requests_fail_before_writing(tmp_path, tiny_model):
@@ -79,7 +90,7 @@ def test_auto_per_layer_compress_cli_writes_a_student_with_exact_layer_shapes(tm
            "--batch-size", "16", "--data", "shapes:64", "--out", str(tmp_path / "run")]
     r = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    student, _ = load_student(tmp_path / "run" / "student")
+    student = load_student(tmp_path / "run" / "student")
     layers = student.edgeclip_cfg.get("edgeclip_layers")
     assert layers, "untied masks should leave per-layer sizes"
     stage1 = json.loads((tmp_path / "run" / "stages" / "stage1" / "open_clip_config.json").read_text())

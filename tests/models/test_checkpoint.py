@@ -97,7 +97,7 @@ def test_folder_without_fingerprint_still_loads(tmp_path, tiny_model):
     save_student(tiny_model, tmp_path / "s")
     w = tmp_path / "s" / "model.safetensors"
     save_file(load_file(str(w)), str(w))  # as plain open_clip / older edgeclip wrote it: no metadata
-    back, _ = load_student(tmp_path / "s")
+    back = load_student(tmp_path / "s")
     assert torch.equal(back.visual.conv1.weight, tiny_model.visual.conv1.weight)
 
 

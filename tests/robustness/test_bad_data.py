@@ -5,6 +5,7 @@ import os
 import struct
 import tarfile
 import zlib
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -13,10 +14,11 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from conftest import one_error_line, run_cli
-from edgeclip.data.pairs import CsvPairs, TarPairs
+from edgeclip.data.pairs import CsvPairs
+from edgeclip.data.wds import WdsPairs
 from edgeclip.errors import DataError
 
-FUZZ = settings(max_examples=int(os.environ.get("EDGECLIP_FUZZ_EXAMPLES", "150")), deadline=None,
+FUZZ = settings(max_examples=int(os.environ.get("EDGECLIP_FUZZ_EXAMPLES", "150")), deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
@@ -90,44 +92,101 @@ def test_all_bad_dataset_is_one_error_line(tmp_path, tiny_model, robust):
     assert not (tmp_path / "run" / "student").exists()
 
 
-@FUZZ
-@given(st.binary(max_size=600))
-def test_fuzz_csv_reader(tmp_path, blob):
-    p = tmp_path / "fuzz.csv"
-    p.write_bytes(blob)
+def _fuzz(robust, case: str, expected: str, strategy, check) -> Counter:
+    """Run ``check(example) -> outcome`` over hypothesis examples; the row reports the outcomes it counted.
+
+    Hypothesis replays and shrinks a failing example and then raises, so the row is written (in ``finally``) with
+    the counts seen so far and the test's verdict, FAIL.
+    """
+    seen: Counter = Counter()
+
+    @FUZZ
+    @given(strategy)
+    def run(example):
+        seen[check(example)] += 1
+
     try:
-        pairs = CsvPairs(p)
+        run()
+    finally:
+        robust("bad data", case, expected, f"{sum(seen.values())} examples: "
+               + ", ".join(f"{n} {k}" for k, n in seen.most_common()))
+    assert sum(seen.values()) >= min(FUZZ.max_examples, 10)
+    return seen
+
+
+def _read_all(make_pairs) -> str:
+    """Open a reader and load up to 5 items; the outcome's kind (an exception other than DataError propagates)."""
+    try:
+        pairs = make_pairs()
     except DataError:
-        return
-    for i in range(min(len(pairs), 5)):
-        item = pairs.load(i)
+        return "refused with DataError"
+    got = [pairs.load(i) for i in range(min(len(pairs), 5))]
+    for item in got:
         assert item is None or (isinstance(item[1], str) and item[0].mode == "RGB")
+    if not got:
+        return "opened with no items"
+    return "opened, items loaded" if any(i is not None for i in got) else "opened, every item skipped"
+
+
+_csv_row = st.tuples(st.sampled_from(["good.jpg", "good.jpg", "bad.jpg", "gone.jpg", "../good.jpg", "", "x,y.jpg"]),
+                    st.sampled_from([",", ",", "\t", ";"]), st.text(max_size=30))
+_csv = st.one_of(  # raw bytes, and CSVs shaped like real ones (so rows are really read, loaded or skipped)
+    st.binary(max_size=600),
+    st.tuples(st.sampled_from([b"filepath,title", b"filepath,title", b"filepath\ttitle", b"image,caption",
+                               b"\xef\xbb\xbffilepath,title"]),
+              st.lists(_csv_row, max_size=6), st.binary(max_size=20)).map(
+        lambda t: b"\n".join([t[0], *(f"{f}{sep}{c}".encode() for f, sep, c in t[1])]) + t[2]))
+
+
+def test_fuzz_csv_reader(tmp_path, robust):
+    p = tmp_path / "fuzz.csv"
+    (tmp_path / "good.jpg").write_bytes(_jpeg())
+    (tmp_path / "bad.jpg").write_bytes(_jpeg()[:60])
+
+    def check(blob: bytes) -> str:
+        p.write_bytes(blob)
+        return _read_all(lambda: CsvPairs(p))
+
+    seen = _fuzz(robust, "fuzzed CSV bytes and CSV-shaped rows (hypothesis)",
+                 "no crash: DataError, or rows loaded / skipped", _csv, check)
+    assert seen["opened, items loaded"] > 0 and seen["refused with DataError"] > 0  # both paths were exercised
 
 
 _member = st.tuples(st.sampled_from(["a", "b", "x/y", "../up", "c.d"]),
                     st.sampled_from(["jpg", "png", "txt", "JPG", "json", ""]),
                     st.one_of(st.binary(max_size=200), st.just(_jpeg()), st.text(max_size=40).map(str.encode)))
+_sample = st.tuples(st.sampled_from(["s1", "s2", "s3"]), st.sampled_from([_jpeg(), _jpeg()[:60], b""]),
+                    st.text(max_size=30)).map(lambda t: [(t[0], "jpg", t[1]), (t[0], "txt", t[2].encode())])
 
 
-@FUZZ
-@given(st.lists(_member, max_size=8), st.booleans())
-def test_fuzz_webdataset_reader(tmp_path, members, truncate):
+def test_fuzz_webdataset_reader(tmp_path, robust):
     p = tmp_path / "shard.tar"
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        for key, ext, data in members:
-            info = tarfile.TarInfo(f"{key}.{ext}" if ext else key)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    raw = buf.getvalue()
-    p.write_bytes(raw[: len(raw) // 2] if truncate else raw)
-    try:
-        pairs = TarPairs(p)
-    except DataError:
-        return
-    for i in range(len(pairs)):
-        item = pairs.load(i)
-        assert item is None or (isinstance(item[1], str) and item[0].mode == "RGB")
+
+    def check(args) -> str:
+        members, samples, truncate = args
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tf:
+            for key, ext, data in [m for pair in samples for m in pair] + members:
+                info = tarfile.TarInfo(f"{key}.{ext}" if ext else key)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+        raw = buf.getvalue()
+        p.write_bytes(raw[: len(raw) // 2] if truncate else raw)
+        try:
+            pairs = WdsPairs(str(p))
+        except DataError:
+            return "refused with DataError"
+        got = [pairs.decode(r) for r, _ in zip(pairs.raw(0, 0, 0, 1), range(5))]
+        for item in got:
+            assert item is None or (isinstance(item[2], str) and item[1].mode == "RGB")
+        if not got:
+            return "opened with no items"
+        return "opened, items loaded" if any(i is not None for i in got) else "opened, every item skipped"
+
+    seen = _fuzz(robust, "fuzzed webdataset tars (image/caption samples, random members, truncated; hypothesis)",
+                 "no crash: DataError, or samples loaded / skipped",
+                 st.tuples(st.lists(_member, max_size=6), st.lists(_sample, max_size=3), st.booleans()), check)
+    assert seen["opened, items loaded"] > 0 and seen["refused with DataError"] > 0  # both paths were exercised
 
 
 @pytest.fixture(scope="module")
@@ -138,17 +197,14 @@ def tokenizers():
     return Tokenizer(default_bpe(), 16), SimpleTokenizer(context_length=16)
 
 
-@FUZZ
-@given(st.text(max_size=120))
-def test_fuzz_runtime_tokenizer_matches_open_clip(tokenizers, text):
+def test_fuzz_runtime_tokenizer_matches_open_clip(tokenizers, robust):
     ours, ref = tokenizers
-    ids = ours([text])
-    assert ids.shape == (1, 16) and ids.dtype == np.int64
-    assert ids.tolist() == ref([text]).tolist()
 
+    def check(text: str) -> str:
+        ids = ours([text])
+        assert ids.shape == (1, 16) and ids.dtype == np.int64
+        assert ids.tolist() == ref([text]).tolist()
+        return "ids equal to open_clip's" + (" (truncated)" if ids[0, -1] != 0 else "")
 
-def test_fuzzing_ran(robust):
-    n = FUZZ.max_examples
-    robust("bad data", "fuzzed CSV bytes / webdataset tars (random members, truncated) / tokenizer text",
-           "no crash: DataError or skipped items; tokenizer ids equal open_clip's",
-           f"hypothesis: {n} examples each for CSV, tar and tokenizer, all passed (tests above)")
+    _fuzz(robust, "fuzzed tokenizer text (hypothesis)", "ids equal open_clip's SimpleTokenizer, shape (1, 16)",
+          st.text(max_size=120), check)

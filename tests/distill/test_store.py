@@ -1,0 +1,103 @@
+"""Teacher-embedding store: teach once, compress never runs the teacher for stored samples; wrong stores refused."""
+import json
+import os
+import sys
+
+import pytest
+from PIL import Image
+
+from edgeclip.distill import compress
+from edgeclip.distill.store import TeacherStore, teach
+from edgeclip.errors import ConfigError, DataError
+from edgeclip.models import create_model, save_student
+from edgeclip.models.io import preprocess_cfg
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
+from conftest import TINY_CFG, one_error_line, run_cli  # noqa: E402
+
+TARGET = {"image": 60_000, "text": 60_000}
+
+
+def _csv(root, n, name="d.csv"):
+    rows = ["filepath,title"]
+    for i in range(n):
+        p = root / f"{i}.png"
+        if not p.exists():
+            Image.new("RGB", (32, 32), (i * 5 % 256, 200 - i % 200, i * 11 % 256)).save(p)
+        rows.append(f"{i}.png,colour number {i}")
+    (root / name).write_text("\n".join(rows))
+    return root / name
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    root = tmp_path_factory.mktemp("store")
+    teacher = create_model(TINY_CFG, seed=0)
+    m = teach(teacher, _csv(root, 24), root / "store", batch_size=10, workers=0, shard_rows=16)
+    return root, teacher, m
+
+
+def test_teach_writes_a_keyed_memory_mapped_store(made):
+    root, teacher, m = made
+    assert m["edgeclip_output"] == "teacher-store" and m["count"] == 30  # 3 batches of 10 (the last wraps round)
+    assert [s["count"] for s in m["shards"]] == [20, 10]
+    st = TeacherStore.open(root / "store", teacher, preprocess_cfg(teacher))
+    assert (st.lookup(["0.png\tcolour number 0", "nope"]) >= 0).tolist() == [True, False]
+
+
+def test_compress_with_the_store_never_runs_the_teacher(made, tmp_path):
+    root, teacher, _ = made
+
+    def boom(*a, **k):
+        raise AssertionError("the teacher ran")
+    teacher.encode_image = boom  # an instance attribute: the weights (and their hash) are unchanged
+    try:
+        res = compress(teacher, TARGET, data=root / "d.csv", steps=4, batch_size=8, stages=1, workers=0,
+                       teacher_store=root / "store", out=tmp_path / "run")
+    finally:
+        del teacher.encode_image
+    assert res.report["teacher_cache"] == {"hits": 32, "misses": 0}
+
+
+def test_samples_missing_from_the_store_run_the_teacher_on_the_fly(made, tmp_path):
+    root, teacher, _ = made
+    res = compress(teacher, TARGET, data=_csv(root, 40, "more.csv"), steps=5, batch_size=8, stages=1, workers=0,
+                   teacher_store=root / "store", out=tmp_path / "run")
+    c = res.report["teacher_cache"]
+    assert c["hits"] + c["misses"] == 40 and c["hits"] == 24
+
+
+def test_store_of_another_teacher_or_damaged_is_refused(made, tmp_path):
+    root, teacher, _ = made
+    other = create_model(TINY_CFG, seed=1)
+    with pytest.raises(ConfigError, match="another teacher"):
+        TeacherStore.open(root / "store", other, preprocess_cfg(other))
+    pre = {**preprocess_cfg(teacher), "size": 64}
+    with pytest.raises(ConfigError, match="other preprocessing"):
+        TeacherStore.open(root / "store", teacher, pre)
+    save_student(other, tmp_path / "other")
+    code, err = run_cli("compress", tmp_path / "other", "--target", json.dumps(TARGET), "--data", root / "d.csv",
+                        "--steps", "2", "--batch-size", "8", "--workers", "0", "--teacher-store", root / "store",
+                        "--out", tmp_path / "run")
+    assert one_error_line(code, err) and "another teacher" in err[0]
+    assert not (tmp_path / "run").exists()
+    import shutil
+    shutil.copytree(root / "store", tmp_path / "broken")
+    (tmp_path / "broken" / "r0-00001.img.npy").unlink()
+    with pytest.raises(DataError, match="damaged"):
+        TeacherStore.open(tmp_path / "broken", teacher, preprocess_cfg(teacher))
+    code, err = run_cli("compress", "x", "--target", "1M", "--workers", "-1", "--out", tmp_path / "w")
+    assert one_error_line(code, err) and "workers" in err[0]
+
+
+def test_teach_on_webdataset_shards_keys_by_sample_key(tmp_path):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "data"))
+    from test_wds import write_shards
+    spec = write_shards(tmp_path / "d", n_shards=2, per=7, bad={3})
+    teacher = create_model(TINY_CFG, seed=0)
+    m = teach(teacher, spec, tmp_path / "store", batch_size=4, workers=0)
+    assert m["count"] == 13  # every readable pair once, partial last batches kept
+    st = TeacherStore.open(tmp_path / "store", teacher, preprocess_cfg(teacher))
+    assert (st.lookup([f"{k:05d}" for k in range(14)]) >= 0).tolist() == [k != 3 for k in range(14)]
+    with pytest.raises(ConfigError, match="exists"):
+        teach(teacher, spec, tmp_path / "store", workers=0)

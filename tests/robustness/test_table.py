@@ -1,0 +1,50 @@
+"""docs/robustness.md is written only from recorded observations, each with its test's real outcome."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+CASES = '''
+import pytest
+
+def test_passes(robust):
+    robust("a", "passes", "ok", "seen 1")
+    assert 1 == 1
+
+def test_fails_after_recording(robust):
+    robust("a", "fails", "ok", "seen 2")
+    assert 2 == 3
+
+def test_skips(robust):
+    robust("a", "skips", "ok", "seen 3")
+    pytest.skip("no device")
+
+@pytest.fixture
+def broken_teardown():
+    yield
+    raise RuntimeError("teardown broke")
+
+def test_teardown_fails(robust, broken_teardown):
+    robust("a", "teardown", "ok", "seen /tmp/pytest-of-x/abc/f.txt | 4")
+
+def test_fails_before_recording(robust):
+    assert 5 == 6, "never got to robust()"
+    robust("a", "never", "ok", "seen 5")
+'''
+
+
+def test_rows_carry_the_real_verdict(tmp_path):
+    (tmp_path / "tests").mkdir()
+    shutil.copy(Path(__file__).resolve().parents[1] / "conftest.py", tmp_path / "tests" / "conftest.py")
+    (tmp_path / "tests" / "test_rows.py").write_text(CASES)
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=tmp_path,
+                   capture_output=True, timeout=300)
+    lines = (tmp_path / "docs" / "robustness.md").read_text().splitlines()
+    rows = {ln.split(" | ")[1]: ln for ln in lines if ln.startswith("| a |")}
+    lost = [ln for ln in lines if ln.startswith("| unrecorded |")]
+    assert "seen 1 | pass (`test_passes`)" in rows["passes"]
+    assert "seen 2 | FAIL (`test_fails_after_recording`)" in rows["fails"]
+    assert "seen 3 | skipped (`test_skips`)" in rows["skips"]
+    assert "seen <tmp>/f.txt \\| 4 | FAIL (`test_teardown_fails`)" in rows["teardown"]
+    assert len(lost) == 1 and "| test_fails_before_recording |" in lost[0] and "never got to robust()" in lost[0]
+    assert lost[0].endswith("| FAIL (`test_fails_before_recording`) |")
