@@ -236,8 +236,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("teacher", help="'reference', an open_clip name, a student folder or an HF CLIPModel folder")
     q.add_argument("--target", required=True, type=_budget, help="vision budget ('8M', '500k', '25%%') or JSON "
                    "'{\"image\": \"8M\", \"text\": \"3M\"}'")
-    q.add_argument("--data", default="shapes", type=_data, help="'shapes[:N]', a CSV/TSV (filepath,title) or webdataset shards "
-                   "('shards/{00000..00099}.tar', a folder of .tar, 'pipe:CMD')")
+    q.add_argument("--data", default="shapes", type=_data, help="'shapes[:N]', a CSV/TSV (filepath,title) or "
+                   "webdataset shards ('shards/{00000..00099}.tar', a folder of .tar, 'pipe:CMD')")
     q.add_argument("--steps", type=_STEPS, default=800, help="optimizer steps in total (split across stages)")
     q.add_argument("--epochs", type=_POSITIVE, default=None, help="epochs over the data (overrides --steps)")
     q.add_argument("--method", choices=("manual", "auto", "scratch"), default="manual", help="weight inheritance")

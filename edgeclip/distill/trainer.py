@@ -213,8 +213,8 @@ def distill(student, teacher, batches, cfg: DistillConfig, ckpt: str | Path | No
             t_img, t_txt = cache.get(teacher, keys, pixels, t_ids)
         opt.zero_grad(set_to_none=True)
         with ddp_env.guard(f"step {step + 1}"):
-            total, bad_terms = _step(model, cfg, dev, keys, pixels, s_ids, t_img.float(), t_txt.float(), autocast, amp_dtype,
-                          scaler)
+            total, bad_terms = _step(model, cfg, dev, keys, pixels, s_ids, t_img.float(), t_txt.float(), autocast,
+                                     amp_dtype, scaler)
         scaler.unscale_(opt)
         grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
         if bad_terms is not None or (not scaler.is_enabled() and not bool(torch.isfinite(grad_norm))):

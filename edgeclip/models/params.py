@@ -98,7 +98,8 @@ def budget_spec(target) -> dict:
 
 
 def parse_budget(target, teacher: tuple[int, int] | None = None) -> Budget:
-    """``"8M"`` | ``"500k"`` | ``8_000_000`` | ``"25%"`` | ``{"image": "25%", "text": "3M"}`` (or its JSON) --> ``Budget``.
+    """``"8M"`` | ``"500k"`` | ``8_000_000`` | ``"25%"`` | ``{"image": "25%", "text": "3M"}`` (or its JSON) -->
+    ``Budget``.
 
     Args:
         target: the budget; a bare value sets the vision tower (the text tower then shrinks by the same fraction).

@@ -182,7 +182,8 @@ def test_nan_teacher_is_refused(folders, tmp_path, robust):
     s = _poisoned(src, tmp_path, "visual.conv1.weight", (0, 0, 0, 0))
     code, err = run_cli("compress", s, "--target", '{"image": 60000, "text": 60000}', "--out", tmp_path / "run")
     robust("bad models", "teacher with one NaN in visual.conv1.weight (gave an all-NaN student, exit 0)",
-           "one error line naming the file and tensor, exit 2, nothing written", f"exit {code}: {err[-1] if err else ''}")
+           "one error line naming the file and tensor, exit 2, nothing written",
+           f"exit {code}: {err[-1] if err else ''}")
     assert one_error_line(code, err) and "'visual.conv1.weight' (1 NaN)" in err[0]
     assert not (tmp_path / "run").exists()
 
