@@ -12,7 +12,6 @@ import torch
 
 from _common import plot_path, write
 from edgeclip.data.pairs import ShapesPairs
-from edgeclip.distill.compress import _relative_budget
 from edgeclip.distill.trainer import Batches, DistillConfig, TeacherCache, distill
 from edgeclip.inherit import inherit_weights
 from edgeclip.models import get_tokenizer, load_teacher, model_config
@@ -58,7 +57,7 @@ def main(argv=None):
     a = parse_args(argv)
     torch.set_num_threads(2)
     teacher = load_teacher(a.teacher)
-    cfg = student_config(model_config(teacher), _relative_budget(a.target, teacher))
+    cfg = student_config(model_config(teacher), a.target)  # "25%" is relative to the teacher
     pairs = ShapesPairs(a.samples)
     tf = image_transform(preprocess_cfg(teacher))
     with_cache = run(teacher, cfg, pairs, tf, a, TeacherCache())

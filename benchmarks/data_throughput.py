@@ -153,7 +153,6 @@ def part_b(a, shard: Path) -> dict:
     from edgeclip.data.loader import Batches, WdsBatches
     from edgeclip.data.pairs import ShapesPairs
     from edgeclip.data.wds import WdsPairs
-    from edgeclip.distill.compress import _relative_budget
     from edgeclip.inherit import inherit_weights
     from edgeclip.models import create_model, get_tokenizer, load_teacher, model_config
     from edgeclip.models.io import image_transform, preprocess_cfg
@@ -162,7 +161,7 @@ def part_b(a, shard: Path) -> dict:
     teacher = load_teacher("reference")
     pre = preprocess_cfg(teacher)
     tok = get_tokenizer(teacher)
-    student, _ = inherit_weights(teacher, student_config(model_config(teacher), _relative_budget("25%", teacher)))
+    student, _ = inherit_weights(teacher, student_config(model_config(teacher), "25%"))
     size = pre["size"] if isinstance(pre["size"], int) else pre["size"][0]
     shapes = ShapesPairs(4096, size)
     mk = lambda w: Batches(shapes, a.batch_size, 0, image_transform(pre), tok, tok)  # noqa: E731
@@ -191,7 +190,6 @@ def part_c(a, work: Path) -> dict:
     """One epoch of the quickstart distillation: live teacher (fresh cache) vs a store written beforehand."""
     from edgeclip.data.loader import Batches
     from edgeclip.data.pairs import ShapesPairs
-    from edgeclip.distill.compress import _relative_budget
     from edgeclip.distill.store import TeacherStore, teach
     from edgeclip.distill.trainer import DistillConfig, TeacherCache, distill
     from edgeclip.inherit import inherit_weights
@@ -200,7 +198,7 @@ def part_c(a, work: Path) -> dict:
     from edgeclip.models.params import student_config
     teacher = load_teacher("reference")
     pre = preprocess_cfg(teacher)
-    cfg = student_config(model_config(teacher), _relative_budget("25%", teacher))
+    cfg = student_config(model_config(teacher), "25%")
     pairs = ShapesPairs(a.epoch_samples, pre["size"])
     store = work / f"store-shapes-{a.epoch_samples}"
     t = time.perf_counter()

@@ -14,7 +14,6 @@ import torch
 
 from _common import plot_path, write
 from edgeclip.data.pairs import ShapesPairs
-from edgeclip.distill.compress import _relative_budget
 from edgeclip.distill.losses import affinity_kl
 from edgeclip.distill.trainer import Batches, DistillConfig, TeacherCache, distill
 from edgeclip.evaluate import embed_images, embed_texts, evaluate_shapes, shapes_eval_sets
@@ -56,7 +55,7 @@ def main(argv=None):
     a = parse_args(argv)
     torch.set_num_threads(a.threads)
     teacher = load_teacher(a.teacher)
-    cfg = student_config(model_config(teacher), _relative_budget(a.target, teacher))
+    cfg = student_config(model_config(teacher), a.target)  # "25%" is relative to the teacher
     pairs = ShapesPairs(a.samples, cfg["vision_cfg"]["image_size"])
     tf = image_transform(preprocess_cfg(teacher))
     cache = TeacherCache()

@@ -32,6 +32,52 @@ def _stages(value: str):
     return int(value)
 
 
+def _number(kind, lo: float, what: str):
+    """argparse type: a finite ``kind`` (int or float) >= ``lo``; anything else is one usage error line."""
+    import argparse
+    import math
+
+    def parse(value: str):
+        try:
+            x = kind(value)
+        except ValueError:
+            x = None
+        if x is None or not math.isfinite(x) or x < lo:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {value!r}")
+        return x
+    return parse
+
+
+def _budget(value: str) -> str:
+    """argparse type of --target: checked by the one budget parser (``%`` is resolved once the teacher is loaded)."""
+    import argparse
+
+    from .models.params import budget_spec
+    try:
+        budget_spec(value)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
+def _data(value: str) -> str:
+    """argparse type of --data: 'shapes:N' needs a whole N >= 1 (other sources are checked when opened)."""
+    import argparse
+
+    from .data.pairs import shapes_count
+    from .errors import DataError
+    try:
+        shapes_count(value)
+    except DataError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
+_STEPS = _number(int, 1, "an integer >= 1")
+_BATCH = _number(int, 2, "an integer >= 2 (the affinity loss compares pairs within a batch)")
+_POSITIVE = _number(float, 1e-300, "a positive finite number")
+
+
 def _spec_path(spec):
     """The folder a model spec reads ('reference' is the shipped teacher), for check_output's inputs."""
     from .models import REFERENCE_TEACHER
@@ -60,9 +106,8 @@ def _model(spec, pretrained):
 
 def _cmd_compress(a) -> int:
     from .distill import compress
-    target = json.loads(a.target) if a.target.strip().startswith("{") else a.target
     teacher = _model(a.teacher, a.pretrained) if a.pretrained else a.teacher
-    res = compress(teacher, target, data=_csv_data(a, a.data), steps=a.steps, epochs=a.epochs, method=a.method,
+    res = compress(teacher, a.target, data=_csv_data(a, a.data), steps=a.steps, epochs=a.epochs, method=a.method,
                    stages=a.stages, out=a.out, device=a.device,
                    batch_size=a.batch_size, lr=a.lr, resume=a.resume, seed=a.seed, depth=a.depth, width=a.width,
                    hf=a.hf, tie_layers=not a.per_layer,
@@ -208,25 +253,25 @@ def _cmd_quickstart(a) -> int:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     q = sub.add_parser("compress", help="distill a teacher into a smaller student")
     q.add_argument("teacher", help="'reference', an open_clip name, a student folder or an HF CLIPModel folder")
-    q.add_argument("--target", required=True, help="vision budget ('8M', '500k', '25%%') or JSON "
+    q.add_argument("--target", required=True, type=_budget, help="vision budget ('8M', '500k', '25%%') or JSON "
                    "'{\"image\": \"8M\", \"text\": \"3M\"}'")
     q.add_argument("--pretrained", default=None, help="checkpoint FILE of the teacher named (open_clip's --model "
                    "NAME --pretrained FILE); .safetensors, or .pt/.bin read without unpickling code")
-    q.add_argument("--data", default=None, help="a CSV (open_clip's filepath/title columns), webdataset shards "
-                   "('shards/{00000..00099}.tar', a folder of .tar, 'pipe:CMD'), or 'shapes[:N]' (the default only for "
-                   "the reference teacher and its students)")
+    q.add_argument("--data", default=None, type=_data, help="a CSV (open_clip's filepath/title columns), webdataset "
+                   "shards ('shards/{00000..00099}.tar', a folder of .tar, 'pipe:CMD'), or 'shapes[:N]' (the default "
+                   "only for the reference teacher and its students)")
     _add_csv_flags(q)
-    q.add_argument("--steps", type=int, default=800, help="optimizer steps in total (split across stages)")
-    q.add_argument("--epochs", type=float, default=None, help="epochs over the data (overrides --steps)")
+    q.add_argument("--steps", type=_STEPS, default=800, help="optimizer steps in total (split across stages)")
+    q.add_argument("--epochs", type=_POSITIVE, default=None, help="epochs over the data (overrides --steps)")
     q.add_argument("--method", choices=("manual", "auto", "scratch"), default="manual", help="weight inheritance")
     q.add_argument("--stages", default="auto", type=_stages, help="'auto' (<= ~50%% cut per stage) or a number")
     q.add_argument("--per-layer", action="store_true", help="auto method: untie masks so each layer of the last "
                    "stage keeps its own head/MLP counts (loads through edgeclip, not plain open_clip)")
-    q.add_argument("--prune-steps", type=int, default=200, help="auto method: L0-mask steps per stage")
+    q.add_argument("--prune-steps", type=_STEPS, default=200, help="auto method: L0-mask steps per stage")
     q.add_argument("--depth", choices=("interval", "uniform"), default="interval", help="layer selection rule")
     q.add_argument("--width", choices=("leading", "magnitude"), default="leading", help="channel selection rule")
-    q.add_argument("--batch-size", type=int, default=128, help="pairs per step")
-    q.add_argument("--lr", type=float, default=None, help="peak learning rate (default 5e-4 * batch/128)")
+    q.add_argument("--batch-size", type=_BATCH, default=128, help="pairs per step")
+    q.add_argument("--lr", type=_POSITIVE, default=None, help="peak learning rate (default 5e-4 * batch/128)")
     q.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under torchrun: cuda:LOCAL_RANK, nccl)")
     q.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="autocast precision on CUDA (loss and softmax stay fp32); fp32 on the CPU")
@@ -307,11 +352,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=_cmd_demo)
 
     q = sub.add_parser("quickstart", help="compress the reference teacher, export it, check parity, print the report")
-    q.add_argument("--target", default="25%", help="vision budget (default 25%% of the teacher)")
-    q.add_argument("--steps", type=int, default=800, help="distillation steps")
-    q.add_argument("--samples", type=int, default=12_800, help="ShapesWorld training pairs")
+    q.add_argument("--target", default="25%", type=_budget, help="vision budget (default 25%% of the teacher)")
+    q.add_argument("--steps", type=_STEPS, default=800, help="distillation steps")
+    q.add_argument("--samples", type=_BATCH, default=12_800, help="ShapesWorld training pairs")
     q.add_argument("--stages", default=1, type=_stages, help="'auto' or a number of stages")
-    q.add_argument("--batch-size", type=int, default=128, help="pairs per step")
+    q.add_argument("--batch-size", type=_BATCH, default=128, help="pairs per step")
     q.add_argument("--seed", type=int, default=0, help="seed")
     q.add_argument("--images", default=_photos_default(), help="photos for parity")
     q.add_argument("--out", default=QUICKSTART_OUT, help="output folder")

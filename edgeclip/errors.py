@@ -36,5 +36,9 @@ class StorageError(EdgeClipError):
     """An output could not be written (disk full, permissions); earlier complete outputs are kept."""
 
 
+class NonFiniteError(EdgeClipError):
+    """A model holds NaN/Inf weights, or training produced a non-finite loss or gradient."""
+
+
 class IntegrityError(EdgeClipError):
     """An artifact file differs from the sha256 its manifest records, or a path leaves the artifact folder."""

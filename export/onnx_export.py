@@ -130,6 +130,8 @@ def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET, check: bool 
     if opset not in (17, 18):
         raise ExportError(f"opset {opset} is not supported; use 17 or 18")
     cfg = model_config(model)
+    from edgeclip.models.checkpoint import check_finite
+    check_finite(model.state_dict(), "the model", "refusing to export it")
     model = model.float().eval()
     size = cfg["vision_cfg"].get("image_size", 224)
     size = size if isinstance(size, int) else size[0]

@@ -141,6 +141,17 @@ class CsvPairs:
         return f"CSV {self.path} ({len(self)} rows)"
 
 
+def shapes_count(data) -> int | None:
+    """Pairs asked for by ``"shapes"`` / ``"shapes:N"`` (``None`` for other data); a bad N is one ``DataError``."""
+    s = str(data) if isinstance(data, (str, os.PathLike)) else ""
+    if s != "shapes" and not s.startswith("shapes:"):
+        return None
+    n = s.split(":", 1)[1].strip() if ":" in s else "12800"
+    if not n.isdigit() or int(n) < 1:
+        raise DataError(f"bad data {s!r}: N in 'shapes:N' must be a whole number of pairs >= 1")
+    return int(n)
+
+
 def open_pairs(data, image_size: int = 32, csv_img_key: str = "filepath", csv_caption_key: str = "title",
                csv_separator: str | None = None):
     """``"shapes"`` / ``"shapes:N"`` | CSV/TSV path | webdataset shards (a ``.tar``, a folder of them, a brace
@@ -150,8 +161,8 @@ def open_pairs(data, image_size: int = 32, csv_img_key: str = "filepath", csv_ca
     if (hasattr(data, "load") and hasattr(data, "__len__")) or getattr(data, "streaming", False):
         return data
     s = str(data)
-    if s == "shapes" or s.startswith("shapes:"):
-        n = int(s.split(":", 1)[1]) if ":" in s else 12_800
+    n = shapes_count(s)
+    if n is not None:
         return ShapesPairs(n, image_size)
     p = Path(s)
     if p.suffix.lower() in (".csv", ".tsv", ".txt"):

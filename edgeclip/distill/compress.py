@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,10 +17,11 @@ from .._io import check_output, drop_own_staging, output_kind, replace_with, sta
 from ..errors import ConfigError
 from ..models import REFERENCE_TEACHER, get_tokenizer, load_teacher, model_config, save_student
 from ..models.io import image_transform, preprocess_cfg
-from ..models.params import count_params
+from ..models.checkpoint import check_finite
+from ..models.params import budget_spec, config_params, count_params, parse_budget
 from .stages import plan_stages
 from . import dist as ddp_env
-from .trainer import DistillConfig, TeacherCache, distill
+from .trainer import DistillConfig, TeacherCache, check_resume, distill
 
 
 @dataclass
@@ -108,6 +111,10 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
     from ..data.loader import check_workers
 
     t_start = time.time()
+    _check_args(target_params, data, steps, epochs, method, stages, batch_size, lr, seed, depth, width,
+                eval_every, ckpt_every, prune_steps)
+    if hf and not tie_layers and method == "auto":
+        raise ConfigError("per-layer students have no Hugging Face CLIPModel equivalent; drop hf or tie layers")
     if overwrite and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each rank would stage its own copy
         raise ConfigError("--overwrite is not supported under torchrun; remove the earlier run or pick a new --out")
     final, out = _claim_output(out, teacher, data, resume, overwrite)  # every rank, before the process group
@@ -118,10 +125,13 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
     rank, world, main = ddp_env.rank(), ddp_env.world(), ddp_env.is_main()
     if batch_size % world:
         raise ConfigError(f"batch size {batch_size} is not divisible by the {world} ranks")
-    teacher = teacher if isinstance(teacher, torch.nn.Module) else load_teacher(teacher)
+    if isinstance(teacher, torch.nn.Module):
+        check_finite(teacher.state_dict(), "the teacher")
+    else:
+        teacher = load_teacher(teacher)
     t_cfg = model_config(teacher)
     t_pre = preprocess_cfg(teacher)
-    target_params = _relative_budget(target_params, teacher)
+    target_arg, target_params = target_params, parse_budget(target_params, config_params(t_cfg))
     plan = plan_stages(t_cfg, target_params, stages)
     data = default_data(data, teacher)
     pairs = open_pairs(data, t_pre["size"] if isinstance(t_pre["size"], int) else t_pre["size"][0])
@@ -130,23 +140,23 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
         raise ConfigError("method auto prunes on index-addressable data (shapes, CSV); use manual with shards")
     if stream and epochs is not None:
         raise ConfigError("--epochs needs a dataset of known length; give --steps for webdataset shards")
-    if not stream and len(pairs) == 0:
-        from ..errors import DataError
-        raise DataError("the dataset is empty")
-    if method not in ("manual", "auto", "scratch"):
-        raise ConfigError(f"unknown method {method!r}; choose manual, auto or scratch")
-    if hf and not tie_layers and method == "auto":
-        raise ConfigError("per-layer students have no Hugging Face CLIPModel equivalent; drop hf or tie layers")
+    if not stream:
+        batch_size = _fit_batch(batch_size, len(pairs))
     if epochs is not None:
         steps = max(1, round(epochs * len(pairs) / batch_size))
-    per_stage = max(1, steps // len(plan))
+    if steps < len(plan):
+        raise ConfigError(f"{steps} steps cannot train the {len(plan)} stages of the plan; ask for at least "
+                          f"{len(plan)} steps or fewer stages")
+    per_stage = [steps // len(plan) + (1 if i < steps % len(plan) else 0) for i in range(len(plan))]
+    if resume and method != "auto":  # auto students take their fused config only after pruning: checked on load
+        for st in plan:
+            check_resume(out / "ckpt" / f"stage{st.index}.pt", st.cfg)
     if main:
         print("plan: " + " -> ".join(["teacher"] + [f"{s.vision / 1e6:.2f}M" for s in plan]))
         for s in plan:
             print("  " + s.describe())
-    cfg = DistillConfig(steps=per_stage, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                        eval_every=eval_every, ckpt_every=ckpt_every, warmup=min(50, max(1, per_stage // 10)),
-                        workers=workers, precision=precision)
+    cfg = DistillConfig(batch_size=batch_size, lr=lr, seed=seed, device=device, eval_every=eval_every,
+                        ckpt_every=ckpt_every, workers=workers, precision=precision)
     tf = image_transform(t_pre)
     if teacher_store is not None:
         from .store import TeacherStore
@@ -168,7 +178,9 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
             student, inh = _make_student(prev, st.cfg, method, depth, width, seed, pairs, tf, teacher, device, tie,
                                          prune_steps)
             batches = _batches(pairs, batch_size, seed, tf, teacher, student, rank, world, workers, device)
-            student, hist = distill(student, teacher, batches, replace(cfg, seed=seed + st.index),
+            n = per_stage[st.index - 1]
+            stage_cfg = replace(cfg, seed=seed + st.index, steps=n, warmup=min(50, max(1, n // 10)))
+            student, hist = distill(student, teacher, batches, stage_cfg,
                                     ckpt=out / "ckpt" / f"stage{st.index}.pt", cache=cache, resume=resume,
                                     eval_fn=eval_fn, desc=f"stage {st.index}/{len(plan)}")
             if main:
@@ -192,7 +204,7 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
         "edgeclip_output": "run",
         "teacher": {"config": t_cfg, "params": count_params(teacher).__dict__},
         "student": {"config": model_config(prev), "params": count_params(prev).__dict__},
-        "target_params": str(target_params), "method": method, "data": pairs.describe(),
+        "target_params": str(target_arg), "method": method, "data": pairs.describe(),
         "skipped_items": dict(getattr(pairs, "skipped", None).counts) if hasattr(pairs, "skipped") else {},
         "plan": [s.describe() for s in plan], "stages": stage_reports,
         "teacher_cache": {"hits": cache.hits, "misses": cache.misses} if cache else None,
@@ -260,12 +272,46 @@ def default_data(data, teacher):
                       "data='shapes' to train on ShapesWorld anyway")
 
 
-def _relative_budget(target, teacher):
-    """Accept "25%" as a fraction of the teacher's vision tower."""
-    if isinstance(target, str) and target.strip().endswith("%"):
-        frac = float(target.strip()[:-1]) / 100
-        return round(count_params(teacher).vision * frac)
-    return target
+def _check_args(target, data, steps, epochs, method, stages, batch_size, lr, seed, depth, width, eval_every,
+                ckpt_every, prune_steps) -> None:
+    """Every argument checked before anything is loaded or written: one ``ConfigError`` line naming it."""
+    from ..data.pairs import shapes_count
+
+    def is_int(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_pos(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+    budget_spec(target)
+    shapes_count(data)
+    for name, v, lo in (("steps", steps, 1), ("batch_size", batch_size, 2), ("eval_every", eval_every, 0),
+                        ("ckpt_every", ckpt_every, 1), ("prune_steps", prune_steps, 1)):
+        if not is_int(v) or v < lo:
+            why = " (the affinity loss compares pairs within a batch)" if name == "batch_size" else ""
+            raise ConfigError(f"{name} must be an integer >= {lo}{why}, got {v!r}")
+    for name, v in (("epochs", epochs), ("lr", lr)):
+        if v is not None and not is_pos(v):
+            raise ConfigError(f"{name} must be a positive finite number, got {v!r}")
+    if not is_int(seed):
+        raise ConfigError(f"seed must be an integer, got {seed!r}")
+    if stages != "auto" and not (is_int(stages) and stages >= 1):
+        raise ConfigError(f"stages must be 'auto' or an integer >= 1, got {stages!r}")
+    for name, v, ok in (("method", method, ("manual", "auto", "scratch")), ("depth", depth, ("interval", "uniform")),
+                        ("width", width, ("leading", "magnitude"))):
+        if v not in ok:
+            raise ConfigError(f"unknown {name} {v!r}; choose {', '.join(ok)}")
+
+
+def _fit_batch(batch_size: int, n: int) -> int:
+    """A batch cannot hold more distinct pairs than the data has (repeats teach nothing); at least 2 are needed."""
+    from ..errors import DataError
+    if n < 2:
+        raise DataError(f"the dataset has {n} pair(s); distillation needs at least 2 (the affinity loss compares "
+                        "pairs within a batch)")
+    if batch_size > n:
+        print(f"note: batch size {batch_size} is larger than the {n} pairs in the data; using {n}", file=sys.stderr)
+    return min(batch_size, n)
 
 
 def _make_student(prev, cfg, method, depth, width, seed, pairs, tf, teacher, device, tie_layers, prune_steps):

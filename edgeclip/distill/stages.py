@@ -31,8 +31,8 @@ def plan_stages(teacher_cfg: dict, target, stages: int | str = "auto") -> list[S
     the target is infeasible); intermediate stages take the nearest size that still contains it (at least as
     deep and as wide), so the plan can always be chained and ends exactly at the one-stage student.
     """
-    budget = parse_budget(target)
     tv, tt = config_params(teacher_cfg)
+    budget = parse_budget(target, (tv, tt))
     frac = budget.image / tv
     if stages != "auto" and not (isinstance(stages, int) and stages >= 1):
         raise ConfigError(f"stages must be 'auto' or an integer >= 1, got {stages!r}")

@@ -13,8 +13,9 @@ import torch
 from tqdm import tqdm
 
 from .._io import atomic_path
-from ..errors import ConfigError, StorageError
+from ..errors import ConfigError, NonFiniteError, StorageError
 from ..data.loader import Batches, BatchLoader  # noqa: F401  (Batches: re-exported for callers)
+from ..models.checkpoint import config_fingerprint
 from . import dist as ddp_env
 from .losses import affinity_loss, gather_features
 
@@ -107,7 +108,8 @@ class StageHistory:
 def _save_ckpt(path: Path, model, opt, step: int, hist: StageHistory, data_state: dict | None = None) -> None:
     import json
     state = {"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
-             "history": json.dumps(asdict(hist)), "data": json.dumps(data_state or {})}
+             "history": json.dumps(asdict(hist)), "data": json.dumps(data_state or {}),
+             "model_cfg_sha256": _fingerprint(model)}
     try:
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
@@ -122,9 +124,51 @@ def _load_ckpt(path: Path, model, opt) -> tuple[int, StageHistory, dict]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ConfigError(f"cannot resume from {str(path)!r}: {str(e).splitlines()[0][:160]}") from None
+    own = model.state_dict()
+    bad = [k for k in own if k not in state["model"] or state["model"][k].shape != own[k].shape]
+    if bad or state.get("model_cfg_sha256", _fingerprint(model)) != _fingerprint(model):
+        raise ConfigError(_RESUME_MISMATCH.format(path=str(path), what=f" (e.g. {bad[0]!r} differs)" if bad else ""))
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optim"])
     return int(state["step"]), StageHistory(**json.loads(state["history"])), json.loads(state.get("data", "{}"))
+
+
+_RESUME_MISMATCH = ("cannot resume from {path!r}: it was written for another student config{what} (--target, "
+                    "--stages or --method changed?); rerun with the original options, or without --resume into a "
+                    "new --out")
+
+
+def _fingerprint(model) -> str | None:
+    cfg = getattr(model, "edgeclip_cfg", None)
+    return config_fingerprint(cfg) if cfg is not None else None
+
+
+def check_resume(path: str | Path, cfg: dict) -> None:
+    """Before anything is trained: a checkpoint at ``path`` must belong to a student of config ``cfg``."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:
+        raise ConfigError(f"cannot resume from {str(path)!r}: {str(e).splitlines()[0][:160]}") from None
+    saved = state.get("model_cfg_sha256") if isinstance(state, dict) else None
+    if saved is not None and saved != config_fingerprint(cfg):
+        raise ConfigError(_RESUME_MISMATCH.format(path=str(path), what=""))
+
+
+def _check_finite_step(step: int, terms: dict | None, student, ckpt) -> None:
+    """Stop at the first NaN/Inf loss term or gradient, naming the step and the term (before the optimizer step,
+    so the weights and the last checkpoint stay as they were)."""
+    kept = f"; the last checkpoint {str(ckpt)!r} is intact" if ckpt and Path(ckpt).is_file() else ""
+    if terms is not None:
+        bad = [k for k, v in terms.items() if k != "loss" and not bool(torch.isfinite(v.detach()).all())]
+        raise NonFiniteError(f"training diverged at step {step + 1}: loss term {(bad or ['loss'])[0]!r} is "
+                             f"non-finite{kept}; lower --lr or check the teacher and the data")
+    name = next((n for n, p in student.named_parameters()
+                if p.grad is not None and not bool(torch.isfinite(p.grad).all())), "?")
+    raise NonFiniteError(f"training diverged at step {step + 1}: the gradient of {name!r} is non-finite "
+                         f"(loss finite){kept}; lower --lr or check the teacher and the data")
 
 
 def distill(student, teacher, batches, cfg: DistillConfig, ckpt: str | Path | None = None,
@@ -169,10 +213,12 @@ def distill(student, teacher, batches, cfg: DistillConfig, ckpt: str | Path | No
             t_img, t_txt = cache.get(teacher, keys, pixels, t_ids)
         opt.zero_grad(set_to_none=True)
         with ddp_env.guard(f"step {step + 1}"):
-            total = _step(model, cfg, dev, keys, pixels, s_ids, t_img.float(), t_txt.float(), autocast, amp_dtype,
-                          scaler)
+            total, bad_terms = _step(model, cfg, dev, keys, pixels, s_ids, t_img.float(), t_txt.float(), autocast,
+                                     amp_dtype, scaler)
         scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
+        if bad_terms is not None or (not scaler.is_enabled() and not bool(torch.isfinite(grad_norm))):
+            _check_finite_step(step, bad_terms, student, ckpt)  # fp16: the scaler skips inf steps by design
         scaler.step(opt)
         scaler.update()
         seen += len(keys) * ddp_env.world()
@@ -196,9 +242,10 @@ def distill(student, teacher, batches, cfg: DistillConfig, ckpt: str | Path | No
     return student.eval(), hist
 
 
-def _step(model, cfg: DistillConfig, dev, keys, pixels, s_ids, t_img, t_txt, autocast, amp_dtype, scaler) -> float:
-    """Forward + backward of one step (micro-batches accumulate); loss and softmax in fp32. Returns the loss."""
-    total = 0.0
+def _step(model, cfg: DistillConfig, dev, keys, pixels, s_ids, t_img, t_txt, autocast, amp_dtype, scaler):
+    """Forward + backward of one step (micro-batches accumulate); loss and softmax in fp32. Returns the loss and
+    the loss terms of the first micro-batch whose loss was not finite (``None`` when all were)."""
+    total, bad_terms = 0.0, None
     for chunk in np.array_split(np.arange(len(keys)), min(cfg.accum_steps, len(keys))):
         c = torch.as_tensor(chunk)
         with torch.autocast(dev.type, dtype=amp_dtype, enabled=autocast):
@@ -209,6 +256,9 @@ def _step(model, cfg: DistillConfig, dev, keys, pixels, s_ids, t_img, t_txt, aut
                               s_txt_all=gather_features(s_txt.float(), True),
                               t_img_all=gather_features(ti, False), t_txt_all=gather_features(tt, False),
                               contrastive_weight=cfg.contrastive_weight)
+        loss_value = terms["loss"].item()
+        if not math.isfinite(loss_value) and bad_terms is None:
+            bad_terms = terms  # raised after backward, so DDP ranks stay in step (their gradients go NaN too)
         scaler.scale(terms["loss"] * len(chunk) / len(keys)).backward()
-        total += terms["loss"].item() * len(chunk) / len(keys)
-    return total
+        total += loss_value * len(chunk) / len(keys)
+    return total, bad_terms

@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
+from .checkpoint import load_weights, read_state_dict
+from .factory import create_model, default_preprocess_cfg, model_config
 
 SOT, EOT = 49406, 49407
 _BLOCK = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "attn.out_proj": "self_attn.out_proj",
@@ -128,9 +130,6 @@ def open_clip_to_hf_state_dict(sd: dict, cfg: dict) -> dict:
 
 def load_hf(folder: str | os.PathLike):
     """Load a HF ``CLIPModel`` folder (``config.json`` + ``model.safetensors``) as a canonical open_clip CLIP."""
-    from .factory import create_model
-    from .io import default_preprocess_cfg, load_weights, read_state_dict
-
     folder = Path(folder)
     try:
         hf_cfg = json.loads((folder / "config.json").read_text())
@@ -173,8 +172,6 @@ def save_hf(model, folder: str | os.PathLike, preprocess_cfg: dict | None = None
     ``preprocessor_config.json`` from the model's preprocess config."""
     from safetensors.torch import save_file
 
-    from .factory import model_config
-    from .io import default_preprocess_cfg
     cfg = model_config(model)
     if cfg.get("edgeclip_layers"):
         raise ConfigError("a non-uniform pruned model has no HF CLIPModel equivalent; prune with tie_layers=True")

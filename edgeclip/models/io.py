@@ -9,23 +9,15 @@ import json
 import os
 from pathlib import Path
 
-import torch
-
 from .._io import atomic_path, check_output
 from ..errors import ConfigError
-from .factory import create_model, model_config
+from .checkpoint import (FINGERPRINT_KEY, check_finite, config_fingerprint, load_weights, read_fingerprint,
+                         read_state_dict)
+from .factory import OPENAI_MEAN, OPENAI_STD, create_model, default_preprocess_cfg, model_config  # noqa: F401
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "open_clip_config.json"
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 REFERENCE_TEACHER = Path(__file__).resolve().parent.parent / "assets" / "reference_teacher"
-
-
-def default_preprocess_cfg(cfg: dict) -> dict:
-    size = cfg["vision_cfg"].get("image_size", 224)
-    return {"size": size, "mean": list(OPENAI_MEAN), "std": list(OPENAI_STD), "interpolation": "bicubic",
-            "resize_mode": "shortest"}
 
 
 def preprocess_cfg(model) -> dict:
@@ -58,6 +50,9 @@ def save_student(model, out: str | os.PathLike, preprocess_cfg: dict | None = No
         hf: also write a Hugging Face ``CLIPModel`` copy under ``hf/`` (needs the ``[hf]`` extra).
         extra: more JSON-able metadata stored under ``"edgeclip"`` in the config file.
         overwrite: replace an existing student folder (anything else at ``out`` is refused: ``check_output``).
+
+    Raises:
+        NonFiniteError: a weight is NaN/Inf (nothing is written).
     """
     from safetensors.torch import save_file
 
@@ -65,6 +60,7 @@ def save_student(model, out: str | os.PathLike, preprocess_cfg: dict | None = No
     cfg = model_config(model)
     sd = {k: (v.half() if fp16 and v.is_floating_point() else v).detach().cpu().contiguous()
           for k, v in model.state_dict().items()}
+    check_finite(sd, f"student for {str(out)!r}", "refusing to save it")
     with atomic_path(out) as tmp:
         tmp.mkdir()
         meta = {"edgeclip_output": "student", "model_cfg": cfg,  # plain open_clip ignores the kind key
@@ -72,46 +68,11 @@ def save_student(model, out: str | os.PathLike, preprocess_cfg: dict | None = No
         if extra:
             meta["edgeclip"] = extra
         (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
-        save_file(sd, str(tmp / WEIGHTS_NAME))
+        save_file(sd, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", FINGERPRINT_KEY: config_fingerprint(cfg)})
         if hf:
             from .hf import save_hf
             save_hf(model, tmp / "hf", meta["preprocess_cfg"])
     return Path(out)
-
-
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a checkpoint safely: safetensors, or torch files with ``weights_only=True`` (never unpickles code)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"checkpoint {str(path)!r} not found")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            sd = load_file(str(path))
-        else:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated / corrupt / pickled code
-        raise ConfigError(f"cannot read checkpoint {str(path)!r}: {str(e).splitlines()[0][:200]}") from None
-    if isinstance(sd, dict) and "state_dict" in sd:
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict):
-        raise ConfigError(f"checkpoint {str(path)!r} holds no state dict")
-    return {k.removeprefix("module."): v for k, v in sd.items()}
-
-
-def load_weights(model, sd: dict[str, torch.Tensor], source: str) -> None:
-    """Load a state dict strictly; a mismatch is one clear line naming the first bad key and both shapes."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    if missing or unexpected:
-        raise ConfigError(f"checkpoint {source!r} does not match the architecture: {len(missing)} missing keys "
-                          f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})")
-    for k, v in sd.items():
-        if v.shape != own[k].shape:
-            raise ConfigError(f"checkpoint {source!r} key {k!r} has shape {tuple(v.shape)}, the architecture "
-                              f"expects {tuple(own[k].shape)}")
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()})
 
 
 def load_student(path: str | os.PathLike, device: str = "cpu"):
@@ -132,11 +93,22 @@ def load_student(path: str | os.PathLike, device: str = "cpu"):
     weights = next((folder / n for n in (WEIGHTS_NAME, "open_clip_model.safetensors") if (folder / n).is_file()), None)
     if weights is None:
         raise ConfigError(f"{str(folder)!r} has no {WEIGHTS_NAME}")
+    _check_fingerprint(cfg, weights, cfg_path)
     model = create_model(cfg)
     load_weights(model, read_state_dict(weights), str(weights))
     model.edgeclip_preprocess = meta.get("preprocess_cfg") or default_preprocess_cfg(cfg)
     model.edgeclip_meta = meta.get("edgeclip", {})
     return model.to(device).eval()
+
+
+def _check_fingerprint(cfg: dict, weights: Path, cfg_path: Path) -> None:
+    """Weights saved by edgeclip carry their config's fingerprint; an edited config is refused (one line).
+    Files without one (plain open_clip, older students) load as before."""
+    saved = read_fingerprint(weights)
+    if saved is not None and saved != config_fingerprint(cfg):
+        raise ConfigError(f"{str(cfg_path)!r} no longer matches the config {str(weights)!r} was saved with "
+                          f"(fingerprint {saved[:12]} != {config_fingerprint(cfg)[:12]}: heads, widths or other "
+                          "settings were edited); restore the original config or re-save the student")
 
 
 def load_teacher(teacher: str | os.PathLike | None = None, pretrained: str | None = None, device: str = "cpu"):
@@ -169,7 +141,10 @@ def load_teacher(teacher: str | os.PathLike | None = None, pretrained: str | Non
             return load_student(path, device)
         if (path / "config.json").is_file():
             from .hf import load_hf
-            return load_hf(path).to(device).eval()
+            model = load_hf(path)
+            if not getattr(model, "edgeclip_preprocess", None):
+                model.edgeclip_preprocess = default_preprocess_cfg(model.edgeclip_cfg)
+            return model.to(device).eval()
         raise ConfigError(f"folder {name!r} holds neither {CONFIG_NAME} nor an HF config.json")
     if path.suffix in (".safetensors", ".pt", ".pth", ".bin") and pretrained is None:
         raise ConfigError(f"{name!r} is a checkpoint file; pass the architecture name too, e.g. "

@@ -6,6 +6,8 @@ meets a budget within +-5%, preferring depth (TinyCLIP's ViT-B/16 -> 8M keeps 10
 from __future__ import annotations
 
 import copy
+import json
+import math
 import re
 from dataclasses import dataclass
 
@@ -46,32 +48,84 @@ def count_params(model) -> ParamCount:
     return ParamCount(vision=vision, text=total - vision - tok, token_embedding=tok, total=total)
 
 
-def _parse_one(v) -> int:
-    if isinstance(v, bool):
-        raise ConfigError(f"bad parameter budget {v!r}; use e.g. '8M', '500k' or 8000000")
-    if isinstance(v, (int, float)):
-        n = int(v)
-    else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGbB]?)\s*", str(v))
-        if not m:
-            raise ConfigError(f"bad parameter budget {v!r}; use e.g. '8M', '500k' or 8000000")
-        n = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+_HINT = "use e.g. '8M', '500k', '25%', 8000000 or '{\"image\": \"8M\", \"text\": \"3M\"}'"
+_AMOUNT = re.compile(r"\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGbB%]?)\s*")
+
+
+def _amount(v) -> int | float:
+    """One budget value: an absolute count (int) or a fraction of the teacher's tower (float in (0, 1))."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise ConfigError(f"bad parameter budget {v!r}; {_HINT}")
+    m = _AMOUNT.fullmatch(v) if isinstance(v, str) else None
+    if isinstance(v, str) and not m:
+        raise ConfigError(f"bad parameter budget {v!r}; {_HINT}")
+    x = float(m.group(1)) if m else float(v)
+    if not math.isfinite(x) or x <= 0:
+        raise ConfigError(f"parameter budget must be a positive number, got {v!r}; {_HINT}")
+    if m and m.group(2) == "%":
+        if x >= 100:
+            raise ConfigError(f"a relative budget must be below 100% of the teacher, got {v!r}")
+        return x / 100
+    n = round(x * _UNITS[m.group(2).lower()]) if m else round(x)
     if n <= 0:
-        raise ConfigError(f"parameter budget must be positive, got {v!r}")
+        raise ConfigError(f"parameter budget must be at least 1 parameter, got {v!r}")
     return n
 
 
-def parse_budget(target) -> Budget:
-    """``"8M"`` | ``"500k"`` | ``8_000_000`` | ``{"image": "8M", "text": "3M"}`` --> ``Budget``."""
+def budget_spec(target) -> dict:
+    """Check a budget's syntax without the teacher: ``{"image": amount, "text": amount | None}``.
+
+    Accepts everything ``parse_budget`` does, JSON strings of dicts included (as the CLI passes them); an
+    amount is an int (parameters) or a float fraction (from ``"25%"``). Raises ``ConfigError`` in one line.
+    """
     if isinstance(target, Budget):
-        return target
+        return {"image": target.image, "text": target.text}
+    if isinstance(target, str) and target.strip().startswith("{"):
+        def no_constants(c):
+            raise ConfigError(f"bad parameter budget {target!r}: {c} is not a size; {_HINT}")
+        try:
+            target = json.loads(target, parse_constant=no_constants)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"bad parameter budget {target!r}: not valid JSON ({e.msg} at column {e.colno}); "
+                              "quote the sizes, e.g. '{\"image\": \"8M\", \"text\": \"3M\"}'") from None
     if isinstance(target, dict):
         unknown = set(target) - {"image", "vision", "text"}
-        if unknown or not ({"image", "vision"} & set(target)):
+        if unknown or not ({"image", "vision"} & set(target)) or {"image", "vision"} <= set(target):
             raise ConfigError(f"budget dict needs 'image' (and optionally 'text'), got keys {sorted(target)}")
         img = target.get("image", target.get("vision"))
-        return Budget(_parse_one(img), _parse_one(target["text"]) if "text" in target else None)
-    return Budget(_parse_one(target))
+        return {"image": _amount(img), "text": _amount(target["text"]) if target.get("text") is not None else None}
+    return {"image": _amount(target), "text": None}
+
+
+def parse_budget(target, teacher: tuple[int, int] | None = None) -> Budget:
+    """``"8M"`` | ``"500k"`` | ``8_000_000`` | ``"25%"`` | ``{"image": "25%", "text": "3M"}`` (or its JSON) -->
+    ``Budget``.
+
+    Args:
+        target: the budget; a bare value sets the vision tower (the text tower then shrinks by the same fraction).
+        teacher: the teacher's (vision, text excl. token embedding) counts (``config_params``); needed for
+            ``"%"`` values, and when given the budget must be below the teacher.
+
+    Raises:
+        ConfigError: malformed, non-positive, non-finite, relative without a teacher, or not below the teacher.
+    """
+    spec = budget_spec(target)
+    out = {}
+    for i, tower in enumerate(("image", "text")):
+        a = spec[tower]
+        if isinstance(a, float):
+            if teacher is None:
+                raise ConfigError(f"budget {target!r} is relative to the teacher; pass the teacher's parameter counts")
+            a = max(1, round(teacher[i] * a))
+        out[tower] = a
+    budget = Budget(out["image"], out["text"])
+    if teacher is not None:
+        tv, tt = teacher
+        if budget.image >= tv:
+            raise ConfigError(f"target {_human(budget.image)} is not below the teacher's vision tower ({_human(tv)})")
+        if budget.text is not None and budget.text > tt:
+            raise ConfigError(f"text target {_human(budget.text)} exceeds the teacher's text tower ({_human(tt)})")
+    return budget
 
 
 def block_params(width: int, inner: int, mlp: int) -> int:
@@ -141,13 +195,9 @@ def student_config(teacher_cfg: dict, target, strict: bool = True, floor: dict |
     Raises:
         ConfigError: target >= teacher, or no architecture within tolerance (names the nearest sizes).
     """
-    budget = parse_budget(target)
     e = teacher_cfg["embed_dim"]
     tv, tt = config_params(teacher_cfg)
-    if budget.image >= tv:
-        raise ConfigError(f"target {_human(budget.image)} is not below the teacher's vision tower ({_human(tv)})")
-    if budget.text is not None and budget.text > tt:
-        raise ConfigError(f"text target {_human(budget.text)} exceeds the teacher's text tower ({_human(tt)})")
+    budget = parse_budget(target, (tv, tt))
     cfg = copy.deepcopy(teacher_cfg)
     cfg.pop("edgeclip_layers", None)
     fv, ft = (floor["vision_cfg"], floor["text_cfg"]) if floor else (None, None)

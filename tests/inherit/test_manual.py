@@ -21,8 +21,9 @@ def test_inheriting_own_config_reproduces_teacher(tiny_model, width, depth):
     s, rep = inherit_weights(tiny_model, tiny_model.edgeclip_cfg, depth=depth, width=width)
     x, ids = torch.randn(3, 3, 32, 32), torch.randint(1, 49000, (3, 16))
     with torch.no_grad():
-        assert (s.encode_image(x) - tiny_model.encode_image(x)).abs().max() <= 1e-6
-        assert (s.encode_text(ids) - tiny_model.encode_text(ids)).abs().max() <= 1e-6
+        ref_i, ref_t = tiny_model.encode_image(x), tiny_model.encode_text(ids)  # unnormalised: relative tolerances
+        assert (s.encode_image(x) - ref_i).abs().max() <= 1e-5 * ref_i.abs().max()
+        assert (s.encode_text(ids) - ref_t).abs().max() <= 1e-5 * ref_t.abs().max()
     assert rep.unused_teacher_keys == 0 and rep.fresh == []
 
 
@@ -35,7 +36,8 @@ def test_hf_converted_teacher_reproduces_itself(tmp_path, tiny_model):
     s, _ = inherit_weights(t, t.edgeclip_cfg, width="magnitude")
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        assert (s.encode_image(x) - t.encode_image(x)).abs().max() <= 1e-6
+        ref = t.encode_image(x)
+        assert (s.encode_image(x) - ref).abs().max() <= 1e-5 * ref.abs().max()
 
 
 def test_vit_b_32_to_8m_every_tensor_is_the_selected_slice():

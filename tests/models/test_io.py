@@ -19,7 +19,8 @@ def test_saved_student_loads_in_plain_open_clip(tmp_path, tiny_model):
             f"x = torch.load('{tmp_path / 'x.pt'}', weights_only=True);"
             f"torch.save(m.encode_image(x).detach(), '{tmp_path / 'y.pt'}')")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
-    assert (torch.load(tmp_path / "y.pt", weights_only=True) - ref).abs().max() <= 1e-6
+    # relative to the values (~3, unnormalised): other CPUs (AVX-512) round differently, 1.19e-6 absolute was seen
+    assert (torch.load(tmp_path / "y.pt", weights_only=True) - ref).abs().max() <= 1e-5 * ref.abs().max()
 
 
 def test_student_round_trip_through_edgeclip(tmp_path, tiny_model):

@@ -63,3 +63,43 @@ def test_infeasible_budget_names_nearest_sizes():
 def test_target_at_or_above_teacher_is_an_error():
     with pytest.raises(ConfigError, match="not below"):
         student_config(get_model_config("ViT-B-32"), "100M")
+
+
+TEACHER = (1_000_000, 400_000)  # (vision, text excl. token embedding) of a made-up teacher
+
+
+@pytest.mark.parametrize("target,expected", [
+    ("25%", Budget(250_000)), ({"image": "25%", "text": "50k"}, Budget(250_000, 50_000)),
+    ({"image": "25%", "text": "10%"}, Budget(250_000, 40_000)), ('{"image": "8M", "text": "3M"}', None),
+    ('{"image": "25%"}', Budget(250_000)), (" 12.5 % ", Budget(125_000)), (500_000.0, Budget(500_000)),
+])
+def test_parse_budget_relative_and_json(target, expected):
+    if expected is None:  # a JSON string as the CLI passes it, without the teacher
+        assert parse_budget(target) == Budget(8_000_000, 3_000_000)
+    else:
+        assert parse_budget(target, TEACHER) == expected
+
+
+@pytest.mark.parametrize("bad,why", [
+    ('{"image": 2M}', "not valid JSON"), ('{"image": NaN}', "NaN is not a size"), ("nan%", "bad parameter budget"),
+    ("inf%", "bad parameter budget"), ("%", "bad parameter budget"), ("25%%", "bad parameter budget"),
+    ("0", "positive"), ("-5M", "positive"), (float("nan"), "positive"), ("1e400", "positive"),
+    ("150%", "below 100%"), ("1M", "not below the teacher"), ({"image": "1k", "text": "500k"}, "exceeds"),
+    ({"image": "1k", "vision": "1k"}, "needs 'image'"), ([1], "bad parameter budget"),
+])
+def test_parse_budget_refuses_in_one_line(bad, why):
+    with pytest.raises(ConfigError, match=why) as e:
+        parse_budget(bad, TEACHER)
+    assert "\n" not in str(e.value)
+
+
+def test_relative_budget_needs_the_teacher():
+    with pytest.raises(ConfigError, match="relative to the teacher"):
+        parse_budget("25%")
+
+
+def test_student_config_takes_a_percentage():
+    cfg = get_model_config("ShapesCLIP-ViT-12L-192")
+    tv, _ = config_params(cfg)
+    v, _ = config_params(student_config(cfg, "25%"))
+    assert abs(v - 0.25 * tv) <= 0.05 * 0.25 * tv

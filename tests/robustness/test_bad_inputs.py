@@ -133,3 +133,111 @@ def test_parity_against_a_mismatched_model(folders, tmp_path, robust):
     assert one_error_line(code_a, err_a) and "another architecture" in err_a[0]
     assert one_error_line(code_w, err_w) and "parity gates failed" in err_w[0]
 
+
+
+def _parse_error(argv, capsys) -> tuple[int, list[str]]:
+    """The CLI's argument checks, in process (they run before anything is imported, loaded or written)."""
+    from edgeclip.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    return e.value.code, [ln for ln in err.splitlines() if "error" in ln.lower() or "Traceback" in ln]
+
+
+@pytest.mark.parametrize("flags, case", [
+    (["--target", '{"image": 2M}'], "--target '{\"image\": 2M}' (unquoted size in JSON)"),
+    (["--target", '{"image": NaN}'], "--target '{\"image\": NaN}'"),
+    (["--target", "nan%"], "--target nan%"), (["--target", "inf%"], "--target inf%"), (["--target", "%"], "--target %"),
+    (["--target", "25%%"], "--target 25%%"), (["--target", "0"], "--target 0"), (["--target=-5M"], "--target=-5M"),
+    (["--target", "8M", "--lr=-1e-3"], "--lr=-1e-3"), (["--target", "8M", "--lr", "nan"], "--lr nan"),
+    (["--target", "8M", "--batch-size", "-4"], "--batch-size -4"),
+    (["--target", "8M", "--batch-size", "1"], "--batch-size 1 (trained nothing: loss 0 every step)"),
+    (["--target", "8M", "--steps", "0"], "--steps 0 (trained one step)"),
+    (["--target", "8M", "--steps", "-5"], "--steps -5 (trained one step)"),
+    (["--target", "8M", "--epochs", "nan"], "--epochs nan"),
+    (["--target", "8M", "--data", "shapes:abc"], "--data shapes:abc"),
+    (["--target", "8M", "--data", "shapes:-5"], "--data shapes:-5"),
+])
+def test_bad_compress_arguments(tmp_path, capsys, robust, flags, case):
+    code, err = _parse_error(["compress", "reference", *flags, "--out", str(tmp_path / "run")], capsys)
+    robust("bad requests", case, "one error line, exit 2, before anything is loaded or written",
+           f"exit {code}: {err[-1] if err else ''}")
+    assert one_error_line(code, err) and not (tmp_path / "run").exists()
+
+
+def _poisoned(src, tmp_path, key: str, index) -> str:
+    import torch
+    from safetensors.torch import load_file, save_file
+    shutil.copytree(src / "student", tmp_path / "s")
+    w = tmp_path / "s" / "model.safetensors"
+    sd = load_file(str(w))
+    with torch.no_grad():
+        sd[key][index] = float("nan")
+    save_file(sd, str(w))
+    return tmp_path / "s"
+
+
+def test_nan_teacher_is_refused(folders, tmp_path, robust):
+    src, _ = folders
+    s = _poisoned(src, tmp_path, "visual.conv1.weight", (0, 0, 0, 0))
+    code, err = run_cli("compress", s, "--target", '{"image": 60000, "text": 60000}', "--out", tmp_path / "run")
+    robust("bad models", "teacher with one NaN in visual.conv1.weight (gave an all-NaN student, exit 0)",
+           "one error line naming the file and tensor, exit 2, nothing written",
+           f"exit {code}: {err[-1] if err else ''}")
+    assert one_error_line(code, err) and "'visual.conv1.weight' (1 NaN)" in err[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_nan_token_embedding_row_is_refused_at_export(folders, tmp_path, robust):
+    src, _ = folders
+    s = _poisoned(src, tmp_path, "token_embedding.weight", 31337)
+    code, err = run_cli("export", s, "--onnx", "--out", tmp_path / "out")
+    robust("bad models", "NaN in one token-embedding row (passed every parity gate)",
+           "one error line naming the tensor, exit 2, nothing written", f"exit {code}: {err[-1] if err else ''}")
+    assert one_error_line(code, err) and "token_embedding.weight" in err[0] and not (tmp_path / "out").exists()
+
+
+def test_config_edited_after_saving_is_refused(folders, tmp_path, robust):
+    import json
+    src, _ = folders
+    shutil.copytree(src / "student", tmp_path / "s")
+    meta = json.loads((tmp_path / "s" / "open_clip_config.json").read_text())
+    meta["model_cfg"]["text_cfg"]["heads"] = 8  # same shapes: scored 11 instead of 48 R@1, silently
+    (tmp_path / "s" / "open_clip_config.json").write_text(json.dumps(meta))
+    code, err = run_cli("export", tmp_path / "s", "--onnx", "--out", tmp_path / "out")
+    robust("bad models", "student config edited after saving (text heads 4 -> 8: shapes unchanged)",
+           "one error line (config fingerprint), exit 2", f"exit {code}: {err[-1] if err else ''}")
+    assert one_error_line(code, err) and "no longer matches" in err[0] and not (tmp_path / "out").exists()
+
+
+def test_resume_after_changing_the_target(folders, tmp_path, robust):
+    from edgeclip.distill import compress
+    src, _ = folders
+    compress(str(src / "student"), {"image": 60_000, "text": 60_000}, data="shapes:16", steps=2, batch_size=8,
+             stages=1, out=tmp_path / "run", evaluate=False)
+    code, err = run_cli("compress", src / "student", "--target", '{"image": 40000, "text": 40000}', "--data",
+                        "shapes:16", "--steps", "2", "--batch-size", "8", "--stages", "1", "--resume",
+                        "--out", tmp_path / "run")
+    robust("bad requests", "--resume after changing --target (133 lines of size mismatches)",
+           "one error line, exit 2", f"exit {code}: {err[-1] if err else ''}")
+    assert one_error_line(code, err) and "cannot resume" in err[0]
+
+
+def test_one_row_dataset(folders, tmp_path, robust):
+    src, _ = folders
+    (tmp_path / "a.png").write_bytes(_png())
+    (tmp_path / "one.csv").write_text("filepath,title\na.png,a red circle\n")
+    code, err = run_cli("compress", src / "student", "--target", '{"image": 60000, "text": 60000}', "--data",
+                        tmp_path / "one.csv", "--out", tmp_path / "run")
+    robust("bad requests", "one-row dataset with batch 128 (trained nothing: loss 0 every step)",
+           "one error line, exit 2, nothing written", f"exit {code}: {err[-1] if err else ''}")
+    assert one_error_line(code, err) and "at least 2" in err[0] and not (tmp_path / "run").exists()
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(buf, "PNG")
+    return buf.getvalue()

@@ -54,11 +54,12 @@ def test_kill_9_at_random_points_then_resume_gives_the_same_student(tmp_path, ro
     ra = json.loads((ref / "report.json").read_text())["stages"][0]["loss_curve"]
     rb = json.loads((run / "report.json").read_text())["stages"][0]["loss_curve"]
     robust("faults", "kill -9 during compress (3 random points), then --resume",
-           "same student as an uninterrupted run (<= 1e-6)",
+           "same student as an uninterrupted run (weights <= 1e-6, losses within 1e-5 relative)",
            f"killed with last checkpoint at steps {killed_at} of {STEPS}; max weight diff {worst:.1e}; "
-           f"loss curves equal: {ra == pytest.approx(rb, abs=1e-6)}")
+           f"loss curves equal: {ra == pytest.approx(rb, rel=1e-5)}")
     assert len(set(killed_at)) >= 2 and max(killed_at) < STEPS  # the kills really landed at different points
-    assert worst <= 1e-6 and ra == pytest.approx(rb, abs=1e-6)
+    # losses (~2.5) relative: 1.7e-6 absolute was seen on an AVX-512 AMD EPYC (main fails it too)
+    assert worst <= 1e-6 and ra == pytest.approx(rb, rel=1e-5)
 
 
 def _wait_for(cond, p, limit=300):

@@ -38,7 +38,8 @@ def test_preprocess_matches_open_clip_on_real_photos(photos_dir):
         ours = Preprocess(cfg)
         for f in files:
             img = open_image(f)
-            assert np.abs(ours(img) - tf(img).numpy()).max() <= 1e-5, f.name
+            ref = tf(img).numpy()  # normalised pixels reach ~2: tolerance relative to them
+            assert np.abs(ours(img) - ref).max() <= 1e-5 * np.abs(ref).max(), f.name
 
 
 def test_runtime_imports_and_runs_without_torch(tmp_path):
