@@ -10,7 +10,7 @@ import sys
 
 from .errors import EdgeClipError
 
-COMMANDS = ("compress", "export", "parity", "eval", "demo", "quickstart", "info", "models")
+COMMANDS = ("compress", "export", "parity", "eval", "demo", "quickstart", "info", "models", "bench")
 
 
 def _cmd_info(a) -> int:

@@ -33,6 +33,7 @@ class ParityReport:
     texts: int
     metrics: dict = field(default_factory=dict)  # tower -> metrics
     failed: list[str] = field(default_factory=list)
+    backend: str = "onnxruntime"
 
     @property
     def passed(self) -> bool:
@@ -133,21 +134,21 @@ def _batched(fn, x: np.ndarray, batch_sizes) -> np.ndarray:
 
 
 def check_parity(artifact_dir: str | Path, model, variant: str = "fp32", images_dir: str | Path | None = None,
-                 max_images: int = 64, raise_on_fail: bool = True) -> ParityReport:
-    """Compare one artifact variant with ``model`` (PyTorch fp32) and apply its precision's gates.
+                 max_images: int = 64, raise_on_fail: bool = True, backend: str = "onnxruntime") -> ParityReport:
+    """Compare one artifact variant, run by ``backend``, with ``model`` (PyTorch fp32); apply its precision's gates.
 
     Raises:
         ParityError: a gate failed (message lists each failed gate, its value and its bound).
     """
     from edgeclip.runtime import load
-    rt = load(artifact_dir, variant)
+    rt = load(artifact_dir, variant, backend=backend)
     model = model.float().eval()
     images, labels = load_photos(images_dir, max_images)
     if not images:
         images, labels = _synthetic_images(rt.preprocess.size), []
     metrics = compare(model, rt, images, PROMPTS, labels)
     precision = Precision(variant if variant in Precision._value2member_map_ else "fp32")
-    report = ParityReport(variant, len(images), len(PROMPTS), metrics, check_gates(precision, metrics))
+    report = ParityReport(variant, len(images), len(PROMPTS), metrics, check_gates(precision, metrics), rt.backend)
     if raise_on_fail and not report.passed:
         raise ParityError(f"parity of {variant} failed: " + "; ".join(report.failed))
     return report
@@ -161,7 +162,8 @@ def parity_markdown(reports: list[ParityReport]) -> str:
         for tower in ("image", "text"):
             m = r.metrics[tower]
             zs = ret.get("zero_shot_delta")
-            lines.append(f"| {r.variant} | {tower} | {m['max_abs_diff']:.2e} | {m['p99_abs_diff']:.2e} | "
+            name = r.variant if r.backend == "onnxruntime" else f"{r.variant} ({r.backend})"
+            lines.append(f"| {name} | {tower} | {m['max_abs_diff']:.2e} | {m['p99_abs_diff']:.2e} | "
                          f"{m['min_cosine']:.6f} | {m['mean_cosine']:.6f} | {m['nonfinite']} | "
                          f"{ret.get('top1_agreement', 0):.1f}% | {ret.get('top5_overlap', 0):.1f}% | "
                          f"{'' if zs is None else f'{zs:.2f} pt'} | {'pass' if r.passed else 'FAIL'} |")

@@ -1,4 +1,4 @@
-"""On-device runtime: an exported artifact folder + onnxruntime + numpy + Pillow. Never imports torch.
+"""On-device runtime: an exported artifact folder + onnxruntime or OpenVINO + numpy + Pillow. Never imports torch.
 
 >>> rt = load("runs/quickstart/artifact")           # doctest: +SKIP
 >>> idx = Index.build(rt, ["a.jpg", "b.jpg"])        # doctest: +SKIP
@@ -25,14 +25,15 @@ class Runtime:
     """Image and text encoders of one artifact variant (fp32, fp32-opt, fp16, int8-dynamic, int8-static)."""
 
     def __init__(self, artifact_dir: str | Path, variant: str = "fp32", providers: list[str] | None = None,
-                 threads: int | None = None):
-        import onnxruntime as ort
+                 threads: int | None = None, backend: str = "onnxruntime", batch: int = 1):
+        from .backends import open_session, resolve_choice
         self.dir = Path(artifact_dir)
         mpath = self.dir / "manifest.json"
         if not mpath.is_file():
             raise ConfigError(f"{str(artifact_dir)!r} is not an edgeclip artifact folder (no manifest.json)")
         self.manifest = _read_json(mpath)
         variants = self.manifest.get("variants", {})
+        self.backend, variant = resolve_choice(self.manifest, backend, variant, batch)  # "auto" -> bench record
         if variant not in variants:
             raise ConfigError(f"artifact has no variant {variant!r}; it has {sorted(variants)}")
         self.variant = variant
@@ -42,16 +43,8 @@ class Runtime:
             self.preprocess = Preprocess(_read_json(self.dir / "preprocess.json"))
         except (KeyError, TypeError, ValueError, OSError) as e:
             raise ConfigError(f"artifact {str(artifact_dir)!r} has a broken tokenizer/preprocess file: {e}") from None
-        so = ort.SessionOptions()
-        if threads:
-            so.intra_op_num_threads = threads
-        so.log_severity_level = 3
-        providers = providers or ["CPUExecutionProvider"]
-        try:
-            self.image_session = ort.InferenceSession(str(self.dir / variants[variant]["image"]), so, providers=providers)
-            self.text_session = ort.InferenceSession(str(self.dir / variants[variant]["text"]), so, providers=providers)
-        except Exception as e:
-            raise BackendError(f"onnxruntime cannot load variant {variant!r}: {str(e).splitlines()[0][:200]}") from None
+        self.image_session = open_session(self.dir / variants[variant]["image"], self.backend, threads, providers)
+        self.text_session = open_session(self.dir / variants[variant]["text"], self.backend, threads, providers)
         for sess, name, kind, rank in ((self.image_session, "pixel_values", "tensor(float)", 4),
                                        (self.text_session, "input_ids", "tensor(int64)", 2)):
             got = [(i.name, i.type, len(i.shape)) for i in sess.get_inputs()]
@@ -89,9 +82,13 @@ def _read_json(path: Path) -> dict:
 
 
 def load(artifact_dir: str | Path, variant: str = "fp32", providers: list[str] | None = None,
-         threads: int | None = None) -> Runtime:
-    """Open an exported artifact folder for inference (onnxruntime CPU by default)."""
-    return Runtime(artifact_dir, variant, providers, threads)
+         threads: int | None = None, backend: str = "onnxruntime", batch: int = 1) -> Runtime:
+    """Open an exported artifact folder for inference (onnxruntime CPU by default).
+
+    ``backend`` is ``"onnxruntime"``, ``"openvino"`` or ``"auto"``; ``variant`` may be ``"auto"``: both then come
+    from the fastest passing pair ``edgeclip bench`` recorded for the batch size nearest ``batch``.
+    """
+    return Runtime(artifact_dir, variant, providers, threads, backend, batch)
 
 
 @dataclass
