@@ -47,7 +47,10 @@ class Models:
     """Both models with the gallery and label prompts embedded once."""
 
     def __init__(self, artifact: str | Path, teacher: str, gallery: Gallery):
-        self.rt = runtime.load(artifact)
+        try:  # the fastest passing backend/variant `edgeclip bench` recorded for batch 1, else plain fp32
+            self.rt = runtime.load(artifact, "auto", backend="auto", batch=1)
+        except ConfigError:
+            self.rt = runtime.load(artifact)
         self.teacher = edgeclip.load_teacher(teacher)
         self.tok = edgeclip.get_tokenizer(self.teacher)
         self.gallery = gallery
@@ -116,7 +119,8 @@ def build_demo(models: Models):
                       f"{'agrees' if top_s == top_t else 'differs'}"), _thumb(img)
 
     with gr.Blocks(title="edgeclip demo") as demo:
-        gr.Markdown("# edgeclip — compressed student (ONNX) vs teacher (PyTorch)")
+        gr.Markdown("# edgeclip — compressed student (ONNX) vs teacher (PyTorch)\n"
+                    f"student runs on **{models.rt.backend} / {models.rt.variant}**", elem_id="student-backend")
         with gr.Tab("Text → images"):
             with gr.Row():
                 query = gr.Textbox(label="Query", placeholder="a red star on the left", elem_id="query", scale=4)
