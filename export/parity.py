@@ -147,7 +147,8 @@ def check_parity(artifact_dir: str | Path, model, variant: str = "fp32", images_
     if not images:
         images, labels = _synthetic_images(rt.preprocess.size), []
     metrics = compare(model, rt, images, PROMPTS, labels)
-    precision = Precision(variant if variant in Precision._value2member_map_ else "fp32")
+    precision = Precision(variant if variant in Precision._value2member_map_ else
+                          "int8-static" if variant.startswith("int8") else "fp32")  # named INT8 recipes: INT8 gates
     report = ParityReport(variant, len(images), len(PROMPTS), metrics, check_gates(precision, metrics), rt.backend)
     if raise_on_fail and not report.passed:
         raise ParityError(f"parity of {variant} failed: " + "; ".join(report.failed))
