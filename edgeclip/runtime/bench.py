@@ -137,6 +137,8 @@ def bench(artifact: str | Path, backends=None, variants=None, batches=BATCHES, t
     backends, variants, threads = _resolve(m, backends, variants, threads)
     if any(int(b) < 1 for b in batches):
         raise ConfigError(f"batch sizes must be >= 1, got {list(batches)}")
+    if repeat < 1 or rounds < 1 or warmup < 0:
+        raise ConfigError(f"need --repeat >= 1, --rounds >= 1, --warmup >= 0; got {repeat}, {rounds}, {warmup}")
     parity = m.get("parity", {})
     agree = {v: _agreement(art, v) for v in variants} if "openvino" in backends else {}
     configs = [BenchConfig(be, v, b, t) for b in batches for t in threads for v in variants for be in backends]
