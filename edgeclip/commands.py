@@ -192,13 +192,39 @@ def _cmd_parity(a) -> int:
         raise ConfigError(f"artifact {a.artifact!r} was exported from another architecture than {a.against!r}")
     variants = a.variant or list(m.get("variants", {}))
     from tqdm import tqdm
-    reports = [check_parity(a.artifact, model, v, a.images, raise_on_fail=False)
+    reports = [check_parity(a.artifact, model, v, a.images, raise_on_fail=False, backend=a.backend)
                for v in tqdm(variants, desc="parity", unit="variant", leave=False)]
     print(parity_markdown(reports))
     if a.report:
         write_json(report[0], {"edgeclip_output": "parity-report", "reports": [r.to_dict() for r in reports]})
         write_text(report[1], parity_markdown(reports))
     return _verdict(reports)
+
+
+def _cmd_bench(a) -> int:
+    from .runtime.bench import bench, bench_markdown, write_report
+    out = Path(a.out)
+    # TODO(safe-out): check_output(out, "bench", a.overwrite, inputs=[a.artifact])
+    if out.exists() and not (a.overwrite and (out / "bench.json").is_file()):
+        raise ConfigError(f"{a.out!r} exists; pass --overwrite to replace an earlier bench report there")
+    rep = bench(a.artifact, a.backend, a.variant, [int(b) for b in a.batches.split(",")],
+                [int(t) for t in a.threads.split(",")] if a.threads else None, a.repeat, a.warmup, a.rounds,
+                peaks=not a.no_peaks)
+    write_report(rep, out)
+    print(bench_markdown(rep))
+    if not a.no_record:
+        from .export import update_manifest
+        update_manifest(a.artifact, fastest={**rep["fastest"], "cpu": rep["cpu"], "date": rep["date"]})
+        print(f"recorded the fastest passing backend/variant per batch size in {a.artifact}/manifest.json")
+    print(f"report: {out / 'bench.md'}")
+    return 0
+
+
+def _batches(value: str) -> str:
+    """argparse type of --batches: comma-separated integers >= 1."""
+    if not all(p.isdigit() and int(p) >= 1 for p in value.split(",")):
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers >= 1, got {value!r}")
+    return value
 
 
 def _cmd_demo(a) -> int:
@@ -339,7 +365,26 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--images", default=_photos_default(), help="image folder (default: shared ImageNet sample)")
     q.add_argument("--report", default=None, help="write PATH.json and PATH.md")
     q.add_argument("--overwrite", action="store_true", help="replace an earlier parity report at --report")
+    q.add_argument("--backend", choices=("onnxruntime", "openvino"), default="onnxruntime",
+                   help="runtime that runs the artifact (same gates for both)")
     q.set_defaults(func=_cmd_parity)
+
+    q = sub.add_parser("bench", help="time every backend x variant x batch x threads of an artifact; record the "
+                       "fastest passing pair per batch size in its manifest")
+    q.add_argument("artifact", help="artifact folder written by 'edgeclip export'")
+    q.add_argument("--backend", action="append", choices=("onnxruntime", "openvino"), default=None,
+                   help="backend to time (repeatable; default: every installed one)")
+    q.add_argument("--variant", action="append", default=None, help="variant to time (repeatable; default: all)")
+    q.add_argument("--batches", type=_batches, default="1,8,32", help="comma-separated image batch sizes")
+    q.add_argument("--threads", type=_batches, default=None, help="comma-separated thread counts (default: 1,all)")
+    q.add_argument("--repeat", type=int, default=5, help="timed calls per config and round (median)")
+    q.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
+    q.add_argument("--rounds", type=int, default=1, help="passes over all configs (alternating order)")
+    q.add_argument("--no-peaks", action="store_true", help="skip the GEMM peak measurement")
+    q.add_argument("--no-record", action="store_true", help="do not write the fastest pairs into the manifest")
+    q.add_argument("--out", default="runs/bench", help="report folder (bench.json, bench.md, bench.png)")
+    q.add_argument("--overwrite", action="store_true", help="replace an earlier bench report in --out")
+    q.set_defaults(func=_cmd_bench)
 
     q = sub.add_parser("demo", help="launch the Gradio demo (student ONNX next to teacher PyTorch)")
     q.add_argument("--artifact", default=QUICKSTART_ARTIFACT, help="exported student artifact folder (default: the "

@@ -34,6 +34,7 @@ class ParityReport:
     texts: int
     metrics: dict = field(default_factory=dict)  # tower -> metrics
     failed: list[str] = field(default_factory=list)
+    backend: str = "onnxruntime"
 
     @property
     def passed(self) -> bool:
@@ -170,8 +171,8 @@ def _batched(fn, x: np.ndarray, batch_sizes) -> np.ndarray:
 
 
 def check_parity(artifact: str | Path, model, variant: str = "fp32", images_dir: str | Path | None = None,
-                 max_images: int = 64, raise_on_fail: bool = True) -> ParityReport:
-    """Compare one artifact variant with ``model`` (PyTorch fp32) and apply its precision's gates.
+                 max_images: int = 64, raise_on_fail: bool = True, backend: str = "onnxruntime") -> ParityReport:
+    """Compare one artifact variant, run by ``backend``, with ``model`` (PyTorch fp32); apply its precision's gates.
 
     Raises:
         ParityError: a gate failed (message lists each failed gate, its value and its bound); the artifact's
@@ -179,15 +180,16 @@ def check_parity(artifact: str | Path, model, variant: str = "fp32", images_dir:
             ``raise_on_fail`` is False: the embedding gates would compare other pixels).
     """
     from edgeclip.runtime import load
-    rt = load(artifact, variant, allow_failed_parity=True)  # re-checking a failed variant is allowed
+    rt = load(artifact, variant, allow_failed_parity=True, backend=backend)  # re-checking a failed variant is allowed
     model = model.float().eval()
     pre_failed = preprocess_mismatches(_read_preprocess(artifact), preprocess_cfg(model))
     if pre_failed:  # embeddings of other pixels than the model's own mean nothing: stop here, even if not raising
         raise ParityError(f"parity of {variant} failed: " + "; ".join(pre_failed))
     images, labels = parity_images(images_dir, rt.preprocess.size, max_images)
-    precision = Precision(variant if variant in Precision._value2member_map_ else "fp32")
+    precision = Precision(variant if variant in Precision._value2member_map_ else
+                          "int8-static" if variant.startswith("int8") else "fp32")  # named INT8 recipes: INT8 gates
     metrics = compare(model, rt, images, PROMPTS, labels, tie_margin=TIE_MARGIN[precision])
-    report = ParityReport(variant, len(images), len(PROMPTS), metrics, check_gates(precision, metrics))
+    report = ParityReport(variant, len(images), len(PROMPTS), metrics, check_gates(precision, metrics), rt.backend)
     if raise_on_fail and not report.passed:
         raise ParityError(f"parity of {variant} failed: " + "; ".join(report.failed))
     return report
@@ -235,7 +237,8 @@ def parity_markdown(reports: list[ParityReport]) -> str:
         for tower in ("image", "text"):
             m = r.metrics[tower]
             zs = ret.get("zero_shot_delta")
-            lines.append(f"| {r.variant} | {tower} | {m['max_abs_diff']:.2e} | {m['p99_abs_diff']:.2e} | "
+            name = r.variant if r.backend == "onnxruntime" else f"{r.variant} ({r.backend})"
+            lines.append(f"| {name} | {tower} | {m['max_abs_diff']:.2e} | {m['p99_abs_diff']:.2e} | "
                          f"{m['min_cosine']:.6f} | {m['mean_cosine']:.6f} | {m['nonfinite']} | "
                          f"{_agreement(ret)} | {ret.get('top5_overlap', 0):.1f}% | "
                          f"{'' if zs is None else f'{zs:.2f} pt'} | {'pass' if r.passed else 'FAIL'} |")

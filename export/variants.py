@@ -5,6 +5,7 @@ The plain fp32 graphs stay untouched: TensorRT must get plain ONNX, never an ORT
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,22 +55,96 @@ class _Reader:
         return None if b is None else {self.name: b}
 
 
-def _int8_static(src: Path, dst: Path, name: str, batches: list[np.ndarray]) -> None:
+@dataclass(frozen=True)
+class Int8Recipe:
+    """Knobs of post-training static INT8 (onnxruntime's quantize_static); the defaults are the shipped variant.
+
+    keep_fp32: which MatMul/Conv nodes stay fp32 — ``()``, or any of ``"ends"`` (patch/token embedding Conv and
+    the final projection) and ``"attention"`` (activation x activation MatMuls: QK^T and AV).
+    """
+    calibration: str = "minmax"  # minmax | entropy | percentile
+    per_channel: bool = True
+    symmetric_activations: bool = True  # False: asymmetric uint8 activations
+    keep_fp32: tuple[str, ...] = ()
+    pre_process: bool = True
+    percentile: float = 99.999
+
+
+def _fp32_nodes(model_path: Path, keep: tuple[str, ...]) -> list[str]:
+    import onnx
+    m = onnx.load(str(model_path), load_external_data=False)
+    inits = {t.name for t in m.graph.initializer}
+    consts = {n.output[0] for n in m.graph.node if n.op_type == "Constant"}
+    gemms = [n for n in m.graph.node if n.op_type in ("MatMul", "Gemm", "Conv")]
+    out = []
+    if "ends" in keep and gemms:
+        out += [gemms[0].name, gemms[-1].name]
+    if "attention" in keep:
+        out += [n.name for n in gemms if n.op_type == "MatMul" and not any(i in inits or i in consts for i in n.input)]
+    return out
+
+
+def _int8_static(src: Path, dst: Path, name: str, batches: list[np.ndarray], recipe: Int8Recipe = Int8Recipe()) -> None:
     import tempfile
 
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[recipe.calibration]
     with tempfile.TemporaryDirectory() as td:
         pre = Path(td) / "pre.onnx"
         try:
+            if not recipe.pre_process:
+                raise ValueError("pre-processing off")
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         except Exception:
             pre = src  # pre-processing is an optimisation; quantise the plain graph if it fails
+        extra = {"ActivationSymmetric": recipe.symmetric_activations, "WeightSymmetric": True}
+        if recipe.calibration == "percentile":
+            extra["CalibPercentile"] = recipe.percentile
         quantize_static(str(pre), str(dst), _Reader(name, batches), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        op_types_to_quantize=["MatMul", "Gemm", "Conv"],
-                        calibrate_method=CalibrationMethod.MinMax,
-                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+                        activation_type=QuantType.QInt8 if recipe.symmetric_activations else QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, per_channel=recipe.per_channel,
+                        op_types_to_quantize=["MatMul", "Gemm", "Conv"], calibrate_method=method,
+                        nodes_to_exclude=_fp32_nodes(pre, recipe.keep_fp32) or None, extra_options=extra)
+
+
+def _int8_nncf(src: Path, dst: Path, name: str, batches: list[np.ndarray], fast_bias: bool = True) -> None:
+    """NNCF post-training quantization of the ONNX graph (transformer preset: SmoothQuant-free, attention-aware
+    placement) into a QDQ ONNX file that both onnxruntime and OpenVINO run."""
+    try:
+        import nncf
+    except ImportError:
+        raise ExportError("NNCF PTQ needs the nncf package (pip install nncf)") from None
+    import onnx
+    model = onnx.load(str(src))
+    q = nncf.quantize(model, nncf.Dataset(batches, lambda b: {name: b}), model_type=nncf.ModelType.TRANSFORMER,
+                      subset_size=sum(len(b) for b in batches), fast_bias_correction=fast_bias)
+    onnx.save(q, str(dst))
+
+
+def add_int8_variant(artifact_dir: str | Path, variant: str, calib_pixels: np.ndarray, calib_ids: np.ndarray,
+                     recipe: Int8Recipe | str = Int8Recipe()) -> dict:
+    """Quantise both encoders with ``recipe`` (an ``Int8Recipe`` or ``"nncf"``) as a new named variant.
+
+    Calibration: ``calib_pixels`` [N, 3, H, W] float32 (preprocessed), ``calib_ids`` [M, L] int64.
+    """
+    d = Path(artifact_dir)
+    img, txt = f"image_encoder.{variant}.onnx", f"text_encoder.{variant}.onnx"
+    px = [calib_pixels[i:i + 8] for i in range(0, len(calib_pixels), 8)]
+    ids = [calib_ids[i:i + 16] for i in range(0, len(calib_ids), 16)]
+    try:
+        for src, dst, name, batches in ((IMAGE_ONNX, img, "pixel_values", px), (TEXT_ONNX, txt, "input_ids", ids)):
+            if recipe == "nncf":
+                _int8_nncf(d / src, d / dst, name, batches)
+            else:
+                _int8_static(d / src, d / dst, name, batches, recipe)
+    except ExportError:
+        raise
+    except Exception as e:
+        raise ExportError(f"building variant {variant} failed: {str(e).splitlines()[0][:240]}") from None
+    update_manifest(d, variants={variant: {"image": img, "text": txt}})
+    return {"image": img, "text": txt}
 
 
 def build_variants(artifact_dir: str | Path, variants: list[Precision | str],

@@ -40,10 +40,12 @@ def test_inherit_vs_scratch_smoke(tiny_teacher):
 
 def test_speed_smoke(tiny_teacher):
     out = tiny_teacher / "r2"
-    _run("speed.py", ["--teacher", str(tiny_teacher / "teacher"), "--target", "60k", "--batches", "1,4",
-                      "--repeat", "1", "--threads", "1"], out)
+    _run("speed.py", ["--pairs", f"{tiny_teacher / 'teacher'}=60k", "--batches", "1", "--repeat", "1",
+                      "--threads", "1"], out)
     r = json.loads((out / "speed.json").read_text())
-    assert "ort-int8-dynamic/b4" in r["student_run"]["latency_ms"]
+    rows = r["pairs"]["teacher"]["student"]["results"]
+    assert {(x["backend"], x["variant"]) for x in rows} >= {("onnxruntime", "fp32"), ("onnxruntime", "int8-static")}
+    assert r["pairs"]["teacher"]["student"]["goal"]["1"]["best_int8_ratio"] > 0 and r["gemm_peaks"]
 
 
 def test_cache_speed_smoke(tiny_teacher):

@@ -1,4 +1,4 @@
-"""On-device runtime: an exported artifact folder + onnxruntime + numpy + Pillow. Never imports torch.
+"""On-device runtime: an exported artifact folder + onnxruntime or OpenVINO + numpy + Pillow. Never imports torch.
 
 >>> rt = load("runs/quickstart/artifact")           # doctest: +SKIP
 >>> idx = Index.build(rt, ["a.jpg", "b.jpg"])        # doctest: +SKIP
@@ -26,15 +26,19 @@ class Runtime:
     """Image and text encoders of one artifact variant (fp32, fp32-opt, fp16, int8-dynamic, int8-static)."""
 
     def __init__(self, artifact: str | Path, variant: str = "fp32", providers: list[str] | None = None,
-                 threads: int | None = None, verify: bool = True, allow_failed_parity: bool = False):
-        import onnxruntime as ort
+                 threads: int | None = None, verify: bool = True, allow_failed_parity: bool = False,
+                 backend: str = "onnxruntime", batch: int = 1):
+        from .backends import open_session, resolve_choice
         self.dir = Path(artifact)
         mpath = self.dir / "manifest.json"
         if not mpath.is_file():
             raise ConfigError(f"{str(artifact)!r} is not an edgeclip artifact folder (no manifest.json)")
         self.manifest = read_json(mpath)
         variants = self.manifest.get("variants", {})
-        if not isinstance(variants, dict) or variant not in variants:
+        if not isinstance(variants, dict):
+            raise ConfigError(f"{str(artifact)!r} has a malformed manifest (variants is not a mapping)")
+        self.backend, variant = resolve_choice(self.manifest, backend, variant, batch)  # "auto" -> bench record
+        if variant not in variants:
             raise ConfigError(f"artifact has no variant {variant!r}; it has {sorted(variants)}")
         self.variant = variant
         files = check_artifact(self.dir, self.manifest, variant, verify, allow_failed_parity)
@@ -45,16 +49,8 @@ class Runtime:
             self.preprocess = Preprocess(read_json(files.preprocess))
         except (KeyError, TypeError, ValueError, OSError) as e:
             raise ConfigError(f"artifact {str(artifact)!r} has a broken tokenizer/preprocess file: {e}") from None
-        so = ort.SessionOptions()
-        if threads:
-            so.intra_op_num_threads = threads
-        so.log_severity_level = 3
-        providers = providers or ["CPUExecutionProvider"]
-        try:
-            self.image_session = ort.InferenceSession(str(files.image), so, providers=providers)
-            self.text_session = ort.InferenceSession(str(files.text), so, providers=providers)
-        except Exception as e:
-            raise BackendError(f"onnxruntime cannot load variant {variant!r}: {str(e).splitlines()[0][:200]}") from None
+        self.image_session = open_session(files.image, self.backend, threads, providers)
+        self.text_session = open_session(files.text, self.backend, threads, providers)
         for sess, name, kind, rank in ((self.image_session, "pixel_values", "tensor(float)", 4),
                                        (self.text_session, "input_ids", "tensor(int64)", 2)):
             got = [(i.name, i.type, len(i.shape)) for i in sess.get_inputs()]
@@ -95,8 +91,9 @@ class Runtime:
 
 
 def load(artifact: str | Path, variant: str = "fp32", providers: list[str] | None = None,
-         threads: int | None = None, verify: bool = True, allow_failed_parity: bool = False) -> Runtime:
-    """Open an exported artifact folder for inference (onnxruntime CPU by default).
+         threads: int | None = None, verify: bool = True, allow_failed_parity: bool = False,
+         backend: str = "onnxruntime", batch: int = 1) -> Runtime:
+    """Open an exported artifact folder for inference (onnxruntime CPU by default, or OpenVINO).
 
     Args:
         artifact: folder written by ``edgeclip export``.
@@ -108,14 +105,19 @@ def load(artifact: str | Path, variant: str = "fp32", providers: list[str] | Non
             ViT-B-32's 581 MB on a busy 2-core machine), so on by default.
         allow_failed_parity: load a variant whose parity gates failed at export. Variants with no parity record
             (exported without gates, e.g. by ``export_onnx`` alone) load, with ``Runtime.parity == "unchecked"``.
+        backend: ``"onnxruntime"``, ``"openvino"`` (the ``[openvino]`` extra) or ``"auto"``; with ``"auto"`` (and
+            ``variant="auto"``) both come from the fastest passing pair ``edgeclip bench`` recorded for the batch
+            size nearest ``batch``.
+        batch: the batch size the caller will mostly run (only read by ``"auto"``).
 
     Raises:
-        ConfigError: not an artifact, unknown variant, broken tokenizer/preprocess file.
+        ConfigError: not an artifact, unknown variant, broken tokenizer/preprocess file, ``"auto"`` with no bench
+            record (run ``edgeclip bench ARTIFACT`` first).
         IntegrityError: a file differs from its recorded sha256, or a path points outside the folder.
         ParityError: the variant failed parity and ``allow_failed_parity`` is False.
-        BackendError: onnxruntime cannot open a graph.
+        BackendError: the backend cannot open a graph (or OpenVINO is not installed).
     """
-    return Runtime(artifact, variant, providers, threads, verify, allow_failed_parity)
+    return Runtime(artifact, variant, providers, threads, verify, allow_failed_parity, backend, batch)
 
 
 @dataclass

@@ -82,6 +82,7 @@ def test_gallery_images_are_files_made_once(demo_url, models):
 
 def test_student_line_names_the_variant(models):
     assert f"variant **{models.rt.variant}**" in models.student_info()
+    assert f"runs on **{models.rt.backend}**" in models.student_info()
 
 
 def test_empty_query_is_a_clear_message(demo_url):

@@ -1,0 +1,92 @@
+"""Runtime backends: OpenVINO reproduces onnxruntime, parity runs through it, 'auto' reads the bench record."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import edgeclip.runtime as rt
+import tiny_artifact as tiny
+from conftest import one_error_line, run_cli
+from edgeclip.errors import ConfigError
+
+PROMPTS = ["a photo of a dog", "", "x " * 40, "naïve café 🐶"]
+
+
+@pytest.fixture
+def tiny_artifact():
+    return tiny.build()
+
+
+@pytest.fixture
+def artifact_copy(tmp_path):
+    return tiny.copy_to(tmp_path / "artifact")
+
+
+
+def _openvino():
+    try:
+        import openvino  # noqa: F401
+    except ImportError as e:
+        pytest.skip(f"openvino cannot be imported here ({e}); pip install 'edgeclip[openvino]'")
+
+
+def _images(n: int = 9):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 255, (40 + i, 36, 3), dtype=np.uint8)) for i in range(n)]
+
+
+@pytest.mark.parametrize("variant", ["fp32", "int8-dynamic"])
+def test_openvino_embeddings_match_onnxruntime(tiny_artifact, variant):
+    _openvino()
+    art, _ = tiny_artifact
+    a, b = rt.load(art, variant), rt.load(art, variant, backend="openvino")
+    assert (a.backend, b.backend) == ("onnxruntime", "openvino")
+    imgs = _images()
+    ia, ib = a.embed_images(imgs, batch_size=4), b.embed_images(imgs, batch_size=4)  # 4, 4, 1: dynamic batch
+    ta, tb = a.embed_texts(PROMPTS), b.embed_texts(PROMPTS)
+    bound = 0.9999 if variant == "fp32" else 0.999
+    assert ib.shape == ia.shape and tb.shape == ta.shape and np.isfinite(ib).all()
+    assert (ia * ib).sum(1).min() >= bound and (ta * tb).sum(1).min() >= bound
+    if variant == "fp32":  # f32 inference precision is forced: no silent bf16 on CPUs that have it
+        assert np.abs(ia - ib).max() <= 1e-4
+
+
+def test_parity_gates_run_through_openvino(tiny_artifact):
+    _openvino()
+    from edgeclip.export import check_parity
+    art, model = tiny_artifact
+    rep = check_parity(art, model, "fp32", backend="openvino", raise_on_fail=False)
+    assert rep.backend == "openvino" and rep.passed, rep.failed
+    assert rep.metrics["image"]["min_cosine"] >= 0.99999
+
+
+def test_auto_picks_the_recorded_fastest_pair(artifact_copy):
+    _openvino()
+    from edgeclip.export import update_manifest
+    update_manifest(artifact_copy, fastest={"threads": 2, "by_batch": {
+        "1": [{"backend": "openvino", "variant": "int8-dynamic", "median_ms": 1.0},
+              {"backend": "onnxruntime", "variant": "fp32", "median_ms": 2.0}],
+        "32": [{"backend": "onnxruntime", "variant": "int8-dynamic", "median_ms": 9.0}]}})
+    r = rt.load(artifact_copy, "auto", backend="auto", batch=1)
+    assert (r.backend, r.variant) == ("openvino", "int8-dynamic")
+    r = rt.load(artifact_copy, "auto", backend="auto", batch=20)  # nearest benchmarked batch size: 32
+    assert (r.backend, r.variant) == ("onnxruntime", "int8-dynamic")
+    r = rt.load(artifact_copy, "auto", backend="onnxruntime", batch=1)  # first entry compatible with the fixed part
+    assert (r.backend, r.variant) == ("onnxruntime", "fp32")
+    with pytest.raises(ConfigError, match="no passing entry"):
+        rt.load(artifact_copy, "fp16", backend="auto", batch=1)
+
+
+def test_auto_without_a_record_says_run_bench_first(tiny_artifact):
+    with pytest.raises(ConfigError, match="run 'edgeclip bench ARTIFACT' first"):
+        rt.load(tiny_artifact[0], "auto")
+
+
+def test_bad_backend_name_is_one_line(tiny_artifact):
+    with pytest.raises(ConfigError, match="unknown backend 'tensorrt'"):
+        rt.load(tiny_artifact[0], backend="tensorrt")
+    code, err = run_cli("parity", tiny_artifact[0], "--against", "reference", "--backend", "tensorrt")
+    assert one_error_line(code, err) and "invalid choice" in err[0], err
+    code, err = run_cli("bench", tiny_artifact[0], "--backend", "tpu")
+    assert one_error_line(code, err) and "invalid choice" in err[0], err

@@ -1,0 +1,74 @@
+"""edgeclip bench: JSON + markdown + PNG report, the fastest-pair record in the manifest, FLOP counting."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import edgeclip.runtime as rt
+import tiny_artifact as tiny
+from conftest import one_error_line, run_cli
+
+
+@pytest.fixture
+def tiny_artifact():
+    return tiny.build()
+
+
+@pytest.fixture
+def artifact_copy(tmp_path):
+    return tiny.copy_to(tmp_path / "artifact")
+
+
+
+def test_bench_writes_report_and_records_fastest_passing_pair(artifact_copy, tmp_path):
+    out = tmp_path / "bench"
+    code, err = run_cli("bench", artifact_copy, "--batches", "1", "--threads", "1", "--variant", "fp32", "--repeat", "2", "--warmup", "1",
+                        "--no-peaks", "--out", out)
+    assert code == 0, err
+    rep = json.loads((out / "bench.json").read_text())
+    assert rep["edgeclip_output"] == "bench" and rep["shared_machine"] is True and rep["cpu"]
+    backends = {b.value for b in rt.backends.available_backends()}
+    rows = rep["results"]
+    assert {(r["backend"], r["variant"]) for r in rows} == {(b, v) for b in backends for v in ("fp32",)}
+    manifest = json.loads((artifact_copy / "manifest.json").read_text())
+    for r in rows:
+        assert r["median_ms"] > 0 and r["peak_rss_mib"] > 10 and r["file_mb"] > 0
+        assert r["parity_passed"] == manifest["parity"][r["variant"]]["passed"]
+    assert rep["image_flops"]["1"] > 0
+    assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"
+    md = (out / "bench.md").read_text()
+    assert md.count("\n| ") >= len(rows) + 1 and "Fastest passing pair" in md
+    eligible = sorted((r for r in rows if r["eligible"]), key=lambda r: r["median_ms"])
+    rec = manifest["fastest"]["by_batch"].get("1", [])
+    assert [(e["backend"], e["variant"]) for e in rec] == [(r["backend"], r["variant"]) for r in eligible]
+    if rec:
+        r = rt.load(artifact_copy, "auto", backend="auto")
+        assert (r.backend, r.variant) == (rec[0]["backend"], rec[0]["variant"])
+
+
+def test_bench_bad_input_is_one_line_and_writes_nothing(tiny_artifact, tmp_path):
+    code, err = run_cli("bench", tmp_path / "nope", "--out", tmp_path / "b")
+    assert one_error_line(code, err) and "not an edgeclip artifact" in err[0], err
+    code, err = run_cli("bench", tiny_artifact[0], "--variant", "fp99", "--out", tmp_path / "b")
+    assert one_error_line(code, err) and "fp99" in err[0], err
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    code, err = run_cli("bench", tiny_artifact[0], "--out", keep, "--overwrite")
+    assert one_error_line(code, err) and "exists" in err[0], err
+    assert not (tmp_path / "b").exists() and [p.name for p in keep.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_flops_counted_from_the_graph(tmp_path, batch):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from edgeclip.runtime.limits import encoder_flops
+    w = numpy_helper.from_array(np.ones((64, 32), np.float32), "w")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 32])], [w])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]), str(tmp_path / "g.onnx"))
+    assert encoder_flops(tmp_path / "g.onnx", batch) == 2 * batch * 64 * 32
