@@ -64,20 +64,14 @@ def _check_page(path: Path) -> None:
         assert more or len(shown) == len(real), f"{name}: the page omits parameters; end the signature with ..."
 
 
-@pytest.mark.parametrize("doc", ["README.md", "docs/pending/users-cli.md"])
-def test_api_page_agrees_with_all(doc):
-    path = ROOT / doc
-    if not path.is_file():
-        pytest.skip(f"{doc} is not in this checkout")
-    if START not in path.read_text(encoding="utf-8"):
-        pytest.skip(f"{doc} has no {START} ... {END} section yet (the README gets it when the page is merged)")
+def test_api_page_agrees_with_all():
+    path = ROOT / "README.md"
+    assert START in path.read_text(encoding="utf-8"), f"README.md lost its {START} ... {END} API page"
     _check_page(path)
 
 
 def test_page_check_catches_a_wrong_default_and_a_missing_name(tmp_path):
-    good = (ROOT / "docs/pending/users-cli.md")
-    if not good.is_file():
-        pytest.skip("the pending page is gone (merged into the README)")
+    good = ROOT / "README.md"
     text = good.read_text(encoding="utf-8")
     bad = tmp_path / "bad.md"
     bad.write_text(text.replace('load_student(path, device="cpu")', 'load_student(path, device="cuda")'))
