@@ -128,7 +128,7 @@ def bench(artifact: str | Path, backends=None, variants=None, batches=BATCHES, t
     """
     from tqdm import tqdm
 
-    from . import _read_json
+    from .integrity import read_json as _read_json
     from .limits import GEMM_KINDS, encoder_flops
     art = Path(artifact)
     if not (art / "manifest.json").is_file():
