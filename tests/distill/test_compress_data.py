@@ -20,10 +20,10 @@ def test_other_teachers_need_data(tmp_path, tiny_model):
 def test_shapes_world_teachers_default_to_shapes(tmp_path, reference_teacher, tiny_model):
     assert default_data(None, reference_teacher) == "shapes"
     save_student(tiny_model, tmp_path / "s", extra={"data": "ShapesWorld train[0:128]"})  # as compress records it
-    assert default_data(None, load_student(tmp_path / "s")[0]) == "shapes"
+    assert default_data(None, load_student(tmp_path / "s")) == "shapes"
     save_student(tiny_model, tmp_path / "c", extra={"data": "CSV pairs.csv (10 rows)"})
     with pytest.raises(ConfigError, match="data is required"):
-        default_data(None, load_student(tmp_path / "c")[0])
+        default_data(None, load_student(tmp_path / "c"))
 
 
 def test_name_without_weights_warns_it_is_random(tmp_path):
