@@ -1,0 +1,128 @@
+"""`edgeclip prepare`: shards re-encoded at the student's resolution; `compress --decode gpu` refused without CUDA."""
+import io
+import json
+import tarfile
+
+import pytest
+from PIL import Image
+
+from edgeclip.data.prepare import prepare_shards
+from edgeclip.data.wds import WdsPairs
+from edgeclip.errors import ConfigError, DataError
+from tests.conftest import one_error_line, run_cli
+
+SIZES = [(96, 64), (50, 120), (30, 20), (200, 200)]  # the (30, 20) one is already small: kept as it is
+
+
+def _jpeg(i: int, size) -> bytes:
+    b = io.BytesIO()
+    Image.new("RGB", size, (i * 37 % 256, 90, i * 11 % 256)).save(b, "JPEG")
+    return b.getvalue()
+
+
+def _shard(path, n=12, bad=(), empty=()):
+    """n pairs; ``bad`` keys get bytes that are no image, ``empty`` keys an empty caption."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as tf:
+        for k in range(n):
+            img = b"not a jpeg" if k in bad else _jpeg(k, SIZES[k % len(SIZES)])
+            cap = b"" if k in empty else f"caption {k}".encode()
+            for name, data in ((f"k{k:04d}.jpg", img), (f"k{k:04d}.txt", cap)):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _read(spec):
+    pairs = WdsPairs(str(spec), shuffle_buffer=0)
+    out = {}
+    for raw in pairs.raw(0, 0, 0, 1, shuffle=False):
+        item = pairs.decode(raw)
+        if item is not None:
+            out[item[0]] = (item[1].size, item[2])
+    return out, pairs.skipped.counts
+
+
+def test_prepare_roundtrip_keys_captions_sizes_and_skips(tmp_path):
+    src = _shard(tmp_path / "src" / "a.tar", n=12, bad={3}, empty={5})
+    out = tmp_path / "prep"
+    m = prepare_shards(str(src), out, size=32, workers=0, shard_samples=4, progress=False)
+    before, _ = _read(src)
+    after, skipped = _read(out)
+    assert set(after) == set(before) and len(after) == 10
+    assert all(after[k][1] == before[k][1] for k in after)  # same captions under the same keys
+    for k, ((w, h), _) in after.items():
+        ow, oh = before[k][0]
+        if min(ow, oh) <= 32:
+            assert (w, h) == (ow, oh)
+        else:
+            assert min(w, h) == 32 and abs(w / h - ow / oh) < 0.05
+    small = sum(min(before[k][0]) <= 32 for k in before)
+    assert m["written"] == 10 and m["kept_as_is"] == small == 3 and m["size"] == 32
+    assert m["skipped"] == {"corrupt image": 1, "empty caption": 1} and not skipped
+    assert len(m["shards"]) == 3 and json.loads((out / "manifest.json").read_text())["edgeclip_output"] == \
+        "prepared-shards"
+
+
+def test_prepare_workers_match_in_process(tmp_path):
+    src = _shard(tmp_path / "src" / "a.tar", n=8)
+    prepare_shards(str(src), tmp_path / "w0", size=24, workers=0, progress=False)
+    prepare_shards(str(src), tmp_path / "w1", size=24, workers=1, progress=False)
+    a, b = _read(tmp_path / "w0")[0], _read(tmp_path / "w1")[0]
+    assert a == b and len(a) == 8
+
+
+def test_prepare_bad_input_one_line_nothing_written(tmp_path):
+    src = _shard(tmp_path / "src" / "a.tar", n=4)
+    out = tmp_path / "prep"
+    for args in (["--data", str(tmp_path / "none-{0..3}.tar")], ["--data", str(src), "--size", "8"],
+                 ["--data", str(src), "--quality", "0"]):
+        code, err = run_cli("prepare", *args, "--out", out)
+        assert one_error_line(code, err), (args, err)
+        assert not out.exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    code, err = run_cli("prepare", "--data", src, "--out", tmp_path / "mine")
+    assert one_error_line(code, err) and (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+    with pytest.raises(ConfigError):  # output inside the folder of source shards
+        prepare_shards(str(src.parent), tmp_path / "src" / "out", workers=0, progress=False)
+    with pytest.raises(DataError):  # every sample unreadable: nothing written
+        prepare_shards(str(_shard(tmp_path / "bad" / "b.tar", n=2, bad={0, 1})), out, workers=0, progress=False)
+    assert not out.exists()
+
+
+def test_prepare_existing_output_needs_overwrite(tmp_path):
+    src = _shard(tmp_path / "src" / "a.tar", n=4)
+    out = tmp_path / "prep"
+    code, err = run_cli("prepare", "--data", src, "--out", out, "--size", "32", "--workers", "0")
+    assert code == 0 and json.loads((out / "manifest.json").read_text())["size"] == 32
+    code, err = run_cli("prepare", "--data", src, "--out", out, "--size", "16", "--workers", "0")
+    assert one_error_line(code, err) and "--overwrite" in err[0]
+    assert json.loads((out / "manifest.json").read_text())["size"] == 32
+    m = prepare_shards(str(src), out, size=16, workers=0, overwrite=True, progress=False)
+    assert m["size"] == 16 and json.loads((out / "manifest.json").read_text())["size"] == 16
+
+
+def test_decode_gpu_refused_without_cuda(tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: --decode gpu is allowed here")
+    src = _shard(tmp_path / "src" / "a.tar", n=4)
+    out = tmp_path / "run"
+    code, err = run_cli("compress", "reference", "--target", "50%", "--data", src, "--steps", "1", "--decode", "gpu",
+                        "--out", out)
+    assert one_error_line(code, err) and "--decode gpu" in err[0]
+    assert not out.exists()
+
+
+def test_gpu_transform_matches_open_clip_eval_transform():
+    """The GPU path reads size/mean/std from the student's own transform (the decode itself needs CUDA)."""
+    from open_clip.transform import image_transform
+
+    from edgeclip.data.gpu_decode import gpu_transform_of
+    spec = gpu_transform_of(image_transform(64, is_train=False, mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6)))
+    assert spec.size == 64 and spec.mean == pytest.approx((0.1, 0.2, 0.3)) and spec.std == pytest.approx(
+        (0.4, 0.5, 0.6)) and spec.bicubic
+    with pytest.raises(ConfigError):
+        gpu_transform_of(lambda img: img)
