@@ -5,7 +5,9 @@ only read tar members and hand the raw bytes over; the training process decodes 
 (``torchvision.io.decode_jpeg(..., device="cuda")``) and applies the student's eval transform (resize of the
 shortest side, centre crop, normalise) as tensor ops on the GPU.
 
-UNVERIFIED: written on a machine without a GPU; only the refusal on CPU and the parameter extraction are tested.
+UNVERIFIED ON A GPU: written on a machine without one. Tested: the refusal without CUDA, the parameter extraction,
+and the whole loader path with ``device="cpu"`` (torchvision's CPU decoder stands in for nvjpeg; pixels match the
+CPU transform). torchvision 0.29 marks its image decoders deprecated in favour of TorchCodec.
 An image nvjpeg cannot decode is retried on the CPU (PNG/WebP, CMYK JPEGs), and dropped and counted as
 "corrupt image" if that fails too, so a batch can come out smaller than asked.
 """

@@ -15,8 +15,12 @@ SIZES = [(96, 64), (50, 120), (30, 20), (200, 200)]  # the (30, 20) one is alrea
 
 
 def _jpeg(i: int, size) -> bytes:
+    import numpy as np
+    w, h = size  # smooth texture: resampling differences show, JPEG keeps it
+    y, x = np.mgrid[0:h, 0:w]
+    px = np.stack([128 + 100 * np.sin(x / (3 + i % 5)), 128 + 100 * np.cos(y / 4), (x * y + 40 * i) % 256], -1)
     b = io.BytesIO()
-    Image.new("RGB", size, (i * 37 % 256, 90, i * 11 % 256)).save(b, "JPEG")
+    Image.fromarray(px.astype(np.uint8)).save(b, "JPEG")
     return b.getvalue()
 
 
@@ -126,3 +130,37 @@ def test_gpu_transform_matches_open_clip_eval_transform():
         (0.4, 0.5, 0.6)) and spec.bicubic
     with pytest.raises(ConfigError):
         gpu_transform_of(lambda img: img)
+
+
+def test_decode_gpu_wiring_on_cpu_device(tmp_path):
+    """The --decode gpu loader path run with device "cpu" (nvjpeg itself needs a GPU): workers hand raw bytes,
+    the main process decodes; pixels match the CPU transform, corrupt images are dropped with their rows."""
+    import torch
+    from open_clip.transform import image_transform
+
+    from edgeclip.data.gpu_decode import gpu_transform_of
+    from edgeclip.data.loader import BatchLoader, WdsBatches
+    src = _shard(tmp_path / "src" / "a.tar", n=8, bad={1})
+    tf = image_transform(32, is_train=False)
+
+    def tok(caps):
+        return torch.tensor([[int(c.split()[1])] for c in caps])
+
+    def batches(raw):
+        pairs = WdsPairs(str(src), shuffle_buffer=0)
+        ws = WdsBatches(pairs, 4, 0, tf, tok, tok, shuffle=False, drop_last=False, raw_images=raw)
+        gpu = (gpu_transform_of(tf), "cpu") if raw else None
+        return list(BatchLoader(ws, 0, gpu_decode=gpu).one_epoch()), pairs.skipped.counts
+
+    cpu, cpu_skips = batches(False)
+    gpu, gpu_skips = batches(True)
+    def rows(bs):  # key -> (pixels, teacher ids, student ids); a GPU batch loses its corrupt rows after batching
+        return {k: (b[1][i], b[2][i], b[3][i]) for b in bs for i, k in enumerate(b[0])}
+
+    g, c = rows(gpu), rows(cpu)
+    assert list(g) == list(c) and len(g) == 7 and [len(b[0]) for b in gpu] == [3, 4]
+    assert gpu_skips == cpu_skips == {"corrupt image": 1}
+    for k in g:
+        assert g[k][0].shape == c[k][0].shape == (3, 32, 32)
+        assert torch.equal(g[k][1], c[k][1]) and torch.equal(g[k][2], c[k][2])
+        assert (g[k][0] - c[k][0]).abs().mean() < 0.01  # torch vs PIL bicubic resampling: nearly equal
