@@ -180,15 +180,23 @@ class BatchLoader:
             self.pairs.skipped.counts.update(item["skipped"])
 
     def _finish(self, batch: tuple) -> tuple:
-        """--decode gpu: decode the batch's image bytes on the GPU; rows of undecodable images are dropped."""
+        """--decode gpu: decode the batch's image bytes on the GPU; rows of undecodable images are dropped (under
+        torchrun refilled with copies of decoded rows, so every rank's batch keeps its size)."""
         if self.gpu_decode is None:
             return batch
         from .gpu_decode import decode_batch
         keys, blobs, t_ids, s_ids = batch
         pixels, kept = decode_batch(blobs, *self.gpu_decode, self.pairs.skipped)
+        if not kept:
+            raise DataError(f"a batch of {len(keys)} images from {self.pairs.describe()} has none decodable "
+                            f"(skipped: {dict(self.pairs.skipped.counts)})")
         if len(kept) < len(keys):
-            idx = torch.tensor(kept, dtype=torch.long)
-            keys, t_ids, s_ids = [keys[i] for i in kept], t_ids[idx], s_ids[idx]
+            rows = list(range(len(kept)))
+            if self.source.world > 1:  # the gathered affinity loss needs equal rows on every rank: refill
+                rows += [rows[i % len(rows)] for i in range(len(keys) - len(kept))]
+                pixels = pixels[torch.tensor(rows, device=pixels.device)]
+            idx = torch.tensor([kept[r] for r in rows], dtype=torch.long)
+            keys, t_ids, s_ids = [keys[i] for i in idx.tolist()], t_ids[idx], s_ids[idx]
         return keys, pixels, t_ids, s_ids
 
     def iterate(self, start: int, end: int, state: dict | None = None) -> Iterator[tuple]:

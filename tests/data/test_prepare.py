@@ -164,3 +164,28 @@ def test_decode_gpu_wiring_on_cpu_device(tmp_path):
         assert g[k][0].shape == c[k][0].shape == (3, 32, 32)
         assert torch.equal(g[k][1], c[k][1]) and torch.equal(g[k][2], c[k][2])
         assert (g[k][0] - c[k][0]).abs().mean() < 0.01  # torch vs PIL bicubic resampling: nearly equal
+
+
+def test_decode_gpu_keeps_batch_size_across_ranks(tmp_path):
+    """Under torchrun (world > 1) a dropped corrupt row is refilled, so the gathered loss sees equal rows."""
+    import torch
+    from open_clip.transform import image_transform
+
+    from edgeclip.data.gpu_decode import gpu_transform_of
+    from edgeclip.data.loader import BatchLoader, WdsBatches
+    src = _shard(tmp_path / "src" / "a.tar", n=8, bad={0, 2})
+    tf = image_transform(32, is_train=False)
+
+    def tok(caps):
+        return torch.tensor([[int(c.split()[1])] for c in caps])
+
+    pairs = WdsPairs(str(src), shuffle_buffer=0)
+    ws = WdsBatches(pairs, 8, 0, tf, tok, tok, rank=0, world=2, shuffle=False, raw_images=True)
+    got = list(BatchLoader(ws, 0, gpu_decode=(gpu_transform_of(tf), "cpu")).one_epoch())
+    assert got and all(len(b[0]) == b[1].shape[0] == b[2].shape[0] == 4 for b in got)
+    assert pairs.skipped.counts["corrupt image"] == 2  # both on rank 0 (samples split by rank: 0, 2, 4, 6)
+    assert any(len(set(b[0])) < len(b[0]) for b in got)  # so its batch was refilled
+    for keys, pixels, t_ids, _ in got:  # a refilled row is a true copy: same key, same pixels, same caption
+        for i, k in enumerate(keys):
+            j = keys.index(k)
+            assert torch.equal(pixels[i], pixels[j]) and torch.equal(t_ids[i], t_ids[j])
