@@ -12,7 +12,8 @@ import sys
 from . import __version__
 from .errors import EdgeClipError
 
-COMMANDS = ("compress", "teach", "export", "parity", "eval", "bench", "demo", "quickstart", "info", "models")
+COMMANDS = ("compress", "teach", "prepare", "export", "parity", "eval", "bench", "demo", "quickstart", "info",
+            "models")
 # Packages of the [train] extra: a command that imports one of them on a torch-free (runtime-only) install gets
 # one line naming the extra instead of a traceback.
 TRAIN_PACKAGES = ("torch", "torchvision", "open_clip", "timm", "onnx", "onnxscript", "safetensors", "huggingface_hub")

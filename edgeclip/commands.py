@@ -112,7 +112,8 @@ def _cmd_compress(a) -> int:
                    batch_size=a.batch_size, lr=a.lr, resume=a.resume, seed=a.seed, depth=a.depth, width=a.width,
                    hf=a.hf, tie_layers=not a.per_layer,
                    prune_steps=a.prune_steps, workers=a.workers, precision=a.precision,
-                   teacher_store=a.teacher_store, keep_ckpt=not a.drop_ckpt, overwrite=a.overwrite)
+                   teacher_store=a.teacher_store, keep_ckpt=not a.drop_ckpt, overwrite=a.overwrite,
+                   decode=a.decode)
     if not res.report:  # a torchrun rank other than 0: rank 0 prints
         return 0
     print((res.out / "report.md").read_text())
@@ -126,6 +127,14 @@ def _cmd_teach(a) -> int:
               overwrite=a.overwrite)
     if m:  # rank 0
         print(f"teacher store: {a.out} ({m['count']} samples, {len(m['shards'])} shards, dims {m['dims']})")
+    return 0
+
+
+def _cmd_prepare(a) -> int:
+    from .data.prepare import prepare_shards
+    m = prepare_shards(a.data, a.out, size=a.size, quality=a.quality, workers=a.workers, overwrite=a.overwrite)
+    print(f"prepared shards: {a.out} ({m['written']} pairs at {m['size']} px in {len(m['shards'])} shards; "
+          f"skipped {sum(m['skipped'].values())}: {m['skipped'] or 'none'})")
     return 0
 
 
@@ -305,6 +314,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    "(default min(8, cores-1); 0: decode in the training process)")
     q.add_argument("--teacher-store", default=None, help="teacher embeddings written by 'edgeclip teach' "
                    "(stored samples never run the teacher)")
+    q.add_argument("--decode", choices=("cpu", "gpu"), default="cpu", help="where images are decoded: cpu "
+                   "(DataLoader workers) or gpu (nvjpeg on --device cuda; webdataset shards only; unverified)")
     q.add_argument("--seed", type=int, default=0, help="seed for init and data order")
     q.add_argument("--resume", action="store_true", help="continue from OUT/ckpt after an interruption")
     q.add_argument("--drop-ckpt", action="store_true", help="delete OUT/ckpt (resumable checkpoints, several "
@@ -326,6 +337,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     q.add_argument("--overwrite", action="store_true", help="replace an existing teacher store at --out")
     q.set_defaults(func=_cmd_teach)
+
+    q = sub.add_parser("prepare", help="re-encode webdataset shards once at the student's resolution (faster "
+                       "decoding in every later epoch)")
+    q.add_argument("--data", required=True, help="source webdataset shards ('shards/{00000..00099}.tar', a folder "
+                   "of .tar, 'pipe:CMD')")
+    q.add_argument("--size", type=int, default=256, help="shortest side in px after preparation (default 256; "
+                   "smaller images are kept as they are)")
+    q.add_argument("--out", required=True, help="new folder for the prepared shards (+ manifest.json)")
+    q.add_argument("--quality", type=int, default=90, help="JPEG quality of the re-encoded images (1-100)")
+    q.add_argument("--workers", type=int, default=None, help="processes re-encoding (default min(8, cores-1); "
+                   "0: in this process)")
+    q.add_argument("--overwrite", action="store_true", help="replace earlier prepared shards at --out")
+    q.set_defaults(func=_cmd_prepare)
 
     q = sub.add_parser("eval", help="zero-shot and retrieval metrics of a model")
     q.add_argument("model", help="model to evaluate (name, student folder, HF folder, 'reference')")

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from ..errors import ConfigError, DataError
-from .wds import skip_delta
+from .wds import skip_delta, split_sample
 
 
 def default_workers() -> int:
@@ -109,12 +109,14 @@ class WdsBatches(IterableDataset):
     of an epoch is dropped, so every rank's rows have the same size for the gathered affinity loss)."""
 
     def __init__(self, pairs, batch_size: int, seed: int, image_transform, teacher_tok, student_tok,
-                 rank: int = 0, world: int = 1, workers: int = 0, drop_last: bool = True, shuffle: bool = True):
+                 rank: int = 0, world: int = 1, workers: int = 0, drop_last: bool = True, shuffle: bool = True,
+                 raw_images: bool = False):
         if batch_size % world:
             raise ConfigError(f"batch size {batch_size} is not divisible by the {world} ranks")
         self.pairs, self.bs, self.seed = pairs, batch_size // world, seed
         self.tf, self.t_tok, self.s_tok = image_transform, teacher_tok, student_tok
         self.rank, self.world, self.drop_last, self.shuffle = rank, world, drop_last, shuffle
+        self.raw_images = raw_images  # --decode gpu: hand the image bytes over, the main process decodes them
         self.epoch = mp.Value("q", 0)                    # shared with persistent workers (set before iter)
         self.skip = mp.Array("q", max(1, workers))       # raw samples each worker skips (resume)
         self.rot = mp.Value("q", 0)                      # worker whose turn is next (DataLoader starts at 0)
@@ -131,27 +133,34 @@ class WdsBatches(IterableDataset):
             n += 1
             if n <= skip:  # replay the reads up to the recorded position, without decoding
                 continue
-            item = self.pairs.decode(raw)
+            item = split_sample(raw, self.pairs.skipped) if self.raw_images else self.pairs.decode(raw)
             if item is None:
                 continue
             keys.append(item[0])
-            imgs.append(self.tf(item[1]))
+            imgs.append(item[1] if self.raw_images else self.tf(item[1]))
             caps.append(item[2])
             if len(keys) == self.bs:
-                yield {"batch": (keys, torch.stack(imgs), self.t_tok(caps), self.s_tok(caps)), "worker": w,
+                yield {"batch": (keys, self._pixels(imgs), self.t_tok(caps), self.s_tok(caps)), "worker": w,
                        "pos": n, "skipped": skip_delta(before, counts)}
                 keys, imgs, caps, before = [], [], [], Counter(counts)
         if keys and not self.drop_last:
-            yield {"batch": (keys, torch.stack(imgs), self.t_tok(caps), self.s_tok(caps)), "worker": w,
+            yield {"batch": (keys, self._pixels(imgs), self.t_tok(caps), self.s_tok(caps)), "worker": w,
                    "pos": n, "skipped": skip_delta(before, counts)}
+
+    def _pixels(self, imgs: list):
+        return list(imgs) if self.raw_images else torch.stack(imgs)
 
 
 class BatchLoader:
     """Batches for steps ``start..end-1`` from worker processes, plus the position to checkpoint."""
 
     def __init__(self, source: Batches | WdsBatches, workers: int = 0, pin_memory: bool = False,
-                 prefetch: int = 2):
+                 prefetch: int = 2, gpu_decode=None):
+        """``gpu_decode``: ``(GpuTransform, device)`` when ``source`` hands raw image bytes (``--decode gpu``)."""
         self.source, self.workers = source, check_workers(workers)
+        if gpu_decode is not None and not getattr(source, "raw_images", False):
+            raise ConfigError("GPU decoding needs a webdataset source built with raw_images=True")
+        self.gpu_decode = gpu_decode
         self.stream = isinstance(source, WdsBatches)
         self.pairs = source.pairs
         self._state: dict = {"kind": "stream" if self.stream else "index"}
@@ -169,6 +178,26 @@ class BatchLoader:
             raise DataError(item["error"])
         if self.workers and hasattr(self.pairs, "skipped"):  # workers count in their own copies
             self.pairs.skipped.counts.update(item["skipped"])
+
+    def _finish(self, batch: tuple) -> tuple:
+        """--decode gpu: decode the batch's image bytes on the GPU; rows of undecodable images are dropped (under
+        torchrun refilled with copies of decoded rows, so every rank's batch keeps its size)."""
+        if self.gpu_decode is None:
+            return batch
+        from .gpu_decode import decode_batch
+        keys, blobs, t_ids, s_ids = batch
+        pixels, kept = decode_batch(blobs, *self.gpu_decode, self.pairs.skipped)
+        if not kept:
+            raise DataError(f"a batch of {len(keys)} images from {self.pairs.describe()} has none decodable "
+                            f"(skipped: {dict(self.pairs.skipped.counts)})")
+        if len(kept) < len(keys):
+            rows = list(range(len(kept)))
+            if self.source.world > 1:  # the gathered affinity loss needs equal rows on every rank: refill
+                rows += [rows[i % len(rows)] for i in range(len(keys) - len(kept))]
+                pixels = pixels[torch.tensor(rows, device=pixels.device)]
+            idx = torch.tensor([kept[r] for r in rows], dtype=torch.long)
+            keys, t_ids, s_ids = [keys[i] for i in idx.tolist()], t_ids[idx], s_ids[idx]
+        return keys, pixels, t_ids, s_ids
 
     def iterate(self, start: int, end: int, state: dict | None = None) -> Iterator[tuple]:
         if not self.stream:
@@ -188,7 +217,7 @@ class BatchLoader:
         self.source.skip[:] = [0] * len(self.source.skip)
         for item in self._dl:
             self._count(item)
-            yield item["batch"]
+            yield self._finish(item["batch"])
 
     def _iterate_stream(self, n: int, state: dict) -> Iterator[tuple]:
         nw, src = max(1, self.workers), self.source
@@ -211,7 +240,7 @@ class BatchLoader:
                 done += 1
                 self._state = {"kind": "stream", "epoch": epoch, "consumed": list(consumed),
                                "next": (item["worker"] + 1) % nw, "workers": self.workers, "world": src.world}
-                yield item["batch"]
+                yield self._finish(item["batch"])
                 if done == n:
                     return
             if got == 0 and not any(consumed):

@@ -126,20 +126,33 @@ class WdsPairs:
 
     def decode(self, sample: dict):
         """Raw sample -> (key, PIL image, caption), or None (skipped and counted)."""
-        img = next((sample[k] for k in IMAGE_KEYS if k in sample), None)
-        txt = sample.get("txt")
-        if img is None or txt is None:
-            self.skipped.add("incomplete sample")
-            return None
-        cap = txt.decode("utf-8", errors="replace").strip() if isinstance(txt, bytes) else str(txt).strip()
-        if not cap:
-            self.skipped.add("empty caption")
-            return None
-        try:
-            return sample["__key__"], open_image(io.BytesIO(img)), cap
-        except Exception:
-            self.skipped.add("corrupt image")
-            return None
+        return decode_sample(sample, self.skipped)
+
+
+def split_sample(sample: dict, skipped: SkipCounter):
+    """Raw sample -> (key, image bytes, caption) without decoding the image, or None (skipped and counted)."""
+    img = next((sample[k] for k in IMAGE_KEYS if k in sample), None)
+    txt = sample.get("txt")
+    if img is None or txt is None:
+        skipped.add("incomplete sample")
+        return None
+    cap = txt.decode("utf-8", errors="replace").strip() if isinstance(txt, bytes) else str(txt).strip()
+    if not cap:
+        skipped.add("empty caption")
+        return None
+    return sample["__key__"], img, cap
+
+
+def decode_sample(sample: dict, skipped: SkipCounter):
+    """Raw sample -> (key, PIL image, caption), or None; one rule for training, ``prepare`` and benchmarks."""
+    parts = split_sample(sample, skipped)
+    if parts is None:
+        return None
+    try:
+        return parts[0], open_image(io.BytesIO(parts[1])), parts[2]
+    except Exception:
+        skipped.add("corrupt image")
+        return None
 
 
 def skip_delta(before: Counter, after: Counter) -> dict:

@@ -62,7 +62,7 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
              ckpt_every: int = 50, cache_teacher: bool = True, hf: bool = False,
              evaluate: bool = True, tie_layers: bool = True, prune_steps: int = 200, workers: int | None = None,
              precision: str = "fp32", teacher_store: str | Path | None = None, keep_ckpt: bool = True,
-             overwrite: bool = False) -> CompressResult:
+             overwrite: bool = False, decode: str = "cpu") -> CompressResult:
     """Distil ``teacher`` into a student of ``target_params`` (TinyCLIP: inheritance + affinity mimicking).
 
     Args:
@@ -115,6 +115,8 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
                 eval_every, ckpt_every, prune_steps)
     if hf and not tie_layers and method == "auto":
         raise ConfigError("per-layer students have no Hugging Face CLIPModel equivalent; drop hf or tie layers")
+    from ..data.gpu_decode import check_gpu_decode
+    check_gpu_decode(decode, device)  # --decode gpu without CUDA: one line, before the output is claimed
     if overwrite and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each rank would stage its own copy
         raise ConfigError("--overwrite is not supported under torchrun; remove the earlier run or pick a new --out")
     final, out = _claim_output(out, teacher, data, resume, overwrite)  # every rank, before the process group
@@ -138,6 +140,8 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
     stream = getattr(pairs, "streaming", False)
     if stream and method == "auto":
         raise ConfigError("method auto prunes on index-addressable data (shapes, CSV); use manual with shards")
+    if decode == "gpu" and not stream:
+        raise ConfigError("--decode gpu is supported for webdataset shards only; CSV and shapes decode on the CPU")
     if stream and epochs is not None:
         raise ConfigError("--epochs needs a dataset of known length; give --steps for webdataset shards")
     if not stream:
@@ -177,7 +181,8 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
             tie = tie_layers or st.index < len(plan)  # only the last stage may leave per-layer sizes
             student, inh = _make_student(prev, st.cfg, method, depth, width, seed, pairs, tf, teacher, device, tie,
                                          prune_steps)
-            batches = _batches(pairs, batch_size, seed, tf, teacher, student, rank, world, workers, device)
+            batches = _batches(pairs, batch_size, seed, tf, teacher, student, rank, world, workers, device,
+                               decode)
             n = per_stage[st.index - 1]
             stage_cfg = replace(cfg, seed=seed + st.index, steps=n, warmup=min(50, max(1, n // 10)))
             student, hist = distill(student, teacher, batches, stage_cfg,
@@ -249,15 +254,21 @@ def _claim_output(out, teacher, data, resume: bool, overwrite: bool) -> tuple[Pa
     return final, stage
 
 
-def _batches(pairs, batch_size, seed, tf, teacher, student, rank, world, workers, device):
-    """This rank's batches: step-addressed for index data, a worker-split stream for webdataset shards."""
+def _batches(pairs, batch_size, seed, tf, teacher, student, rank, world, workers, device, decode="cpu"):
+    """This rank's batches: step-addressed for index data, a worker-split stream for webdataset shards
+    (``decode="gpu"``: workers hand raw JPEG bytes over, decoded on ``device`` with nvjpeg)."""
     from ..data.loader import Batches, BatchLoader, WdsBatches
     toks = (get_tokenizer(teacher), get_tokenizer(student))
+    gpu = None
+    if decode == "gpu":
+        from ..data.gpu_decode import gpu_transform_of
+        gpu = (gpu_transform_of(tf), device)
     if getattr(pairs, "streaming", False):
-        src = WdsBatches(pairs, batch_size, seed, tf, *toks, rank=rank, world=world, workers=workers)
+        src = WdsBatches(pairs, batch_size, seed, tf, *toks, rank=rank, world=world, workers=workers,
+                         raw_images=gpu is not None)
     else:
         src = Batches(pairs, batch_size, seed, tf, *toks, rank=rank, world=world)
-    return BatchLoader(src, workers, pin_memory=str(device).startswith("cuda"))
+    return BatchLoader(src, workers, pin_memory=str(device).startswith("cuda") and gpu is None, gpu_decode=gpu)
 
 
 def default_data(data, teacher):
