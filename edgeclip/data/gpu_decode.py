@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ConfigError
-from .pairs import SkipCounter
+from .skips import SkipCounter
 
 
 @dataclass(frozen=True)

@@ -9,32 +9,17 @@ from __future__ import annotations
 import csv
 import io
 import os
-
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
 from ..errors import DataError
 from ..imageio import open_image  # noqa: F401  (one decoding rule for training and runtime)
+from .skips import SkipCounter  # noqa: F401  (re-exported: readers count skipped items)
 from .shapes import ShapesWorld
 
 Image.MAX_IMAGE_PIXELS = 64_000_000  # decompression-bomb guard: larger images are skipped as corrupt
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-
-
-@dataclass
-class SkipCounter:
-    """Counts skipped items by reason; reported at the end of a run."""
-    counts: Counter = field(default_factory=Counter)
-
-    def add(self, reason: str) -> None:
-        self.counts[reason] += 1
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
 
 
 class ShapesPairs:

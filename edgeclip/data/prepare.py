@@ -21,7 +21,7 @@ from PIL import Image
 
 from .._io import KEY, atomic_path, check_output, write_json
 from ..errors import ConfigError, DataError
-from .pairs import SkipCounter, open_image
+from ..imageio import open_image
 from .wds import WdsPairs, split_sample
 
 KIND = "prepared-shards"

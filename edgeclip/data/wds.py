@@ -22,7 +22,8 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import DataError
-from .pairs import SkipCounter, open_image
+from ..imageio import open_image
+from .skips import SkipCounter
 
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
 PROBE_TIMEOUT_S = 30

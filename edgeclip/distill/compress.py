@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import atexit
-import json
 import math
 import os
 import shutil
@@ -29,17 +28,6 @@ class CompressResult:
     student: torch.nn.Module
     out: Path
     report: dict = field(default_factory=dict)
-
-
-def _check_device(device: str) -> str:
-    d = str(device)
-    if d != "cpu" and not (d == "cuda" or (d.startswith("cuda:") and d[5:].isdigit())):
-        raise ConfigError(f"unknown device {d!r}; use cpu, cuda or cuda:N")
-    if d.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for, but no CUDA GPU is available; use --device cpu")
-    if d.startswith("cuda:") and int(d[5:]) >= torch.cuda.device_count():
-        raise ConfigError(f"device {d!r} asked for, but only {torch.cuda.device_count()} GPU(s) are visible")
-    return d
 
 
 def _check_precision(precision: str, device: str) -> str:
@@ -120,7 +108,7 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
     if overwrite and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each rank would stage its own copy
         raise ConfigError("--overwrite is not supported under torchrun; remove the earlier run or pick a new --out")
     final, out = _claim_output(out, teacher, data, resume, overwrite)  # every rank, before the process group
-    device = _check_device(device)
+    device = ddp_env.check_device(device)
     precision = _check_precision(precision, device)
     workers = check_workers(workers)
     device = ddp_env.init_from_env(device)

@@ -186,10 +186,9 @@ def teach(teacher, data, out, batch_size: int = 256, workers: int | None = None,
     from ..models import get_tokenizer, load_teacher
     from ..models.io import image_transform, preprocess_cfg
     from . import dist as ddp_env
-    from .compress import _check_device
 
     workers = check_workers(workers)
-    device = ddp_env.init_from_env(_check_device(device))
+    device = ddp_env.init_from_env(ddp_env.check_device(device))
     # TODO(safe-out): check_output(out, "teacher-store", overwrite, inputs=[data])
     out = Path(out)
     if out.exists() and not overwrite:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BackendError, ConfigError
+from ..errors import ConfigError
 from ..imageio import MAX_PIXELS, open_image
 from .integrity import check_artifact, read_json
 from .preprocess import Preprocess
