@@ -21,7 +21,7 @@ __all__ = ["check_output", "output_kind", "atomic_path", "staging_path", "replac
            "write_json", "write_text"]
 KEY = "edgeclip_output"
 # the JSON that names a folder's kind, in the order they are read; "run" has run.json from its first step on
-MAIN_JSON = ("report.json", "run.json", "open_clip_config.json", "manifest.json", "index.json")
+MAIN_JSON = ("report.json", "run.json", "open_clip_config.json", "manifest.json", "index.json", "bench.json")
 # outputs written before the key existed, recognised by the files they always had
 LEGACY = {"run": ("report.json", "student"), "student": ("open_clip_config.json", "model.safetensors"),
           "artifact": ("manifest.json", "image_encoder.onnx"), "index": ("embeddings.npy", "items.json")}

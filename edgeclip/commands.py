@@ -212,10 +212,8 @@ def _cmd_parity(a) -> int:
 
 def _cmd_bench(a) -> int:
     from .runtime.bench import bench, bench_markdown, write_report
-    out = Path(a.out)
-    # TODO(safe-out): check_output(out, "bench", a.overwrite, inputs=[a.artifact])
-    if out.exists() and not (a.overwrite and (out / "bench.json").is_file()):
-        raise ConfigError(f"{a.out!r} exists; pass --overwrite to replace an earlier bench report there")
+    from ._io import check_output
+    out = check_output(a.out, "bench", a.overwrite, inputs=[a.artifact])
     rep = bench(a.artifact, a.backend, a.variant, [int(b) for b in a.batches.split(",")],
                 [int(t) for t in a.threads.split(",")] if a.threads else None, a.repeat, a.warmup, a.rounds,
                 peaks=not a.no_peaks)

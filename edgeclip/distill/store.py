@@ -189,10 +189,9 @@ def teach(teacher, data, out, batch_size: int = 256, workers: int | None = None,
 
     workers = check_workers(workers)
     device = ddp_env.init_from_env(ddp_env.check_device(device))
-    # TODO(safe-out): check_output(out, "teacher-store", overwrite, inputs=[data])
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise ConfigError(f"{str(out)!r} exists; pass --overwrite to replace it")
+    from .._io import check_output
+    out = check_output(out, "teacher-store", overwrite, inputs=[teacher if isinstance(teacher, (str, Path)) else None,
+                                                             data if isinstance(data, (str, Path)) else None])
     teacher = teacher if isinstance(teacher, torch.nn.Module) else load_teacher(teacher)
     pre = preprocess_cfg(teacher)
     pairs = open_pairs(data, pre["size"] if isinstance(pre["size"], int) else pre["size"][0])

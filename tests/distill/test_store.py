@@ -99,5 +99,5 @@ def test_teach_on_webdataset_shards_keys_by_sample_key(tmp_path):
     assert m["count"] == 13  # every readable pair once, partial last batches kept
     st = TeacherStore.open(tmp_path / "store", teacher, preprocess_cfg(teacher))
     assert (st.lookup([f"{k:05d}" for k in range(14)]) >= 0).tolist() == [k != 3 for k in range(14)]
-    with pytest.raises(ConfigError, match="exists"):
+    with pytest.raises(ConfigError, match="existing edgeclip teacher-store; pass --overwrite"):
         teach(teacher, spec, tmp_path / "store", workers=0)
