@@ -48,31 +48,34 @@ def _number(kind, lo: float, what: str):
     return parse
 
 
-def _budget(value: str) -> str:
-    """argparse type of --target: checked by the one budget parser (``%`` is resolved once the teacher is loaded)."""
-    import argparse
+def _checked(check):
+    """argparse type that runs one of edgeclip's own checkers on the string (its one-line error becomes argparse's)
+    and keeps the string: the checker stays the only home of the rule."""
+    def parse(value: str) -> str:
+        import argparse
 
+        from .errors import EdgeClipError
+        try:
+            check(value)
+        except EdgeClipError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return value
+    return parse
+
+
+def _check_budget(value: str) -> None:
+    """--target: the one budget parser (``%`` is resolved once the teacher is loaded)."""
     from .models.params import budget_spec
-    try:
-        budget_spec(value)
-    except ConfigError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return value
+    budget_spec(value)
 
 
-def _data(value: str) -> str:
-    """argparse type of --data: 'shapes:N' needs a whole N >= 1 (other sources are checked when opened)."""
-    import argparse
-
+def _check_data(value: str) -> None:
+    """--data: 'shapes:N' needs a whole N >= 1 (other sources are checked when opened)."""
     from .data.pairs import shapes_count
-    from .errors import DataError
-    try:
-        shapes_count(value)
-    except DataError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return value
+    shapes_count(value)
 
 
+_budget, _data = _checked(_check_budget), _checked(_check_data)
 _STEPS = _number(int, 1, "an integer >= 1")
 _BATCH = _number(int, 2, "an integer >= 2 (the affinity loss compares pairs within a batch)")
 _POSITIVE = _number(float, 1e-300, "a positive finite number")
