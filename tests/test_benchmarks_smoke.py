@@ -22,8 +22,9 @@ def tiny_teacher(tmp_path_factory):
 
 def _run(script, args, out):
     env = {**os.environ, "EDGECLIP_BENCH_RESULTS": str(out), "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], check=True, env=env, timeout=600,
-                   capture_output=True)
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], env=env, timeout=600,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, f"{script} exited {r.returncode}: {r.stderr[-3000:]}"
 
 
 def test_inherit_vs_scratch_smoke(tiny_teacher):

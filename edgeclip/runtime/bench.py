@@ -52,7 +52,8 @@ def _worker(spec: dict) -> dict:
         from .limits import gemm_peak
         res = gemm_peak(spec["backend"], spec["kind"], spec["threads"], spec.get("n", 1024), spec.get("seconds", 2.0))
     else:
-        rt = load(spec["artifact"], spec["variant"], threads=spec["threads"], backend=spec["backend"])
+        rt = load(spec["artifact"], spec["variant"], threads=spec["threads"], backend=spec["backend"],
+                  allow_failed_parity=True)  # timed and reported with its verdict; only passing pairs are recorded
         s = rt.preprocess.size
         x = np.random.default_rng(0).standard_normal((spec["batch"], 3, s, s)).astype(np.float32)
         for _ in range(spec["warmup"]):
@@ -86,7 +87,8 @@ def _file_mb(art: Path, name: str) -> float:
 def _agreement(art: Path, variant: str, n: int = 16) -> float:
     """Min cosine between OpenVINO and onnxruntime image embeddings of one variant on seeded inputs."""
     from . import load
-    a, b = load(art, variant), load(art, variant, backend="openvino")
+    a = load(art, variant, allow_failed_parity=True)
+    b = load(art, variant, backend="openvino", allow_failed_parity=True)
     s = a.preprocess.size
     x = np.random.default_rng(1).standard_normal((n, 3, s, s)).astype(np.float32)
     ea, eb = a.embed_pixels(x, 8), b.embed_pixels(x, 8)

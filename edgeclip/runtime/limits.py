@@ -26,7 +26,7 @@ def encoder_flops(onnx_path: str | Path, batch: int) -> int:
 
     Elementwise ops, softmax and norms are left out: they are a few percent of a ViT and not GEMM-bound.
     """
-    import onnx
+    onnx = _onnx()
     m = onnx.load(str(onnx_path), load_external_data=False)
     for inp in m.graph.input:
         inp.type.tensor_type.shape.dim[0].dim_value = batch
@@ -54,7 +54,7 @@ def encoder_flops(onnx_path: str | Path, batch: int) -> int:
 
 def _gemm_graph(kind: str, n: int, path: Path) -> dict[str, np.ndarray]:
     """Write an [n, n] x [n, n] GEMM graph of ``kind``; return its feed."""
-    import onnx
+    onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
     rng = np.random.default_rng(0)
     nodes, inits = [], []
@@ -103,3 +103,13 @@ def gemm_peak(backend: str, kind: str, threads: int, n: int = 1024, seconds: flo
     flops = 2 * n ** 3
     return {"backend": backend, "kind": kind, "threads": threads, "n": n, "runs": len(times),
             "best_gflops": flops / min(times) / 1e9, "median_gflops": flops / float(np.median(times)) / 1e9}
+
+
+def _onnx():
+    """The onnx package (GEMM-peak graphs, FLOP counting): in [train] and [bench], not in the device runtime."""
+    try:
+        import onnx
+    except ImportError:
+        from ..errors import BackendError
+        raise BackendError("edgeclip bench needs onnx and matplotlib: pip install 'edgeclip[bench]'") from None
+    return onnx
