@@ -11,20 +11,11 @@ import pytest
 
 import edgeclip.runtime as rt
 import tiny_artifact as tiny
+from tiny_artifact import artifact_copy, tiny_artifact_fixture  # noqa: F401  (fixtures)
 from conftest import one_error_line, run_cli
 from edgeclip.errors import ConfigError
 
 PROMPTS = ["a photo of a dog", "", "x " * 40, "naïve café 🐶"]
-
-
-@pytest.fixture
-def tiny_artifact():
-    return tiny.build()
-
-
-@pytest.fixture
-def artifact_copy(tmp_path):
-    return tiny.copy_to(tmp_path / "artifact")
 
 
 

@@ -6,6 +6,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
+
 
 @functools.lru_cache(maxsize=1)
 def build():
@@ -22,3 +24,14 @@ def build():
 def copy_to(dst: Path) -> Path:
     shutil.copytree(build()[0], dst)
     return dst
+
+
+@pytest.fixture(name="tiny_artifact")
+def tiny_artifact_fixture():
+    """(artifact folder, model), built once per process and shared: tests that change it use ``artifact_copy``."""
+    return build()
+
+
+@pytest.fixture
+def artifact_copy(tmp_path):
+    return copy_to(tmp_path / "artifact")
