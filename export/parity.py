@@ -182,7 +182,7 @@ def check_parity(artifact: str | Path, model, variant: str = "fp32", images_dir:
     from edgeclip.runtime import load
     rt = load(artifact, variant, allow_failed_parity=True, backend=backend)  # re-checking a failed variant is allowed
     model = model.float().eval()
-    pre_failed = preprocess_mismatches(_read_preprocess(artifact), preprocess_cfg(model))
+    pre_failed = preprocess_mismatches(rt.preprocess.cfg, preprocess_cfg(model))
     if pre_failed:  # embeddings of other pixels than the model's own mean nothing: stop here, even if not raising
         raise ParityError(f"parity of {variant} failed: " + "; ".join(pre_failed))
     images, labels = parity_images(images_dir, rt.preprocess.size, max_images)
@@ -193,14 +193,6 @@ def check_parity(artifact: str | Path, model, variant: str = "fp32", images_dir:
     if raise_on_fail and not report.passed:
         raise ParityError(f"parity of {variant} failed: " + "; ".join(report.failed))
     return report
-
-
-def _read_preprocess(artifact_dir) -> dict:
-    import json
-    try:
-        return json.loads((Path(artifact_dir) / "preprocess.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot read preprocess.json of {str(artifact_dir)!r}: {e}") from None
 
 
 def preprocess_mismatches(artifact: dict, student: dict) -> list[str]:

@@ -12,6 +12,7 @@ _INTERP = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Imag
 
 class Preprocess:
     def __init__(self, cfg: dict):
+        self.cfg = dict(cfg)  # as recorded in the artifact (parity compares it with the model's own)
         size = cfg.get("size", 224)
         self.size = size if isinstance(size, int) else int(size[0])
         self.mean = np.asarray(cfg.get("mean", (0.48145466, 0.4578275, 0.40821073)), np.float32).reshape(3, 1, 1)
