@@ -340,3 +340,17 @@ def test_check_output_accepts_new_empty_and_same_kind_paths(tmp_path, run):
     assert output_kind(run) == "run" and output_kind(run / "student") == "student"
     with pytest.raises(ConfigError, match="contains the input"):
         check_output(tmp_path / "data", "run", inputs=["shapes:8", None, f"local-dir:{tmp_path / 'data' / 'shards'}"])
+
+
+def test_quickstart_refuses_user_folders_and_earlier_runs_before_training(run, user_dir, capsys, robust):
+    """quickstart writes a run (student + artifact): its --out obeys the same rule, checked before any training."""
+    before = _snapshot(user_dir)
+    code, err = _cli(capsys, "quickstart", "--out", user_dir, "--overwrite")
+    robust("outputs", "quickstart --out U --overwrite (U holds the user's files)", "refused, exit 2, U untouched",
+           f"exit {code}: {err[-1] if err else ''}")
+    assert one_error_line(code, err) and "not an edgeclip output" in err[0] and _snapshot(user_dir) == before
+    before = _snapshot(run)
+    code, err = _cli(capsys, "quickstart", "--out", run)
+    robust("outputs", "quickstart --out RUN (an earlier run) without --overwrite", "refused, exit 2, RUN untouched",
+           f"exit {code}: {err[-1] if err else ''}")
+    assert one_error_line(code, err) and "--overwrite" in err[0] and _snapshot(run) == before
