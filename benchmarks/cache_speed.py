@@ -12,7 +12,8 @@ import torch
 
 from _common import plot_path, write
 from edgeclip.data.pairs import ShapesPairs
-from edgeclip.distill.trainer import Batches, DistillConfig, TeacherCache, distill
+from edgeclip.data.loader import Batches
+from edgeclip.distill import DistillConfig, TeacherCache, distill
 from edgeclip.inherit import inherit_weights
 from edgeclip.models import get_tokenizer, load_teacher, model_config
 from edgeclip.models.io import image_transform, preprocess_cfg

@@ -125,7 +125,7 @@ def loader_rate(make_source, workers: int, batches: int) -> float:
 def step_rate(student, image_size: int, batch: int, ctx: int, steps: int = 3) -> float:
     """Pairs/s one training step of ``student`` consumes (stored teacher embeddings: no teacher forward)."""
     from edgeclip.distill.losses import affinity_loss
-    from edgeclip.distill.trainer import DistillConfig, make_optimizer
+    from edgeclip.distill.config import DistillConfig, make_optimizer
     opt = make_optimizer(student, DistillConfig())
     px, ids = torch.randn(batch, 3, image_size, image_size), torch.randint(1, 49000, (batch, ctx))
     ti = torch.nn.functional.normalize(torch.randn(batch, student.visual.output_dim), dim=-1)
@@ -191,7 +191,7 @@ def part_c(a, work: Path) -> dict:
     from edgeclip.data.loader import Batches
     from edgeclip.data.pairs import ShapesPairs
     from edgeclip.distill.store import TeacherStore, teach
-    from edgeclip.distill.trainer import DistillConfig, TeacherCache, distill
+    from edgeclip.distill import DistillConfig, TeacherCache, distill
     from edgeclip.inherit import inherit_weights
     from edgeclip.models import get_tokenizer, load_teacher, model_config
     from edgeclip.models.io import image_transform, preprocess_cfg

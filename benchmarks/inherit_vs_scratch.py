@@ -14,8 +14,9 @@ import torch
 
 from _common import plot_path, write
 from edgeclip.data.pairs import ShapesPairs
-from edgeclip.distill.losses import affinity_kl
-from edgeclip.distill.trainer import Batches, DistillConfig, TeacherCache, distill
+from edgeclip.distill.losses import affinity_kl, parse_loss
+from edgeclip.data.loader import Batches
+from edgeclip.distill import DistillConfig, TeacherCache, distill
 from edgeclip.evaluate import embed_images, embed_texts, evaluate_shapes, shapes_eval_sets
 from edgeclip.inherit import inherit_weights
 from edgeclip.distill.prune import AutoConfig, prune_and_fuse
@@ -30,6 +31,10 @@ def parse_args(argv=None):
     p.add_argument("--target", default="25%", help="vision budget of the student")
     p.add_argument("--steps", type=int, default=300, help="distillation steps per method")
     p.add_argument("--eval-every", type=int, default=50, help="evaluation interval (steps)")
+    p.add_argument("--fine-until", type=int, default=100, help="also evaluate every --fine-every steps up to here")
+    p.add_argument("--fine-every", type=int, default=10, help="the fine grid's interval (steps)")
+    p.add_argument("--loss", default=None, help="loss weights (default: the recipe's, edgeclip.distill.recipe)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--batch-size", type=int, default=128, help="pairs per step")
     p.add_argument("--samples", type=int, default=12_800, help="ShapesWorld training pairs")
     p.add_argument("--auto-steps", type=int, default=100, help="prune-phase steps of the auto method")
@@ -59,7 +64,8 @@ def main(argv=None):
     pairs = ShapesPairs(a.samples, cfg["vision_cfg"]["image_size"])
     tf = image_transform(preprocess_cfg(teacher))
     cache = TeacherCache()
-    results = {"target": a.target, "student_cfg": cfg, "steps": a.steps, "methods": {}}
+    results = {"target": a.target, "student_cfg": cfg, "steps": a.steps, "loss": parse_loss(a.loss),
+               "device": a.device, "methods": {}}
 
     def eval_fn(m):
         z = evaluate_shapes(m, get_tokenizer(m), n_zeroshot=a.eval_images, n_retrieval=500).zero_shot
@@ -77,11 +83,15 @@ def main(argv=None):
             student, _ = inherit_weights(teacher, cfg, method=kind, width=width or "leading")
         s0 = step0(student, teacher, a.eval_images)
         batches = Batches(pairs, a.batch_size, 0, tf, get_tokenizer(teacher), get_tokenizer(student))
-        dcfg = DistillConfig(steps=a.steps, batch_size=a.batch_size, eval_every=a.eval_every, warmup=30)
+        dcfg = DistillConfig(steps=a.steps, batch_size=a.batch_size, eval_every=a.eval_every, warmup=30,
+                             eval_steps=tuple(range(a.fine_every, a.fine_until + 1, a.fine_every)),
+                             loss=parse_loss(a.loss), device=a.device)
+        first = {"step": 0, **eval_fn(student)}  # the inherited (or random) weights before any step
         student, hist = distill(copy.deepcopy(student), teacher, batches, dcfg, cache=cache, eval_fn=eval_fn,
                                 desc=method)
+        student.cpu(), teacher.cpu()  # the next method inherits from the teacher on the CPU
         results["methods"][method] = {"step0": s0, "per_layer": model_config(student).get("edgeclip_layers"),
-                                      "evals": hist.evals, "loss": hist.loss[::10],
+                                      "evals": [first, *hist.evals], "loss": hist.loss[::10],
                                       "wall_s": hist.wall_s}
         print(method, s0, hist.evals[-1])
     scratch = results["methods"].get("scratch")

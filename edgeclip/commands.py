@@ -69,6 +69,17 @@ def _check_budget(value: str) -> None:
     budget_spec(value)
 
 
+def _check_loss(value: str) -> None:
+    """--loss: NAME=WEIGHT pairs (the one parser: ``edgeclip.distill.losses.parse_loss``)."""
+    from .distill.losses import parse_loss
+    parse_loss(value)
+
+
+def _check_views(value: str) -> None:
+    from .data.augment import check_views
+    check_views(int(value) if value.isdigit() else value)
+
+
 def _check_data(value: str) -> None:
     """--data: 'shapes:N' needs a whole N >= 1 (other sources are checked when opened)."""
     from .data.pairs import shapes_count
@@ -116,7 +127,7 @@ def _cmd_compress(a) -> int:
                    hf=a.hf, tie_layers=not a.per_layer,
                    prune_steps=a.prune_steps, workers=a.workers, precision=a.precision,
                    teacher_store=a.teacher_store, keep_ckpt=not a.drop_ckpt, overwrite=a.overwrite,
-                   decode=a.decode)
+                   decode=a.decode, loss=a.loss, views=None if a.views is None else int(a.views), shape=a.shape)
     if not res.report:  # a torchrun rank other than 0: rank 0 prints
         return 0
     print((res.out / "report.md").read_text())
@@ -317,6 +328,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    "(stored samples never run the teacher)")
     q.add_argument("--decode", choices=("cpu", "gpu"), default="cpu", help="where images are decoded: cpu "
                    "(DataLoader workers) or gpu (nvjpeg on --device cuda; webdataset shards only; unverified)")
+    q.add_argument("--loss", type=_checked(_check_loss), default=None, help="loss terms and weights, e.g. "
+                   "'affinity=1,feature=2000' (terms: affinity, feature, icl, contrastive; default: the measured "
+                   "best recipe, edgeclip.distill.recipe)")
+    q.add_argument("--views", type=_checked(_check_views), default=None, help="augmented views per sample: 1 = "
+                   "plain images, K = the image + K-1 seeded random-resized crops/flips whose teacher embeddings "
+                   "are cached (default: the recipe's)")
+    q.add_argument("--shape", choices=("auto", "deep", "wide", "balanced"), default=None, help="which student of "
+                   "the budget: deep (teacher's depth, narrower), wide (teacher's width, fewer layers), balanced, or "
+                   "auto (wide while >= 1/4 of the layers stay, else deep; the default)")
     q.add_argument("--seed", type=int, default=0, help="seed for init and data order")
     q.add_argument("--resume", action="store_true", help="continue from OUT/ckpt after an interruption")
     q.add_argument("--drop-ckpt", action="store_true", help="delete OUT/ckpt (resumable checkpoints, several "

@@ -81,13 +81,15 @@ def agreement_metrics(t_img, t_txt, s_img, s_txt) -> dict:
 def embed_images(model, images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
     """uint8 [N, H, W, 3] at the model's input size --> normalised [N, D]."""
     from .data.transforms import to_tensor
-    return torch.cat([model.encode_image(to_tensor(images[i:i + batch_size]), normalize=True)
+    dev = next(model.parameters()).device  # a model training on a GPU is scored where it is
+    return torch.cat([model.encode_image(to_tensor(images[i:i + batch_size]).to(dev), normalize=True).float().cpu()
                       for i in _batches(len(images), batch_size, "embed images")])
 
 
 @torch.no_grad()
 def embed_texts(model, tokenizer, texts: list[str], batch_size: int = 256) -> torch.Tensor:
-    return torch.cat([model.encode_text(tokenizer(texts[i:i + batch_size]), normalize=True)
+    dev = next(model.parameters()).device
+    return torch.cat([model.encode_text(tokenizer(texts[i:i + batch_size]).to(dev), normalize=True).float().cpu()
                       for i in _batches(len(texts), batch_size, "embed texts")])
 
 

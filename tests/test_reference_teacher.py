@@ -17,7 +17,8 @@ def test_inherited_student_beats_scratch_after_the_same_short_distillation(refer
     from edgeclip.data.pairs import ShapesPairs
     from edgeclip.models.io import image_transform, preprocess_cfg
     from edgeclip.distill.losses import affinity_kl
-    from edgeclip.distill.trainer import Batches, DistillConfig, TeacherCache, distill
+    from edgeclip.data.loader import Batches
+    from edgeclip.distill import DistillConfig, TeacherCache, distill
     from edgeclip.evaluate import embed_images, embed_texts, shapes_eval_sets
     from edgeclip.inherit import inherit_weights
     from edgeclip.models.params import student_config

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from ..errors import ConfigError, DataError
+from .augment import check_views, make_view, view_for_stream, view_key, views_for_step
 from .wds import skip_delta, split_sample
 
 
@@ -48,15 +49,16 @@ def sample_key(pairs, i: int) -> str:
 
 
 class Batches:
-    """Deterministic batches of index-addressable data: step -> sample indices -> tensors (this rank's rows)."""
+    """Deterministic batches of index-addressable data: step -> sample indices (+ view) -> tensors (this rank's
+    rows). ``views`` > 1: each row is one of the sample's ``views`` augmented views (``augment.make_view``)."""
 
     def __init__(self, pairs, batch_size: int, seed: int, image_transform, teacher_tok, student_tok,
-                 rank: int = 0, world: int = 1):
+                 rank: int = 0, world: int = 1, views: int = 1):
         if len(pairs) == 0:
             raise DataError("the dataset is empty")
         self.pairs, self.bs, self.seed = pairs, batch_size, seed
         self.tf, self.t_tok, self.s_tok = image_transform, teacher_tok, student_tok
-        self.rank, self.world = rank, world
+        self.rank, self.world, self.views = rank, world, check_views(views)
         self._perm: dict[int, np.ndarray] = {}
 
     def indices(self, step: int) -> list[int]:
@@ -72,11 +74,13 @@ class Batches:
 
     def __call__(self, step: int):
         keys, imgs, caps = [], [], []
-        for i in self.indices(step):
+        views = views_for_step(self.seed, step, self.bs, self.views)[self.rank::self.world]
+        for i, v in zip(self.indices(step), views.tolist()):
             item = self.pairs.load(i)
             if item is not None:
-                keys.append(sample_key(self.pairs, i))
-                imgs.append(self.tf(item[0]))
+                key = sample_key(self.pairs, i)
+                keys.append(view_key(key, v))
+                imgs.append(self.tf(make_view(item[0], key, v)))
                 caps.append(item[1])
         if not keys:
             skipped = getattr(getattr(self.pairs, "skipped", None), "counts", {})
@@ -110,13 +114,16 @@ class WdsBatches(IterableDataset):
 
     def __init__(self, pairs, batch_size: int, seed: int, image_transform, teacher_tok, student_tok,
                  rank: int = 0, world: int = 1, workers: int = 0, drop_last: bool = True, shuffle: bool = True,
-                 raw_images: bool = False):
+                 raw_images: bool = False, views: int = 1):
         if batch_size % world:
             raise ConfigError(f"batch size {batch_size} is not divisible by the {world} ranks")
         self.pairs, self.bs, self.seed = pairs, batch_size // world, seed
         self.tf, self.t_tok, self.s_tok = image_transform, teacher_tok, student_tok
         self.rank, self.world, self.drop_last, self.shuffle = rank, world, drop_last, shuffle
         self.raw_images = raw_images  # --decode gpu: hand the image bytes over, the main process decodes them
+        self.views = check_views(views)
+        if raw_images and views > 1:
+            raise ConfigError("augmented views are made on the CPU: use --decode cpu with --views > 1")
         self.epoch = mp.Value("q", 0)                    # shared with persistent workers (set before iter)
         self.skip = mp.Array("q", max(1, workers))       # raw samples each worker skips (resume)
         self.rot = mp.Value("q", 0)                      # worker whose turn is next (DataLoader starts at 0)
@@ -136,8 +143,9 @@ class WdsBatches(IterableDataset):
             item = split_sample(raw, self.pairs.skipped) if self.raw_images else self.pairs.decode(raw)
             if item is None:
                 continue
-            keys.append(item[0])
-            imgs.append(item[1] if self.raw_images else self.tf(item[1]))
+            v = view_for_stream(self.seed, epoch, item[0], self.views)
+            keys.append(view_key(item[0], v))
+            imgs.append(item[1] if self.raw_images else self.tf(make_view(item[1], item[0], v)))
             caps.append(item[2])
             if len(keys) == self.bs:
                 yield {"batch": (keys, self._pixels(imgs), self.t_tok(caps), self.s_tok(caps)), "worker": w,

@@ -1,8 +1,10 @@
-"""Distillation: affinity-mimicking loss, trainer, multi-stage plans, and ``compress()``."""
+"""Distillation: loss terms, trainer, multi-stage plans, and ``compress()``."""
 from .compress import CompressResult, compress
 from .losses import affinity_kl, affinity_loss
 from .stages import Stage, plan_stages
-from .trainer import DistillConfig, TeacherCache, distill
+from .cache import TeacherCache
+from .config import DistillConfig
+from .trainer import distill
 
 __all__ = ["compress", "CompressResult", "plan_stages", "Stage", "distill", "DistillConfig", "TeacherCache",
            "affinity_loss", "affinity_kl"]

@@ -17,10 +17,16 @@ from ..errors import ConfigError
 from ..models import REFERENCE_TEACHER, get_tokenizer, load_teacher, model_config, save_student
 from ..models.io import image_transform, preprocess_cfg
 from ..models.checkpoint import check_finite
-from ..models.params import budget_spec, config_params, count_params, parse_budget
+from ..models.params import budget_spec, check_shape, config_params, count_params, parse_budget
+from ..data.augment import check_views
+from .losses import format_loss, parse_loss
+from .recipe import DEFAULT_SHAPE, DEFAULT_VIEWS
 from .stages import plan_stages
 from . import dist as ddp_env
-from .trainer import DistillConfig, TeacherCache, check_resume, distill
+from .cache import TeacherCache
+from .checkpoints import check_resume
+from .config import DistillConfig
+from .trainer import distill
 
 
 @dataclass
@@ -50,7 +56,8 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
              ckpt_every: int = 50, cache_teacher: bool = True, hf: bool = False,
              evaluate: bool = True, tie_layers: bool = True, prune_steps: int = 200, workers: int | None = None,
              precision: str = "fp32", teacher_store: str | Path | None = None, keep_ckpt: bool = True,
-             overwrite: bool = False, decode: str = "cpu") -> CompressResult:
+             overwrite: bool = False, decode: str = "cpu", loss: str | dict | None = None,
+             views: int | None = None, shape: str | None = None) -> CompressResult:
     """Distil ``teacher`` into a student of ``target_params`` (TinyCLIP: inheritance + affinity mimicking).
 
     Args:
@@ -83,6 +90,13 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
         precision: ``"fp32"``, or ``"bf16"`` / ``"fp16"`` autocast on CUDA (loss and softmax stay fp32).
         teacher_store: a store written by ``edgeclip teach`` for this teacher: stored samples never run the
             teacher, misses are computed on the fly.
+        loss: the loss terms and their weights, ``{"affinity": 1, "feature": 2000}`` or
+            ``"affinity=1,feature=2000"`` (terms in ``edgeclip.distill.losses``); default ``recipe.DEFAULT_LOSS``.
+        views: augmented views per sample (1: the plain image; K: view 0 plus K-1 random-resized crops + flips,
+            each with a fixed seed, so the teacher runs once per view); default ``recipe.DEFAULT_VIEWS``.
+        shape: which student of the budget: ``"deep"`` (the teacher's depth, narrower), ``"wide"`` (its width,
+            fewer layers), ``"balanced"`` or ``"auto"`` (see ``models.params._preference``); default
+            ``recipe.DEFAULT_SHAPE``.
 
     Returns:
         ``CompressResult`` with the student (eval mode), the output folder and the report dict.
@@ -101,6 +115,11 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
     t_start = time.time()
     _check_args(target_params, data, steps, epochs, method, stages, batch_size, lr, seed, depth, width,
                 eval_every, ckpt_every, prune_steps)
+    loss = parse_loss(loss)
+    views = check_views(DEFAULT_VIEWS if views is None else views)
+    shape = check_shape(DEFAULT_SHAPE if shape is None else shape)
+    if views > 1 and decode == "gpu":
+        raise ConfigError("augmented views are made on the CPU: use --decode cpu with --views > 1")
     if hf and not tie_layers and method == "auto":
         raise ConfigError("per-layer students have no Hugging Face CLIPModel equivalent; drop hf or tie layers")
     from ..data.gpu_decode import check_gpu_decode
@@ -122,7 +141,7 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
     t_cfg = model_config(teacher)
     t_pre = preprocess_cfg(teacher)
     target_arg, target_params = target_params, parse_budget(target_params, config_params(t_cfg))
-    plan = plan_stages(t_cfg, target_params, stages)
+    plan = plan_stages(t_cfg, target_params, stages, shape=shape)
     data = default_data(data, teacher)
     pairs = open_pairs(data, t_pre["size"] if isinstance(t_pre["size"], int) else t_pre["size"][0])
     stream = getattr(pairs, "streaming", False)
@@ -148,7 +167,7 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
         for s in plan:
             print("  " + s.describe())
     cfg = DistillConfig(batch_size=batch_size, lr=lr, seed=seed, device=device, eval_every=eval_every,
-                        ckpt_every=ckpt_every, workers=workers, precision=precision)
+                        ckpt_every=ckpt_every, workers=workers, precision=precision, loss=loss)
     tf = image_transform(t_pre)
     if teacher_store is not None:
         from .store import TeacherStore
@@ -170,12 +189,13 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
             student, inh = _make_student(prev, st.cfg, method, depth, width, seed, pairs, tf, teacher, device, tie,
                                          prune_steps)
             batches = _batches(pairs, batch_size, seed, tf, teacher, student, rank, world, workers, device,
-                               decode)
+                               decode, views)
             n = per_stage[st.index - 1]
             stage_cfg = replace(cfg, seed=seed + st.index, steps=n, warmup=min(50, max(1, n // 10)))
             student, hist = distill(student, teacher, batches, stage_cfg,
                                     ckpt=out / "ckpt" / f"stage{st.index}.pt", cache=cache, resume=resume,
-                                    eval_fn=eval_fn, desc=f"stage {st.index}/{len(plan)}")
+                                    eval_fn=eval_fn, desc=f"stage {st.index}/{len(plan)}",
+                                    recipe={"views": views})
             if main:
                 save_student(student, out / "stages" / f"stage{st.index}", preprocess_cfg=t_pre, overwrite=True,
                              extra={"data": pairs.describe()})
@@ -183,6 +203,8 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
                                   "inherit": inh, "final_loss": hist.loss[-1],
                                   "loss_steps": hist.steps[:: max(1, len(hist.loss) // 50)],
                                   "loss_curve": hist.loss[:: max(1, len(hist.loss) // 50)],
+                                  "terms_final": {k: v[-1] for k, v in hist.terms.items()},
+                                  "term_curves": {k: v[:: max(1, len(v) // 50)] for k, v in hist.terms.items()},
                                   "evals": hist.evals, "wall_s": hist.wall_s, "samples_per_s": hist.samples_per_s})
             prev = student
         return prev, stage_reports
@@ -198,6 +220,7 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
         "teacher": {"config": t_cfg, "params": count_params(teacher).__dict__},
         "student": {"config": model_config(prev), "params": count_params(prev).__dict__},
         "target_params": str(target_arg), "method": method, "data": pairs.describe(),
+        "recipe": {"loss": loss, "views": views, "shape": shape},
         "skipped_items": dict(getattr(pairs, "skipped", None).counts) if hasattr(pairs, "skipped") else {},
         "plan": [s.describe() for s in plan], "stages": stage_reports,
         "teacher_cache": {"hits": cache.hits, "misses": cache.misses} if cache else None,
@@ -242,7 +265,7 @@ def _claim_output(out, teacher, data, resume: bool, overwrite: bool) -> tuple[Pa
     return final, stage
 
 
-def _batches(pairs, batch_size, seed, tf, teacher, student, rank, world, workers, device, decode="cpu"):
+def _batches(pairs, batch_size, seed, tf, teacher, student, rank, world, workers, device, decode="cpu", views=1):
     """This rank's batches: step-addressed for index data, a worker-split stream for webdataset shards
     (``decode="gpu"``: workers hand raw JPEG bytes over, decoded on ``device`` with nvjpeg)."""
     from ..data.loader import Batches, BatchLoader, WdsBatches
@@ -253,9 +276,9 @@ def _batches(pairs, batch_size, seed, tf, teacher, student, rank, world, workers
         gpu = (gpu_transform_of(tf), device)
     if getattr(pairs, "streaming", False):
         src = WdsBatches(pairs, batch_size, seed, tf, *toks, rank=rank, world=world, workers=workers,
-                         raw_images=gpu is not None)
+                         raw_images=gpu is not None, views=views)
     else:
-        src = Batches(pairs, batch_size, seed, tf, *toks, rank=rank, world=world)
+        src = Batches(pairs, batch_size, seed, tf, *toks, rank=rank, world=world, views=views)
     return BatchLoader(src, workers, pin_memory=str(device).startswith("cuda") and gpu is None, gpu_decode=gpu)
 
 
@@ -339,14 +362,18 @@ def report_markdown(r: dict) -> str:
     tp, sp = r["teacher"]["params"], r["student"]["params"]
     lines = ["# edgeclip compress report", "",
              f"- method: {r['method']}, data: {r['data']}, wall time: {r['wall_s'] / 60:.1f} min",
-             f"- plan: {' -> '.join(r['plan'])}" if len(r["plan"]) > 1 else f"- plan: {r['plan'][0]}", "",
-             "| | vision | text (excl. tok. emb.) | token emb. | total |", "|---|---:|---:|---:|---:|",
-             f"| teacher | {tp['vision']:,} | {tp['text']:,} | {tp['token_embedding']:,} | {tp['total']:,} |",
-             f"| student | {sp['vision']:,} | {sp['text']:,} | {sp['token_embedding']:,} | {sp['total']:,} |",
-             f"| ratio | {sp['vision'] / tp['vision']:.1%} | {sp['text'] / tp['text']:.1%} | | "
-             f"{sp['total'] / tp['total']:.1%} |", ""]
+             f"- plan: {' -> '.join(r['plan'])}" if len(r["plan"]) > 1 else f"- plan: {r['plan'][0]}"]
+    if r.get("recipe"):  # reports of earlier versions have none
+        lines.append(f"- recipe: loss {format_loss(r['recipe']['loss'])}, {r['recipe']['views']} view(s) per sample")
+    lines += ["",
+              "| | vision | text (excl. tok. emb.) | token emb. | total |", "|---|---:|---:|---:|---:|",
+              f"| teacher | {tp['vision']:,} | {tp['text']:,} | {tp['token_embedding']:,} | {tp['total']:,} |",
+              f"| student | {sp['vision']:,} | {sp['text']:,} | {sp['token_embedding']:,} | {sp['total']:,} |",
+              f"| ratio | {sp['vision'] / tp['vision']:.1%} | {sp['text'] / tp['text']:.1%} | | "
+              f"{sp['total'] / tp['total']:.1%} |", ""]
     for s in r["stages"]:
-        lines.append(f"- stage {s['stage']}: final loss {s['final_loss']:.4f}, {s['wall_s'] / 60:.1f} min, "
+        terms = ", ".join(f"{k} {v:.4g}" for k, v in s.get("terms_final", {}).items())
+        lines.append(f"- stage {s['stage']}: final loss {s['final_loss']:.4f} ({terms}), {s['wall_s'] / 60:.1f} min, "
                      f"{s['samples_per_s']:.0f} samples/s")
     if r.get("teacher_cache"):
         lines.append(f"- teacher cache: {r['teacher_cache']['hits']} hits, {r['teacher_cache']['misses']} misses")

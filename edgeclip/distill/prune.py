@@ -8,11 +8,12 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from ..data.loader import Batches
 from ..inherit.auto import MaskedCLIP, fuse
 from ..models import get_tokenizer
 from ..models.params import config_params, count_params
 from .losses import affinity_loss
-from .trainer import Batches, TeacherCache
+from .cache import TeacherCache
 
 
 @dataclass

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from .._io import atomic_path, write_json
 from ..errors import ConfigError, DataError
-from .trainer import TeacherCache
+from .cache import TeacherCache
 
 KIND = "teacher-store"
 SHARD_ROWS = 100_000

@@ -1,163 +1,54 @@
-"""The distillation loop: AdamW + warm-up/cosine, grad clip, accumulation, teacher-embedding cache,
-atomic checkpoints and exact resume (training is a pure function of the step number and the seed).
+"""The distillation loop: AdamW + warm-up/cosine, grad clip, accumulation, the teacher's embeddings from a cache
+or store, atomic checkpoints and exact resume (training is a pure function of the step number and the seed).
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
-from .._io import atomic_path
-from ..errors import ConfigError, NonFiniteError, StorageError
-from ..data.loader import Batches, BatchLoader  # noqa: F401  (Batches: re-exported for callers)
-from ..models.checkpoint import config_fingerprint
+from ..errors import NonFiniteError
+from ..data.loader import BatchLoader
 from . import dist as ddp_env
-from .losses import affinity_loss, gather_features
+from .cache import TeacherCache
+from .checkpoints import StageHistory, load_ckpt, save_ckpt
+from .config import DistillConfig, lr_at, make_optimizer
+from .losses import Embeddings, distill_loss, gather_features
 
 
-@dataclass
-class DistillConfig:
-    steps: int = 800                 # optimizer steps for this stage
-    batch_size: int = 128            # pairs per optimizer step (global, across ranks and micro-batches)
-    lr: float | None = None          # peak lr; None: 5e-4 * batch_size / 128
-    warmup: int = 50                 # linear warm-up steps, then cosine to 0
-    weight_decay: float = 0.2        # AdamW decay on matrices only (not norms, biases, logit scale)
-    grad_clip: float = 5.0           # max global grad norm
-    accum_steps: int = 1             # micro-batches per step (each has its own affinity matrix)
-    logit_scale: float = 50.0        # fixed for teacher and student (TinyCLIP --logit-scale 50)
-    contrastive_weight: float = 0.0  # weight of the ground-truth CLIP loss
-    eval_every: int = 0              # run eval_fn every N steps (0: only at the end)
-    ckpt_every: int = 100            # write a resumable checkpoint every N steps
-    seed: int = 0                    # data order
-    device: str = "cpu"
-    precision: str = "fp32"          # fp32 | bf16 | fp16 (autocast, GPU only)
-    workers: int = 0                 # DataLoader worker processes decoding images (0: in this process)
-
-    def peak_lr(self) -> float:
-        return self.lr if self.lr is not None else 5e-4 * self.batch_size / 128
-
-
-def lr_at(step: int, cfg: DistillConfig) -> float:
-    peak = cfg.peak_lr()
-    if step < cfg.warmup:
-        return peak * (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-
-def make_optimizer(model: torch.nn.Module, cfg: DistillConfig) -> torch.optim.AdamW:
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2 and "logit" not in n]
-    rest = [p for n, p in model.named_parameters() if p.requires_grad and not (p.ndim >= 2 and "logit" not in n)]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": rest, "weight_decay": 0.0}],
-                             lr=cfg.peak_lr(), betas=(0.9, 0.98), eps=1e-6)
-
-
-class TeacherCache:
-    """Teacher embeddings per sample index (fp16, in memory; saved/loaded as .npz). One teacher forward per
-    sample: later epochs and later stages of the same teacher read the cache instead."""
-
-    def __init__(self, path: str | Path | None = None):
-        self.img: dict[int, np.ndarray] = {}
-        self.txt: dict[int, np.ndarray] = {}
-        self.hits = self.misses = 0
-        self.path = Path(path) if path else None
-        if self.path and self.path.is_file():
-            z = np.load(self.path)
-            self.img = dict(zip(z["keys"].tolist(), z["img"]))
-            self.txt = dict(zip(z["keys"].tolist(), z["txt"]))
-
-    def save(self) -> None:
-        if not self.path or not self.img:
-            return
-        keys = np.array(sorted(self.img))
-        with atomic_path(self.path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, keys=keys, img=np.stack([self.img[k] for k in keys]),
-                         txt=np.stack([self.txt[k] for k in keys]))
-
-    @torch.no_grad()
-    def get(self, teacher, keys: list[int], pixels: torch.Tensor, ids: torch.Tensor):
-        miss = [j for j, k in enumerate(keys) if k not in self.img]
-        self.misses += len(miss)
-        self.hits += len(keys) - len(miss)
-        if miss:
-            dev = next(teacher.parameters()).device
-            ti = teacher.encode_image(pixels[miss].to(dev), normalize=True).half().cpu().numpy()
-            tt = teacher.encode_text(ids[miss].to(dev), normalize=True).half().cpu().numpy()
-            for j, a, b in zip(miss, ti, tt):
-                self.img[keys[j]], self.txt[keys[j]] = a, b
-        return (torch.from_numpy(np.stack([self.img[k] for k in keys])).float(),
-                torch.from_numpy(np.stack([self.txt[k] for k in keys])).float())
-
-
-@dataclass
-class StageHistory:
-    steps: list[int] = field(default_factory=list)
-    loss: list[float] = field(default_factory=list)
-    evals: list[dict] = field(default_factory=list)
-    wall_s: float = 0.0
-    samples_per_s: float = 0.0
-
-
-def _save_ckpt(path: Path, model, opt, step: int, hist: StageHistory, data_state: dict | None = None) -> None:
-    import json
-    state = {"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
-             "history": json.dumps(asdict(hist)), "data": json.dumps(data_state or {}),
-             "model_cfg_sha256": _fingerprint(model)}
-    try:
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
-    except OSError as e:  # disk full, permissions: the last good checkpoint is untouched (atomic rename)
-        raise StorageError(f"cannot write checkpoint {str(path)!r} at step {step}: {e.strerror or e}; "
-                            "the previous checkpoint is intact (free space and resume)") from None
-
-
-def _load_ckpt(path: Path, model, opt) -> tuple[int, StageHistory, dict]:
-    import json
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ConfigError(f"cannot resume from {str(path)!r}: {str(e).splitlines()[0][:160]}") from None
-    own = model.state_dict()
-    bad = [k for k in own if k not in state["model"] or state["model"][k].shape != own[k].shape]
-    if bad or state.get("model_cfg_sha256", _fingerprint(model)) != _fingerprint(model):
-        raise ConfigError(_RESUME_MISMATCH.format(path=str(path), what=f" (e.g. {bad[0]!r} differs)" if bad else ""))
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optim"])
-    return int(state["step"]), StageHistory(**json.loads(state["history"])), json.loads(state.get("data", "{}"))
-
-
-_RESUME_MISMATCH = ("cannot resume from {path!r}: it was written for another student config{what} (--target, "
-                    "--stages or --method changed?); rerun with the original options, or without --resume into a "
-                    "new --out")
-
-
-def _fingerprint(model) -> str | None:
+def embed_dim(model) -> int:
+    """The width of a CLIP's joint embedding space (what ``encode_image`` returns)."""
     cfg = getattr(model, "edgeclip_cfg", None)
-    return config_fingerprint(cfg) if cfg is not None else None
+    if cfg is not None:
+        return int(cfg["embed_dim"])
+    return int(model.text_projection.shape[1])
 
 
-def check_resume(path: str | Path, cfg: dict) -> None:
-    """Before anything is trained: a checkpoint at ``path`` must belong to a student of config ``cfg``."""
-    path = Path(path)
-    if not path.is_file():
-        return
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:
-        raise ConfigError(f"cannot resume from {str(path)!r}: {str(e).splitlines()[0][:160]}") from None
-    saved = state.get("model_cfg_sha256") if isinstance(state, dict) else None
-    if saved is not None and saved != config_fingerprint(cfg):
-        raise ConfigError(_RESUME_MISMATCH.format(path=str(path), what=""))
+class Distillee(torch.nn.Module):
+    """The student plus the projection to the teacher's embedding width that ``feature`` and ``icl`` compare
+    through (CLIP-KD; only when the widths differ). One module, so DDP averages both gradients; the projection
+    is trained with the student and dropped when the student is saved."""
+
+    def __init__(self, student: torch.nn.Module, teacher_dim: int | None = None):
+        super().__init__()
+        self.student = student
+        s_dim = embed_dim(student)
+        self.projection = torch.nn.Linear(s_dim, teacher_dim, bias=False) \
+            if teacher_dim is not None and teacher_dim != s_dim else None
+
+    def forward(self, pixels, ids):
+        img, txt, _ = self.student(pixels, ids)
+        if self.projection is None:
+            return img, txt, img, txt
+        return img, txt, F.normalize(self.projection(img), dim=-1), F.normalize(self.projection(txt), dim=-1)
 
 
-def _check_finite_step(step: int, terms: dict | None, student, ckpt) -> None:
+def check_finite_step(step: int, terms: dict | None, student, ckpt) -> None:
     """Stop at the first NaN/Inf loss term or gradient, naming the step and the term (before the optimizer step,
     so the weights and the last checkpoint stay as they were)."""
     kept = f"; the last checkpoint {str(ckpt)!r} is intact" if ckpt and Path(ckpt).is_file() else ""
@@ -165,35 +56,39 @@ def _check_finite_step(step: int, terms: dict | None, student, ckpt) -> None:
         bad = [k for k, v in terms.items() if k != "loss" and not bool(torch.isfinite(v.detach()).all())]
         raise NonFiniteError(f"training diverged at step {step + 1}: loss term {(bad or ['loss'])[0]!r} is "
                              f"non-finite{kept}; lower --lr or check the teacher and the data")
-    name = next((n for n, p in student.named_parameters()
-                if p.grad is not None and not bool(torch.isfinite(p.grad).all())), "?")
+    name = next((n.removeprefix("student.") for n, p in student.named_parameters()
+                if p.grad is not None and not bool(torch.isfinite(p.grad).all())), "?")  # the student's own names
     raise NonFiniteError(f"training diverged at step {step + 1}: the gradient of {name!r} is non-finite "
                          f"(loss finite){kept}; lower --lr or check the teacher and the data")
 
 
 def distill(student, teacher, batches, cfg: DistillConfig, ckpt: str | Path | None = None,
-            cache=None, resume: bool = False, eval_fn=None, desc: str = "distill"):
-    """Train ``student`` to mimic ``teacher``'s affinities. Returns ``(student, StageHistory)``; the student is
-    left in eval mode.
+            cache=None, resume: bool = False, eval_fn=None, desc: str = "distill",
+            recipe: dict | None = None) -> tuple[torch.nn.Module, StageHistory]:
+    """Train ``student`` to mimic ``teacher`` with the loss terms in ``cfg.loss``. Returns
+    ``(student, StageHistory)``; the student is left in eval mode.
 
     ``batches``: a ``Batches`` (index-addressable data) or a ``BatchLoader``; images are decoded in
     ``cfg.workers`` DataLoader workers. ``cache``: a ``TeacherCache`` or a ``TeacherStore`` (``get`` returns the
-    teacher's embeddings, running the teacher only for misses). Under torchrun every rank trains on its rows of
-    the global batch; only rank 0 writes checkpoints and shows progress.
+    teacher's embeddings, running the teacher only for misses). ``recipe``: stored with the checkpoints so a
+    resume with other settings is refused. Under torchrun every rank trains on its rows of the global batch;
+    only rank 0 writes checkpoints and shows progress.
     """
     dev = torch.device(cfg.device)
-    student.to(dev).train()
     teacher.to(dev).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
+    needs_projection = bool(cfg.loss.get("feature") or cfg.loss.get("icl"))
+    distillee = Distillee(student, embed_dim(teacher) if needs_projection else None).to(dev).train()
     ddp = ddp_env.world() > 1
-    # find_unused: the fixed logit scale is in the forward's outputs but not in the affinity loss
-    model = torch.nn.parallel.DistributedDataParallel(student, find_unused_parameters=True) if ddp else student
-    opt = make_optimizer(student, cfg)
+    # find_unused: the fixed logit scale is in the forward's outputs but in no loss term
+    model = torch.nn.parallel.DistributedDataParallel(distillee, find_unused_parameters=True) if ddp else distillee
+    opt = make_optimizer(distillee, cfg)
     ckpt = Path(ckpt) if ckpt else None
+    recipe = {"loss": cfg.loss, **(recipe or {})}
     step, hist, data_state = 0, StageHistory(), {}
     if resume and ckpt and ckpt.is_file():
-        step, hist, data_state = _load_ckpt(ckpt, student, opt)
+        step, hist, data_state = load_ckpt(ckpt, student, opt, distillee.projection, recipe)
     cache = cache or TeacherCache()
     loader = batches if isinstance(batches, BatchLoader) else \
         BatchLoader(batches, cfg.workers, pin_memory=dev.type == "cuda")
@@ -213,21 +108,24 @@ def distill(student, teacher, batches, cfg: DistillConfig, ckpt: str | Path | No
             t_img, t_txt = cache.get(teacher, keys, pixels, t_ids)
         opt.zero_grad(set_to_none=True)
         with ddp_env.guard(f"step {step + 1}"):
-            total, bad_terms = _step(model, cfg, dev, keys, pixels, s_ids, t_img.float(), t_txt.float(), autocast,
-                                     amp_dtype, scaler)
+            total, terms, bad_terms = _step(model, cfg, dev, keys, pixels, s_ids, t_img.float(), t_txt.float(),
+                                            autocast, amp_dtype, scaler)
         scaler.unscale_(opt)
-        grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(distillee.parameters(), cfg.grad_clip)
         if bad_terms is not None or (not scaler.is_enabled() and not bool(torch.isfinite(grad_norm))):
-            _check_finite_step(step, bad_terms, student, ckpt)  # fp16: the scaler skips inf steps by design
+            check_finite_step(step, bad_terms, distillee, ckpt)  # fp16: the scaler skips inf steps by design
         scaler.step(opt)
         scaler.update()
         seen += len(keys) * ddp_env.world()
         hist.steps.append(step + 1)
         hist.loss.append(total)
+        for k, v in terms.items():
+            hist.terms.setdefault(k, []).append(v)
         bar.set_postfix(loss=f"{total:.3f}", samples_per_s=f"{seen / max(1e-9, time.time() - t_run):.0f}",
                         refresh=False)
         last = step + 1 == cfg.steps
-        if main and eval_fn and ((cfg.eval_every and (step + 1) % cfg.eval_every == 0) or last):
+        if main and eval_fn and ((cfg.eval_every and (step + 1) % cfg.eval_every == 0) or last
+                                 or step + 1 in cfg.eval_steps):
             student.eval()
             hist.evals.append({"step": step + 1, **eval_fn(student)})
             student.train()
@@ -236,29 +134,35 @@ def distill(student, teacher, batches, cfg: DistillConfig, ckpt: str | Path | No
                 cache.save()
             if main:
                 hist.wall_s = time.time() - t0
-                _save_ckpt(ckpt, student, opt, step + 1, hist, loader.state())
+                save_ckpt(ckpt, student, opt, step + 1, hist, loader.state(), distillee.projection, recipe)
     hist.wall_s = time.time() - t0
     hist.samples_per_s = seen / max(1e-9, time.time() - t_run)
     return student.eval(), hist
 
 
 def _step(model, cfg: DistillConfig, dev, keys, pixels, s_ids, t_img, t_txt, autocast, amp_dtype, scaler):
-    """Forward + backward of one step (micro-batches accumulate); loss and softmax in fp32. Returns the loss and
-    the loss terms of the first micro-batch whose loss was not finite (``None`` when all were)."""
-    total, bad_terms = 0.0, None
+    """Forward + backward of one step (micro-batches accumulate); loss and softmax in fp32. Returns the loss,
+    each term's value (averaged over micro-batches) and the terms of the first micro-batch whose loss was not
+    finite (``None`` when all were)."""
+    total, values, bad_terms = 0.0, {}, None
     for chunk in np.array_split(np.arange(len(keys)), min(cfg.accum_steps, len(keys))):
         c = torch.as_tensor(chunk)
         with torch.autocast(dev.type, dtype=amp_dtype, enabled=autocast):
-            s_img, s_txt, _ = model(pixels[c].to(dev, non_blocking=True), s_ids[c].to(dev, non_blocking=True))
+            s_img, s_txt, p_img, p_txt = model(pixels[c].to(dev, non_blocking=True),
+                                               s_ids[c].to(dev, non_blocking=True))
         ti, tt = t_img[c].to(dev), t_txt[c].to(dev)
-        terms = affinity_loss(s_img.float(), s_txt.float(), ti, tt, cfg.logit_scale,
-                              s_img_all=gather_features(s_img.float(), True),
-                              s_txt_all=gather_features(s_txt.float(), True),
-                              t_img_all=gather_features(ti, False), t_txt_all=gather_features(tt, False),
-                              contrastive_weight=cfg.contrastive_weight)
+        s_img, s_txt = s_img.float(), s_txt.float()
+        e = Embeddings(s_img, s_txt, p_img.float(), p_txt.float(), ti, tt,
+                       s_img_all=gather_features(s_img, True), s_txt_all=gather_features(s_txt, True),
+                       t_img_all=gather_features(ti, False), t_txt_all=gather_features(tt, False),
+                       offset=ddp_env.rank() * len(chunk))
+        terms = distill_loss(cfg.loss, e, cfg.logit_scale)
         loss_value = terms["loss"].item()
         if not math.isfinite(loss_value) and bad_terms is None:
             bad_terms = terms  # raised after backward, so DDP ranks stay in step (their gradients go NaN too)
         scaler.scale(terms["loss"] * len(chunk) / len(keys)).backward()
         total += loss_value * len(chunk) / len(keys)
-    return total, bad_terms
+        for k, v in terms.items():
+            if k != "loss":
+                values[k] = values.get(k, 0.0) + v.item() * len(chunk) / len(keys)
+    return total, values, bad_terms

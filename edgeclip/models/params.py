@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from ..errors import ConfigError
 
 TOLERANCE = 0.05
+SHAPES = ("auto", "deep", "wide", "balanced")  # which student of the budget the solver picks (see _preference)
+MIN_DEPTH = 0.25  # "auto" cuts layers (keeps width) only down to this fraction of the teacher's depth
 _UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "b": 1e9}
 
 
@@ -171,11 +173,40 @@ def _candidates(tower: dict, kind: str, embed_dim: int, floor: dict | None = Non
             yield count(c, embed_dim), c
 
 
-def _solve(tower: dict, kind: str, embed_dim: int, target: int, strict: bool, floor: dict | None = None) -> dict:
+def check_shape(shape: str) -> str:
+    if shape not in SHAPES:
+        raise ConfigError(f"unknown student shape {shape!r}; choose {', '.join(SHAPES)}")
+    return shape
+
+
+def _preference(tower: dict, target: int, shape: str):
+    """Sort key (largest wins) among the towers within tolerance: ``deep`` keeps the teacher's depth and cuts
+    width (TinyCLIP's choice), ``wide`` keeps width and cuts layers, ``balanced`` cuts both by the same factor;
+    ``auto`` is ``wide`` among towers keeping >= ``MIN_DEPTH`` of the teacher's layers, else ``deep``
+    (benchmarks/student_shape.py on the reference teacher: at 25% a 3-layer full-width student kept more than
+    the 12-layer narrow one, at 10% a 1-layer one kept far less than 10 narrow layers). Ties go to the closest
+    parameter count."""
+    def key(c):
+        n, cfg = c
+        if shape == "auto":
+            deep_enough = cfg["layers"] >= MIN_DEPTH * tower["layers"]
+            first = (deep_enough, cfg["width"] if deep_enough else cfg["layers"])
+        elif shape == "deep":
+            first = cfg["layers"]
+        elif shape == "wide":
+            first = cfg["width"]
+        else:
+            first = -abs(math.log(cfg["layers"] / tower["layers"]) - math.log(cfg["width"] / tower["width"]))
+        return first, -abs(n - target)
+    return key
+
+
+def _solve(tower: dict, kind: str, embed_dim: int, target: int, strict: bool, floor: dict | None = None,
+           shape: str = "auto") -> dict:
     cands = sorted(_candidates(tower, kind, embed_dim, floor), key=lambda x: x[0])
     ok = [c for c in cands if abs(c[0] - target) <= TOLERANCE * target]
-    if ok:  # prefer depth, then the closest count
-        return max(ok, key=lambda c: (c[1]["layers"], -abs(c[0] - target)))[1]
+    if ok:
+        return max(ok, key=_preference(tower, target, shape))[1]
     below = [c for c in cands if c[0] < target]
     above = [c for c in cands if c[0] > target]
     near = [below[-1]] if below else []
@@ -186,11 +217,13 @@ def _solve(tower: dict, kind: str, embed_dim: int, target: int, strict: bool, fl
     return min(near, key=lambda c: abs(c[0] - target))[1]
 
 
-def student_config(teacher_cfg: dict, target, strict: bool = True, floor: dict | None = None) -> dict:
+def student_config(teacher_cfg: dict, target, strict: bool = True, floor: dict | None = None,
+                   shape: str = "auto") -> dict:
     """Smaller config of the teacher's family meeting ``target`` (see ``parse_budget``) within +-5%.
 
     ``strict=False`` takes the nearest feasible size instead of failing (intermediate stages of a plan);
-    ``floor`` (a config) keeps every tower at least as deep and wide as it, so that config stays reachable.
+    ``floor`` (a config) keeps every tower at least as deep and wide as it, so that config stays reachable;
+    ``shape`` picks among the sizes that fit: ``deep``, ``wide`` or ``balanced`` (``_preference``).
 
     Raises:
         ConfigError: target >= teacher, or no architecture within tolerance (names the nearest sizes).
@@ -201,12 +234,15 @@ def student_config(teacher_cfg: dict, target, strict: bool = True, floor: dict |
     cfg = copy.deepcopy(teacher_cfg)
     cfg.pop("edgeclip_layers", None)
     fv, ft = (floor["vision_cfg"], floor["text_cfg"]) if floor else (None, None)
-    cfg["vision_cfg"] = _solve(teacher_cfg["vision_cfg"], "vision", e, budget.image, strict=strict, floor=fv)
+    check_shape(shape)
+    cfg["vision_cfg"] = _solve(teacher_cfg["vision_cfg"], "vision", e, budget.image, strict=strict, floor=fv,
+                               shape=shape)
     if budget.text is None:
         cfg["text_cfg"] = _solve(teacher_cfg["text_cfg"], "text", e, round(tt * budget.image / tv), strict=False,
-                                 floor=ft)
+                                 floor=ft, shape=shape)
     elif budget.text < tt:
-        cfg["text_cfg"] = _solve(teacher_cfg["text_cfg"], "text", e, budget.text, strict=strict, floor=ft)
+        cfg["text_cfg"] = _solve(teacher_cfg["text_cfg"], "text", e, budget.text, strict=strict, floor=ft,
+                                 shape=shape)
     return cfg
 
 

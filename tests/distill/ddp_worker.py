@@ -1,4 +1,4 @@
-"""Run by tests/distill/test_losses.py: one affinity step of a tiny student, under torchrun (2 ranks, gloo)
+"""Run by tests/distill/test_losses.py: one step of all four loss terms of a tiny student, under torchrun (2 ranks, gloo)
 or alone (1 process, the doubled batch). Saves the mean loss and the (DDP-averaged) gradients."""
 import os
 import sys
@@ -7,7 +7,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from edgeclip.distill.losses import affinity_loss, gather_features
+from edgeclip.distill.losses import Embeddings, distill_loss, gather_features
 
 
 def main(out):
@@ -23,9 +23,10 @@ def main(out):
     rows = slice(rank * 8 // world, (rank + 1) * 8 // world)
     model = torch.nn.parallel.DistributedDataParallel(student) if world > 1 else student
     s_img, s_txt = F.normalize(model(x_img[rows]), dim=-1), F.normalize(model(x_txt[rows]), dim=-1)
-    out_terms = affinity_loss(s_img, s_txt, t_img[rows], t_txt[rows],
-                              s_img_all=gather_features(s_img, True), s_txt_all=gather_features(s_txt, True),
-                              t_img_all=gather_features(t_img[rows], False), t_txt_all=gather_features(t_txt[rows], False))
+    e = Embeddings(s_img, s_txt, s_img, s_txt, t_img[rows], t_txt[rows], s_img_all=gather_features(s_img, True),
+                   s_txt_all=gather_features(s_txt, True), t_img_all=gather_features(t_img[rows], False),
+                   t_txt_all=gather_features(t_txt[rows], False), offset=rank * (8 // world))
+    out_terms = distill_loss({"affinity": 1, "feature": 2000, "icl": 0.5, "contrastive": 0.25}, e)
     out_terms["loss"].backward()
     loss = out_terms["loss"].detach()
     if world > 1:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from edgeclip.data.pairs import ShapesPairs
-from edgeclip.distill.trainer import Batches
+from edgeclip.data.loader import Batches
 from edgeclip.distill.prune import AutoConfig, prune
 from edgeclip.inherit.auto import HardConcrete, MaskedCLIP, fuse
 from edgeclip.models import create_model, get_tokenizer, save_student

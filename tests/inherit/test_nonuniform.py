@@ -8,7 +8,7 @@ import torch
 
 from edgeclip.data.pairs import ShapesPairs
 from edgeclip.distill.prune import AutoConfig, prune
-from edgeclip.distill.trainer import Batches
+from edgeclip.data.loader import Batches
 from edgeclip.errors import ConfigError, InheritError
 from edgeclip.inherit import inherit_weights
 from edgeclip.inherit.auto import MaskedCLIP, fuse

@@ -40,7 +40,7 @@ def test_parse_budget_rejects_garbage(bad):
 
 
 def test_vit_b_16_to_8m_is_tinyclip_8m_class():
-    cfg = student_config(get_model_config("ViT-B-16"), "8M")
+    cfg = student_config(get_model_config("ViT-B-16"), "8M", shape="deep")  # TinyCLIP keeps depth, cuts width
     v = cfg["vision_cfg"]
     assert (v["layers"], v["width"]) == (10, 256)
     vision, _ = config_params(cfg)
@@ -103,3 +103,19 @@ def test_student_config_takes_a_percentage():
     tv, _ = config_params(cfg)
     v, _ = config_params(student_config(cfg, "25%"))
     assert abs(v - 0.25 * tv) <= 0.05 * 0.25 * tv
+
+
+@pytest.mark.parametrize("target, shape, layers, width", [
+    ("25%", "deep", 12, 96), ("25%", "wide", 3, 192), ("25%", "auto", 3, 192),  # auto: wide while >= 1/4 depth
+    ("10%", "deep", 10, 64), ("10%", "wide", 1, 192), ("10%", "auto", 10, 64),  # ... else deep
+    ("25%", "balanced", 12, 96)])  # the only towers within 5% of 25% are 12 x 96 and 3 x 192
+def test_shape_picks_depth_or_width_among_the_towers_that_fit(target, shape, layers, width):
+    cfg = student_config(get_model_config("ShapesCLIP-ViT-12L-192"), target, shape=shape)
+    assert (cfg["vision_cfg"]["layers"], cfg["vision_cfg"]["width"]) == (layers, width)
+    assert abs(config_params(cfg)[0] / config_params(get_model_config("ShapesCLIP-ViT-12L-192"))[0]
+               - float(target[:-1]) / 100) <= 0.05 * float(target[:-1]) / 100
+
+
+def test_unknown_shape_is_one_error_line():
+    with pytest.raises(ConfigError, match="unknown student shape 'tall'"):
+        student_config(get_model_config("ViT-B-32"), "8M", shape="tall")

@@ -1,0 +1,48 @@
+"""Teacher embeddings per sample key, computed once: later epochs, views and stages of the same teacher read
+them instead of running the teacher again."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._io import atomic_path
+
+
+class TeacherCache:
+    """Teacher embeddings per sample key (fp16, in memory; saved/loaded as .npz with the checkpoints, because
+    recomputing them after a kill differs by ulps and resume must be exact)."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.img: dict = {}
+        self.txt: dict = {}
+        self.hits = self.misses = 0
+        self.path = Path(path) if path else None
+        if self.path and self.path.is_file():
+            z = np.load(self.path)
+            self.img = dict(zip(z["keys"].tolist(), z["img"]))
+            self.txt = dict(zip(z["keys"].tolist(), z["txt"]))
+
+    def save(self) -> None:
+        if not self.path or not self.img:
+            return
+        keys = np.array(sorted(self.img))
+        with atomic_path(self.path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, keys=keys, img=np.stack([self.img[k] for k in keys]),
+                         txt=np.stack([self.txt[k] for k in keys]))
+
+    @torch.no_grad()
+    def get(self, teacher, keys: list, pixels: torch.Tensor, ids: torch.Tensor):
+        miss = [j for j, k in enumerate(keys) if k not in self.img]
+        self.misses += len(miss)
+        self.hits += len(keys) - len(miss)
+        if miss:
+            dev = next(teacher.parameters()).device
+            ti = teacher.encode_image(pixels[miss].to(dev), normalize=True).half().cpu().numpy()
+            tt = teacher.encode_text(ids[miss].to(dev), normalize=True).half().cpu().numpy()
+            for j, a, b in zip(miss, ti, tt):
+                self.img[keys[j]], self.txt[keys[j]] = a, b
+        return (torch.from_numpy(np.stack([self.img[k] for k in keys])).float(),
+                torch.from_numpy(np.stack([self.txt[k] for k in keys])).float())
