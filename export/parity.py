@@ -187,12 +187,10 @@ def preprocess_mismatches(artifact: dict, student: dict) -> list[str]:
     mean/std, interpolation, resize mode) would pass every embedding gate while the deployed runtime sees other
     pixels than the model was trained on. Missing keys take the runtime's defaults (``Preprocess``).
     """
-    from edgeclip.models.io import OPENAI_MEAN, OPENAI_STD
-    defaults = {"mean": list(OPENAI_MEAN), "std": list(OPENAI_STD), "interpolation": "bicubic",
-                "resize_mode": "shortest"}
+    from edgeclip.runtime.preprocess import DEFAULTS
 
     def norm(cfg: dict, key: str):
-        v = cfg.get(key, defaults.get(key))
+        v = cfg.get(key, DEFAULTS[key])
         if key == "size":
             return [v, v] if isinstance(v, (int, float)) else list(v or [])
         return [float(x) for x in v] if key in ("mean", "std") else v
