@@ -72,5 +72,10 @@ def test_folder_without_labels_is_one_error_line(tmp_path, tiny_model, capsys):
     code = main(["eval", str(student), "--data", str(d)])
     err = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln]
     assert one_error_line(code, err) and "no labelled images" in err[0], err
+    (d / "cls").mkdir()
+    (d / "cls" / "broken.png").write_bytes(b"not a png")
+    code = main(["eval", str(student), "--data", str(d)])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln]
+    assert one_error_line(code, err) and "no readable labelled images" in err[0] and "'corrupt image': 1" in err[0]
     with pytest.raises(ConfigError, match="not found"):
         load_photos(tmp_path / "nowhere")

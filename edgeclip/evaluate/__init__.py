@@ -82,6 +82,8 @@ def _evaluate_folder(model, folder: Path, teacher, class_names, limit, template:
     if not rows:
         raise DataError(f"no labelled images in {str(folder)!r}")
     imgs, labels, skipped = read_images(rows)
+    if not imgs:
+        raise DataError(f"no readable labelled images in {str(folder)!r} (skipped: {dict(skipped.counts)})")
     classes = sorted(set(labels))
     y = np.array([classes.index(l) for l in labels])
     prompts = [template.format(c) for c in classes]
