@@ -126,6 +126,7 @@ def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET, check: bool 
     from edgeclip import __version__
     from edgeclip.models.factory import model_config
     from edgeclip.models.io import default_preprocess_cfg
+    from edgeclip.models.towers import text_cfg, vision_cfg
 
     if opset not in (17, 18):
         raise ExportError(f"opset {opset} is not supported; use 17 or 18")
@@ -133,9 +134,7 @@ def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET, check: bool 
     from edgeclip.models.checkpoint import check_finite
     check_finite(model.state_dict(), "the model", "refusing to export it")
     model = model.float().eval()
-    size = cfg["vision_cfg"].get("image_size", 224)
-    size = size if isinstance(size, int) else size[0]
-    ctx = cfg["text_cfg"].get("context_length", 77)
+    size, ctx = vision_cfg(cfg).size, text_cfg(cfg).context_length
     out = check_output(out, "artifact", overwrite)
     with atomic_path(out) as tmp:
         tmp.mkdir()

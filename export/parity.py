@@ -6,7 +6,6 @@ exist. ``check_parity`` raises ``ParityError`` naming every failed gate.
 """
 from __future__ import annotations
 
-import csv
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -45,33 +44,19 @@ class ParityReport:
 
 
 def load_photos(folder: str | Path | None, limit: int = 64):
-    """Images (PIL) and labels from an image folder; ``manifest.csv`` with a label column is used when present."""
-    from edgeclip.data.pairs import IMAGE_EXTS, open_image
+    """Images (PIL) and labels (None where unlabelled) of the first ``limit`` items of an image folder, read by
+    the one image-folder convention (``edgeclip.evaluate.folders``); unreadable items are skipped.
+
+    Raises:
+        ConfigError: ``folder`` is not a folder, or none of its images can be read.
+    """
+    from edgeclip.evaluate.folders import folder_items, read_images
     if folder is None:
         return [], []
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ConfigError(f"image folder {str(folder)!r} not found")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS)[:limit]
-    labels = {}
-    man = folder / "manifest.csv"
-    if man.is_file():
-        with open(man, newline="", encoding="utf-8", errors="replace") as f:
-            for row in csv.DictReader(f):
-                name = next((row[k] for k in ("filepath", "file", "filename", "path", "image") if k in row), None)
-                lab = next((row[k] for k in ("label", "class_name", "class", "title", "caption") if k in row), None)
-                if name and lab:
-                    labels[Path(name).name] = lab
-    imgs, labs = [], []
-    for p in files:
-        try:
-            imgs.append(open_image(p))
-            labs.append(labels.get(p.name))
-        except Exception:
-            continue
+    imgs, labels, _ = read_images(folder_items(folder, limit))
     if not imgs:
         raise ConfigError(f"no readable images in {str(folder)!r}")
-    return imgs, labs
+    return imgs, labels
 
 
 def _diff_metrics(ref: np.ndarray, got: np.ndarray) -> dict:
@@ -202,12 +187,10 @@ def preprocess_mismatches(artifact: dict, student: dict) -> list[str]:
     mean/std, interpolation, resize mode) would pass every embedding gate while the deployed runtime sees other
     pixels than the model was trained on. Missing keys take the runtime's defaults (``Preprocess``).
     """
-    from edgeclip.models.io import OPENAI_MEAN, OPENAI_STD
-    defaults = {"mean": list(OPENAI_MEAN), "std": list(OPENAI_STD), "interpolation": "bicubic",
-                "resize_mode": "shortest"}
+    from edgeclip.runtime.preprocess import DEFAULTS
 
     def norm(cfg: dict, key: str):
-        v = cfg.get(key, defaults.get(key))
+        v = cfg.get(key, DEFAULTS[key])
         if key == "size":
             return [v, v] if isinstance(v, (int, float)) else list(v or [])
         return [float(x) for x in v] if key in ("mean", "std") else v

@@ -39,7 +39,7 @@ def test_i2t_counts_any_caption_t2i_counts_only_its_image():
 
 
 def test_csv_with_five_captions_decodes_each_image_once(tmp_path, tiny_model, monkeypatch):
-    import edgeclip.data.pairs as pairs
+    import edgeclip.evaluate.folders as folders
     colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
     rows = ["filepath\ttitle"]
     for i, c in enumerate(colours):
@@ -48,8 +48,8 @@ def test_csv_with_five_captions_decodes_each_image_once(tmp_path, tiny_model, mo
     rows.append("gone.png\ta missing photo")
     (tmp_path / "coco.csv").write_text("\n".join(rows) + "\n")
     opened = []
-    real = pairs.open_image
-    monkeypatch.setattr(pairs, "open_image", lambda p: opened.append(p) or real(p))
+    real = folders.open_image
+    monkeypatch.setattr(folders, "open_image", lambda p: opened.append(p) or real(p))
     res = evaluate_model(tiny_model, tmp_path / "coco.csv")
     assert len(opened) == 3 and res["images"] == 3 and res["captions"] == 15
     assert res["skipped"] == {"missing file": 1}

@@ -59,6 +59,20 @@ def test_version_has_one_source(project):
     assert cfg["dynamic"]["version"] == {"attr": "edgeclip.__version__"} and edgeclip.__version__
 
 
+def test_every_package_folder_is_in_the_wheel():
+    """A sub-package missing from ``packages`` would be left out of the wheel (setuptools lists, not finds, them)."""
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = set()
+    for pkg, folder in cfg["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder).parts
+            if "__pycache__" not in rel and not any((ROOT / folder / Path(*rel[:i + 1])).is_symlink()
+                                                    for i in range(len(rel))):
+                found.add(".".join([pkg, *rel]))
+    assert {"edgeclip.evaluate", "edgeclip.apps.demo"} <= found
+    assert found <= set(cfg["packages"]), sorted(found - set(cfg["packages"]))
+
+
 def test_reference_teacher_is_not_package_data():
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"].get("package-data", {})
     assert not any("assets" in pattern for patterns in data.values() for pattern in patterns)

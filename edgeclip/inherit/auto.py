@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from ..errors import InheritError
 from ..models.factory import create_model, model_config
 from ..models.nonuniform import KEY
-from ..models.params import block_params, config_params, head_width, parse_budget, text_params, vision_params
+from ..models.params import block_params, config_params, parse_budget, per_width_params, text_params, vision_params
+from ..models.towers import TextCfg, VisionCfg
 
 L, R, BETA, EPS = -0.1, 1.1, 2 / 3, 1e-6
 
@@ -54,8 +55,8 @@ class HardConcrete(torch.nn.Module):
 
 def _tower_dims(cfg: dict, tower: str) -> tuple[int, int, int, int]:
     """(layers, width, head width, mlp units) of a tower config."""
-    t = cfg["vision_cfg"] if tower == "vision" else cfg["text_cfg"]
-    return t["layers"], t["width"], head_width(t, tower), int(t["width"] * t.get("mlp_ratio", 4.0))
+    t = VisionCfg.of(cfg["vision_cfg"]) if tower == "vision" else TextCfg.of(cfg["text_cfg"])
+    return t.layers, t.width, t.head_width, t.mlp_width
 
 
 class TowerMasks(torch.nn.Module):
@@ -81,17 +82,8 @@ class TowerMasks(torch.nn.Module):
         heads = self.heads.prob_nonzero().sum(-1).expand(self.layers)
         units = self.units.prob_nonzero().sum(-1).expand(self.layers)
         inner = heads * self.hw
-        blocks = (4 * w + 4 * w * inner + 3 * inner + w + 2 * w * units + units + w).sum()
-        return blocks + w * self._per_width() + self._fixed_params()
-
-    def _per_width(self) -> int:
-        e = self.cfg["embed_dim"]
-        if self.tower == "vision":
-            v = self.cfg["vision_cfg"]
-            size = v.get("image_size", 224)
-            grid = (size if isinstance(size, int) else size[0]) // v["patch_size"]
-            return 3 * v["patch_size"] ** 2 + 1 + grid * grid + 1 + 4 + e
-        return self.cfg["text_cfg"].get("context_length", 77) + 2 + e
+        blocks = block_params(w, inner, units).sum()  # the count of models.params, on expected sizes
+        return blocks + w * per_width_params(self._base(), self.tower, self.cfg["embed_dim"]) + self._fixed_params()
 
     def _fixed_params(self) -> int:
         return 0 if self.tower == "vision" else 1

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import InheritError
+from ..models.towers import text_cfg, vision_cfg
 from .mapping import Plan
 
 DEPTH_RULES = ("interval", "uniform")
@@ -82,25 +83,24 @@ def _plan_blocks(plan: Plan, sd: dict, s_blocks: list[str], t_blocks: list[str],
 def manual_plan(teacher_sd: dict, t_cfg: dict, s_cfg: dict, depth: str = "interval", width: str = "leading") -> Plan:
     """Build the transplant plan for both towers (see module docstring)."""
     sd, plan = teacher_sd, Plan()
-    tv, sv, tt, st = t_cfg["vision_cfg"], s_cfg["vision_cfg"], t_cfg["text_cfg"], s_cfg["text_cfg"]
-    for k in ("patch_size", "image_size"):
-        if tv.get(k) != sv.get(k):
-            raise InheritError(f"vision {k} differs (teacher {tv.get(k)}, student {sv.get(k)}); keep the teacher's")
-    if st.get("context_length", 77) > tt.get("context_length", 77) or st["vocab_size"] != tt["vocab_size"]:
+    tv, sv, tt, st = vision_cfg(t_cfg), vision_cfg(s_cfg), text_cfg(t_cfg), text_cfg(s_cfg)
+    for k, a, b in (("patch_size", tv.patch_size, sv.patch_size), ("image_size", tv.size, sv.size)):
+        if a != b:
+            raise InheritError(f"vision {k} differs (teacher {a}, student {b}); keep the teacher's")
+    if st.context_length > tt.context_length or st.vocab_size != tt.vocab_size:
         raise InheritError("student text context/vocab must not exceed the teacher's")
     e = torch.arange(s_cfg["embed_dim"])  # leading embedding dims (all of them when unchanged)
     if s_cfg["embed_dim"] > t_cfg["embed_dim"]:
         raise InheritError(f"student embed_dim {s_cfg['embed_dim']} exceeds the teacher's {t_cfg['embed_dim']}")
     # --- vision tower
-    t_blocks = _tower_keys("visual.", sd, tv["layers"])
-    keep = select_layers(tv["layers"], sv["layers"], depth)
+    t_blocks = _tower_keys("visual.", sd, tv.layers)
+    keep = select_layers(tv.layers, sv.layers, depth)
     plan.layers["vision"] = keep
-    hw = tv.get("head_width", 64)
-    if sv.get("head_width", 64) != hw:
-        raise InheritError(f"vision head width differs (teacher {hw}, student {sv.get('head_width', 64)})")
+    if sv.head_width != tv.head_width:
+        raise InheritError(f"vision head width differs (teacher {tv.head_width}, student {sv.head_width})")
     v_emb = [("visual.conv1.weight", 0), ("visual.class_embedding", 0), ("visual.positional_embedding", 1),
              ("visual.proj", 0)]
-    hid = _top(_hidden_scores(sd, [t_blocks[i] for i in keep], v_emb), sv["width"], width)
+    hid = _top(_hidden_scores(sd, [t_blocks[i] for i in keep], v_emb), sv.width, width)
     plan.add("visual.conv1.weight", "visual.conv1.weight", d0=hid)
     plan.add("visual.class_embedding", "visual.class_embedding", d0=hid)
     plan.add("visual.positional_embedding", "visual.positional_embedding", d1=hid)
@@ -108,24 +108,23 @@ def manual_plan(teacher_sd: dict, t_cfg: dict, s_cfg: dict, depth: str = "interv
         for p in _LN:
             plan.add(f"visual.{ln}.{p}", f"visual.{ln}.{p}", d0=hid)
     plan.add("visual.proj", "visual.proj", d0=hid, d1=e)
-    _plan_blocks(plan, sd, _tower_keys("visual.", sd, sv["layers"]), [t_blocks[i] for i in keep], hid,
-                 sv["width"] // hw, hw, int(sv["width"] * sv.get("mlp_ratio", 4.0)), width)
+    _plan_blocks(plan, sd, _tower_keys("visual.", sd, sv.layers), [t_blocks[i] for i in keep], hid,
+                 sv.heads, sv.head_width, sv.mlp_width, width)
     # --- text tower
-    t_blocks = _tower_keys("", sd, tt["layers"])
-    keep = select_layers(tt["layers"], st["layers"], depth)
+    t_blocks = _tower_keys("", sd, tt.layers)
+    keep = select_layers(tt.layers, st.layers, depth)
     plan.layers["text"] = keep
-    hw = tt["width"] // tt.get("heads", 8)
-    if st["width"] // st.get("heads", 8) != hw:
-        raise InheritError(f"text head width differs (teacher {hw}, student {st['width'] // st.get('heads', 8)})")
+    if st.head_width != tt.head_width:
+        raise InheritError(f"text head width differs (teacher {tt.head_width}, student {st.head_width})")
     t_emb = [("token_embedding.weight", 1), ("positional_embedding", 1), ("text_projection", 0)]
-    hid = _top(_hidden_scores(sd, [t_blocks[i] for i in keep], t_emb), st["width"], width)
-    ctx = torch.arange(st.get("context_length", 77))
+    hid = _top(_hidden_scores(sd, [t_blocks[i] for i in keep], t_emb), st.width, width)
+    ctx = torch.arange(st.context_length)
     plan.add("token_embedding.weight", "token_embedding.weight", d1=hid)
     plan.add("positional_embedding", "positional_embedding", d0=ctx, d1=hid)
     for p in _LN:
         plan.add(f"ln_final.{p}", f"ln_final.{p}", d0=hid)
     plan.add("text_projection", "text_projection", d0=hid, d1=e)
     plan.add("logit_scale", "logit_scale")
-    _plan_blocks(plan, sd, _tower_keys("", sd, st["layers"]), [t_blocks[i] for i in keep], hid,
-                 st["width"] // hw, hw, int(st["width"] * st.get("mlp_ratio", 4.0)), width)
+    _plan_blocks(plan, sd, _tower_keys("", sd, st.layers), [t_blocks[i] for i in keep], hid,
+                 st.heads, st.head_width, st.mlp_width, width)
     return plan

@@ -8,6 +8,7 @@ import torch
 from ..errors import ConfigError
 from .nonuniform import KEY, apply_layers
 from .registry import check_config, check_supported, get_model_config
+from .towers import vision_cfg
 
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -16,9 +17,8 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 def default_preprocess_cfg(cfg: dict) -> dict:
     """open_clip's eval preprocessing for a config: OpenAI mean/std, bicubic, shortest-side resize at its size."""
-    size = cfg["vision_cfg"].get("image_size", 224)
-    return {"size": size, "mean": list(OPENAI_MEAN), "std": list(OPENAI_STD), "interpolation": "bicubic",
-            "resize_mode": "shortest"}
+    return {"size": vision_cfg(cfg).image_size, "mean": list(OPENAI_MEAN), "std": list(OPENAI_STD),
+            "interpolation": "bicubic", "resize_mode": "shortest"}
 
 
 def create_model(model: str | dict, device: str | torch.device = "cpu", seed: int | None = None):

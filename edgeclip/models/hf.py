@@ -19,6 +19,7 @@ import torch
 from ..errors import ConfigError
 from .checkpoint import load_weights, read_state_dict
 from .factory import create_model, default_preprocess_cfg, model_config
+from .towers import TextCfg, VisionCfg, text_cfg, vision_cfg
 
 SOT, EOT = 49406, 49407
 _BLOCK = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "attn.out_proj": "self_attn.out_proj",
@@ -26,17 +27,21 @@ _BLOCK = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "attn.out_proj": "self_a
 
 
 def hf_config_to_open_clip(hf: dict) -> dict:
-    """HF ``config.json`` dict --> open_clip model config."""
+    """HF ``config.json`` dict --> open_clip model config.
+
+    A key HF leaves out takes transformers' default, which for the input size (224 px) and the context length
+    (77 tokens) is open_clip's (``VisionCfg`` / ``TextCfg``; ``tests/models/test_towers.py`` checks both).
+    """
     try:
         v, t = hf["vision_config"], hf["text_config"]
         cfg = {
             "embed_dim": hf.get("projection_dim", 512),
-            "vision_cfg": {"image_size": v.get("image_size", 224), "layers": v["num_hidden_layers"],
-                           "width": v["hidden_size"], "patch_size": v["patch_size"],
+            "vision_cfg": {"image_size": v.get("image_size", VisionCfg.image_size),
+                           "layers": v["num_hidden_layers"], "width": v["hidden_size"], "patch_size": v["patch_size"],
                            "head_width": v["hidden_size"] // v["num_attention_heads"],
                            "mlp_ratio": v["intermediate_size"] / v["hidden_size"]},
-            "text_cfg": {"context_length": t.get("max_position_embeddings", 77), "vocab_size": t["vocab_size"],
-                         "width": t["hidden_size"], "heads": t["num_attention_heads"],
+            "text_cfg": {"context_length": t.get("max_position_embeddings", TextCfg.context_length),
+                         "vocab_size": t["vocab_size"], "width": t["hidden_size"], "heads": t["num_attention_heads"],
                          "layers": t["num_hidden_layers"], "mlp_ratio": t["intermediate_size"] / t["hidden_size"]},
         }
     except KeyError as e:
@@ -50,20 +55,19 @@ def hf_config_to_open_clip(hf: dict) -> dict:
 
 
 def open_clip_config_to_hf(cfg: dict) -> dict:
-    v, t = cfg["vision_cfg"], cfg["text_cfg"]
+    """open_clip model config --> HF ``config.json`` dict (``CLIPConfig``)."""
+    v, t = vision_cfg(cfg), text_cfg(cfg)
     act = "quick_gelu" if cfg.get("quick_gelu") else "gelu"
-    vw, tw = v["width"], t["width"]
-    size = v.get("image_size", 224)
     return {
         "architectures": ["CLIPModel"], "model_type": "clip", "projection_dim": cfg["embed_dim"],
         "logit_scale_init_value": 2.6592,
-        "vision_config": {"hidden_size": vw, "intermediate_size": int(vw * v.get("mlp_ratio", 4.0)),
-                          "num_hidden_layers": v["layers"], "num_attention_heads": vw // v.get("head_width", 64),
-                          "image_size": size if isinstance(size, int) else size[0], "patch_size": v["patch_size"],
+        "vision_config": {"hidden_size": v.width, "intermediate_size": v.mlp_width,
+                          "num_hidden_layers": v.layers, "num_attention_heads": v.heads,
+                          "image_size": v.size, "patch_size": v.patch_size,
                           "hidden_act": act, "projection_dim": cfg["embed_dim"], "layer_norm_eps": 1e-5},
-        "text_config": {"hidden_size": tw, "intermediate_size": int(tw * t.get("mlp_ratio", 4.0)),
-                        "num_hidden_layers": t["layers"], "num_attention_heads": t.get("heads", 8),
-                        "max_position_embeddings": t.get("context_length", 77), "vocab_size": t["vocab_size"],
+        "text_config": {"hidden_size": t.width, "intermediate_size": t.mlp_width,
+                        "num_hidden_layers": t.layers, "num_attention_heads": t.heads,
+                        "max_position_embeddings": t.context_length, "vocab_size": t.vocab_size,
                         "hidden_act": act, "projection_dim": cfg["embed_dim"], "layer_norm_eps": 1e-5,
                         "bos_token_id": SOT, "eos_token_id": EOT, "pad_token_id": 0},
     }
@@ -180,7 +184,7 @@ def save_hf(model, folder: str | os.PathLike, preprocess_cfg: dict | None = None
     sd = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
     (folder / "config.json").write_text(json.dumps(open_clip_config_to_hf(cfg), indent=2) + "\n")
     save_file(open_clip_to_hf_state_dict(sd, cfg), str(folder / "model.safetensors"))
-    write_hf_tokenizer(folder, cfg["text_cfg"].get("context_length", 77))
+    write_hf_tokenizer(folder, text_cfg(cfg).context_length)
     pre = preprocess_cfg or getattr(model, "edgeclip_preprocess", None) or default_preprocess_cfg(cfg)
     (folder / "preprocessor_config.json").write_text(json.dumps(hf_image_processor_config(pre), indent=2) + "\n")
 
@@ -199,7 +203,7 @@ def clip_bpe_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
     return vocab, merges
 
 
-def write_hf_tokenizer(folder: str | os.PathLike, context_length: int = 77) -> None:
+def write_hf_tokenizer(folder: str | os.PathLike, context_length: int = TextCfg.context_length) -> None:
     """``vocab.json``, ``merges.txt``, ``tokenizer_config.json``, ``special_tokens_map.json`` of CLIP's BPE, from
     the vocabulary open_clip ships (never a hub download: offline that silently yields an empty tokenizer)."""
     folder = Path(folder)
@@ -229,7 +233,7 @@ def hf_image_processor_config(pre: dict) -> dict:
 def check_hf_tokenizer(folder: Path, vocab_size: int) -> None:
     """edgeclip tokenizes with CLIP's BPE: refuse a folder whose tokenizer is another one (its ids would index
     the wrong rows of the token embedding, or past its end)."""
-    from .registry import CLIP_BPE_VOCAB
+    from .towers import CLIP_BPE_VOCAB
     if vocab_size != CLIP_BPE_VOCAB:
         raise ConfigError(f"HF folder {str(folder)!r} has a text vocabulary of {vocab_size} tokens, not CLIP's BPE "
                           f"({CLIP_BPE_VOCAB}); edgeclip only handles CLIP-tokenized models")

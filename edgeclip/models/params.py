@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from .towers import TextCfg, VisionCfg, tower_cfg
 
 TOLERANCE = 0.05
 SHAPES = ("auto", "deep", "wide", "balanced")  # which student of the budget the solver picks (see _preference)
@@ -139,34 +140,40 @@ def _tower_params(layers: int, width: int, mlp: int, extra_per_width: int, fixed
     return layers * block_params(width, width, mlp) + extra_per_width * width + fixed
 
 
+def per_width_params(tower: dict, kind: str, embed_dim: int) -> int:
+    """Parameters outside the blocks per unit of residual width (they scale with it), for ``kind`` "vision"
+    (patch conv, class token, positional embedding, ln_pre + ln_post, projection) or "text" (positional
+    embedding, ln_final, projection); the text tower's logit scale is the one fixed parameter on top."""
+    if kind == "vision":
+        v = VisionCfg.of(tower)
+        return 3 * v.patch_size ** 2 + 1 + (v.grid ** 2 + 1) + 4 + embed_dim
+    return TextCfg.of(tower).context_length + 2 + embed_dim
+
+
 def vision_params(v: dict, embed_dim: int) -> int:
     """Analytic count of open_clip's standard ViT tower (checked against built models in the tests)."""
-    w, p, size = v["width"], v["patch_size"], v.get("image_size", 224)
-    size = size if isinstance(size, int) else size[0]
-    grid = size // p
-    mlp = int(w * v.get("mlp_ratio", 4.0))
-    per_w = 3 * p * p + 1 + (grid * grid + 1) + 4 + embed_dim  # conv, cls, pos, ln_pre+ln_post, proj
-    return _tower_params(v["layers"], w, mlp, per_w, 0)
+    c = VisionCfg.of(v)
+    return _tower_params(c.layers, c.width, c.mlp_width, per_width_params(v, "vision", embed_dim), 0)
 
 
 def text_params(t: dict, embed_dim: int) -> int:
-    w = t["width"]
-    mlp = int(w * t.get("mlp_ratio", 4.0))
-    per_w = t.get("context_length", 77) + 2 + embed_dim  # pos, ln_final, projection
-    return _tower_params(t["layers"], w, mlp, per_w, 1)  # + logit_scale
+    """Analytic count of open_clip's text tower, token embedding excluded (logit scale included)."""
+    c = TextCfg.of(t)
+    return _tower_params(c.layers, c.width, c.mlp_width, per_width_params(t, "text", embed_dim), 1)
 
 
 def head_width(tower: dict, kind: str) -> int:
     """Per-head width of a ``vision_cfg`` / ``text_cfg`` (open_clip's defaults when not given)."""
-    return tower.get("head_width", 64) if kind == "vision" else tower["width"] // tower.get("heads", 8)
+    return tower_cfg(tower, kind).head_width
 
 
 def _candidates(tower: dict, kind: str, embed_dim: int, floor: dict | None = None):
-    hw = head_width(tower, kind)
+    t = tower_cfg(tower, kind)
+    hw = t.head_width
     count = vision_params if kind == "vision" else text_params
     min_layers, min_width = (floor["layers"], floor["width"]) if floor else (1, 1)
-    for layers in range(min_layers, tower["layers"] + 1):
-        for heads in range(max(1, -(-min_width // hw)), tower["width"] // hw + 1):
+    for layers in range(min_layers, t.layers + 1):
+        for heads in range(max(1, -(-min_width // hw)), t.width // hw + 1):
             c = dict(tower, layers=layers, width=heads * hw)
             if kind == "text":
                 c["heads"] = heads

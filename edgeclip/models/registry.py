@@ -12,13 +12,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import ConfigError
+from .towers import CLIP_BPE_VOCAB, TEXT_KEYS, VISION_KEYS
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-CLIP_BPE_VOCAB = 49408  # open_clip's SimpleTokenizer, the only tokenizer edgeclip, its inheritance and runtime use
 SUPPORTED = ("a ViT image tower and a transformer text tower with CLIP's BPE tokenizer (open_clip ViT-* "
              "such as ViT-B-32 / ViT-L-14, TinyCLIP ViT, OpenAI / Hugging Face CLIPModel)")
-_VISION_KEYS = {"image_size", "layers", "width", "patch_size", "head_width", "mlp_ratio"}
-_TEXT_KEYS = {"context_length", "vocab_size", "width", "heads", "layers", "mlp_ratio"}
 _CFG_KEYS = {"embed_dim", "vision_cfg", "text_cfg", "quick_gelu", "cast_dtype", "init_logit_scale",
              "init_logit_bias", "nonscalar_logit_scale", "custom_text", "edgeclip_layers"}
 
@@ -72,7 +70,7 @@ def unsupported_reason(cfg: dict) -> str | None:
     if t.get("hf_tokenizer_name") or t.get("vocab_size", CLIP_BPE_VOCAB) != CLIP_BPE_VOCAB:
         return (f"its tokenizer is not CLIP's BPE ({t.get('hf_tokenizer_name') or 'vocabulary of ' + str(t.get('vocab_size'))}"
                 f" tokens, CLIP's has {CLIP_BPE_VOCAB})")
-    odd = sorted((set(v) - _VISION_KEYS) | (set(t) - _TEXT_KEYS))
+    odd = sorted((set(v) - VISION_KEYS) | (set(t) - TEXT_KEYS))
     if odd:
         return f"its towers use options edgeclip does not handle ({', '.join(odd)})"
     return None

@@ -9,17 +9,25 @@ from ..imageio import to_rgb
 
 _INTERP = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
 
+# What a key missing from ``preprocess.json`` means: open_clip's eval defaults (its 224-px input, OpenAI mean/std,
+# bicubic, shortest-side resize). Written here, not imported from ``edgeclip.models``, because the runtime must
+# import without torch; ``tests/models/test_towers.py`` holds them equal to ``edgeclip.models``' defaults.
+DEFAULTS = {"size": 224, "mean": (0.48145466, 0.4578275, 0.40821073), "std": (0.26862954, 0.26130258, 0.27577711),
+            "interpolation": "bicubic", "resize_mode": "shortest"}
+
 
 class Preprocess:
+    """An artifact's ``preprocess.json`` as a PIL + numpy transform (keys it lacks take ``DEFAULTS``)."""
+
     def __init__(self, cfg: dict):
         self.cfg = dict(cfg)  # as recorded in the artifact (parity compares it with the model's own)
-        size = cfg.get("size", 224)
-        self.size = size if isinstance(size, int) else int(size[0])
-        self.mean = np.asarray(cfg.get("mean", (0.48145466, 0.4578275, 0.40821073)), np.float32).reshape(3, 1, 1)
-        self.std = np.asarray(cfg.get("std", (0.26862954, 0.26130258, 0.27577711)), np.float32).reshape(3, 1, 1)
-        self.interp = _INTERP[cfg.get("interpolation", "bicubic")]
-        if cfg.get("resize_mode", "shortest") != "shortest":
-            raise ValueError(f"unsupported resize_mode {cfg.get('resize_mode')!r}; edgeclip runtime does 'shortest'")
+        c = {**DEFAULTS, **cfg}
+        self.size = c["size"] if isinstance(c["size"], int) else int(c["size"][0])
+        self.mean = np.asarray(c["mean"], np.float32).reshape(3, 1, 1)
+        self.std = np.asarray(c["std"], np.float32).reshape(3, 1, 1)
+        self.interp = _INTERP[c["interpolation"]]
+        if c["resize_mode"] != "shortest":
+            raise ValueError(f"unsupported resize_mode {c['resize_mode']!r}; edgeclip runtime does 'shortest'")
 
     def __call__(self, img: Image.Image) -> np.ndarray:
         """PIL image (any mode; see ``edgeclip.imageio.to_rgb``) --> float32 [3, size, size]."""

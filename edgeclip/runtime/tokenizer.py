@@ -52,6 +52,9 @@ def _clean(text: str) -> str:
     return " ".join(text.split()).strip().lower()
 
 
+CONTEXT_LENGTH = 77  # open_clip's text context; here, not from edgeclip.models (torch), tied to it by a test
+
+
 class Tokenizer:
     """``Tokenizer(vocab_path, context_length)(texts) -> int64 [N, context_length]`` (SOT ... EOT, zero-padded,
     truncated keeping EOT last).
@@ -61,7 +64,7 @@ class Tokenizer:
     enough tokens (the tokens near the cut are discarded), and the word cache is an LRU of ``cache_size`` entries.
     """
 
-    def __init__(self, vocab_path: str | Path, context_length: int = 77, cache_size: int = 16_384):
+    def __init__(self, vocab_path: str | Path, context_length: int = CONTEXT_LENGTH, cache_size: int = 16_384):
         merges = gzip.open(vocab_path).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
         merges = [tuple(m.split()) for m in merges]
         vocab = list(_bytes_to_unicode().values())
