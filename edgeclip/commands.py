@@ -173,9 +173,8 @@ def _cmd_export(a) -> int:
     if a.int8 and not a.calib:
         print("note: --int8 without --calib builds int8-dynamic only", file=sys.stderr)
     if a.trt:  # fail before any work when TensorRT or the GPU is missing
-        from .export.tensorrt_engine import _gpu_capability, _import_trt
-        _import_trt()
-        _gpu_capability()
+        from .export.trt import require_tensorrt
+        require_tensorrt()
     model = _model(a.model, a.pretrained)
     res = export_artifact(model, out, _variants(a), images_dir=a.images, calib_dir=a.calib, trt=a.trt,
                           trt_precision=a.trt_precision, opset=a.opset, overwrite=a.overwrite)
