@@ -70,3 +70,17 @@ def test_missing_reference_teacher_says_where_it_ships(tmp_path, monkeypatch):
     monkeypatch.setattr(io, "REFERENCE_TEACHER", tmp_path / "absent")
     with pytest.raises(ConfigError, match=r"source checkout only.*pip install -e .*reference_teacher"):
         io.load_teacher("reference")
+
+
+def test_every_package_folder_is_in_the_wheel():
+    """``packages`` is a hand-written list: a new sub-package (edgeclip/commands/, export/trt/) left out of it would be
+    missing from the wheel while every test of the source tree still passes."""
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = set()
+    for pkg, folder in cfg["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder).parts
+            if "__pycache__" not in rel and not any((ROOT / folder / Path(*rel[:i + 1])).is_symlink()
+                                                    for i in range(len(rel))):
+                found.add(".".join([pkg, *rel]))
+    assert found - set(cfg["packages"]) == set(), "missing from [tool.setuptools] packages"
