@@ -105,5 +105,5 @@ def _trt_parity(out_dir: Path, model, engines: dict, precision: str, images_dir)
 
 
 def _trt_version() -> str:
-    from .trt import import_tensorrt
-    return import_tensorrt().__version__
+    from .trt import tensorrt_version
+    return tensorrt_version()

@@ -2,8 +2,8 @@
 
 Written against the documented TensorRT Python API; what needs no TensorRT is tested. One module per idea:
 
-- ``available``: is TensorRT importable and is there an NVIDIA GPU (``require_tensorrt``): one clear
-  ``BackendError`` line when not, before any work.
+- ``available``: is TensorRT importable and is there an NVIDIA GPU (``require_tensorrt``, ``tensorrt_version``):
+  one clear ``BackendError`` line when not, before any work.
 - ``readiness``: checks on an ONNX graph that need no TensorRT (``trt_readiness``, recorded in every manifest).
 - ``build``: what to ask TensorRT for, per major version (``plan_build``, pure), and ``build_engine``.
 - ``run``: ``EngineRunner`` runs one engine; ``TrtRuntime`` runs an artifact's two engines, so parity checks
@@ -17,10 +17,10 @@ and GPU compute capability, because an engine only runs on the same TensorRT ver
 """
 from __future__ import annotations
 
-from .available import gpu_capability, import_tensorrt, require_tensorrt
+from .available import gpu_capability, import_tensorrt, require_tensorrt, tensorrt_version
 from .build import BuildPlan, build_engine, plan_build
 from .readiness import trt_readiness
 from .run import EngineRunner, TrtRuntime
 
-__all__ = ["require_tensorrt", "import_tensorrt", "gpu_capability", "trt_readiness", "BuildPlan", "plan_build",
-           "build_engine", "EngineRunner", "TrtRuntime"]
+__all__ = ["require_tensorrt", "import_tensorrt", "gpu_capability", "tensorrt_version", "trt_readiness", "BuildPlan",
+           "plan_build", "build_engine", "EngineRunner", "TrtRuntime"]

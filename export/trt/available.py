@@ -45,6 +45,15 @@ def gpu_capability() -> str:
     return f"{major}.{minor}"
 
 
+def tensorrt_version() -> str:
+    """The installed TensorRT's version string (the build plan keys on its major version).
+
+    Raises:
+        BackendError: TensorRT is not installed or does not import.
+    """
+    return import_tensorrt().__version__
+
+
 def require_tensorrt() -> tuple[ModuleType, str]:
     """Both checks, library first: ``(tensorrt module, compute capability)``.
 
