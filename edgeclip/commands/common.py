@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import EdgeClipError, ParityError
 
-# The shared ImageNet sample beside the checkout (../shared); parity falls back to ShapesWorld scenes without it.
+# The shared ImageNet sample beside the checkout (../shared); without it parity runs on ShapesWorld scenes alone.
 SHARED_PHOTOS = Path(__file__).resolve().parents[3] / "shared" / "data" / "imagenet-sample-200"
 
 
