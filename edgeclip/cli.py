@@ -1,7 +1,8 @@
-"""The ``edgeclip`` command: thin argparse wrappers, one per pipeline stage.
+"""The ``edgeclip`` command: build the argparse parser from the command groups in ``edgeclip/commands/``, run
+the chosen subcommand, and turn the errors a user can cause into one line.
 
-Errors a user can cause (``EdgeClipError``) print one line and exit 2; anything else is a bug and keeps its
-traceback.
+Errors a user can cause (``EdgeClipError``, ``OSError``, a missing [train] package) print one line and exit 2;
+anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -10,28 +11,14 @@ import importlib.util
 import sys
 
 from . import __version__
+from .commands import demo, deploy, evaluate, train
 from .errors import EdgeClipError
 
-COMMANDS = ("compress", "teach", "prepare", "export", "parity", "eval", "bench", "demo", "quickstart", "info",
-            "models")
+GROUPS = (train, evaluate, deploy, demo)  # ``edgeclip --help`` lists their commands in this order
 # Packages of the [train] extra: a command that imports one of them on a torch-free (runtime-only) install gets
 # one line naming the extra instead of a traceback.
 TRAIN_PACKAGES = ("torch", "torchvision", "open_clip", "timm", "onnx", "onnxscript", "safetensors", "huggingface_hub")
 TRAIN_HINT = "pip install 'edgeclip[train]'"
-
-
-def _cmd_info(a) -> int:
-    from .models import load_teacher
-    from .models.params import count_params
-    model = load_teacher(a.model, pretrained=a.pretrained)
-    print(f"{a.model}\n{count_params(model).table()}")
-    return 0
-
-
-def _cmd_models(a) -> int:
-    from .models import list_models
-    print("\n".join(list_models(include_open_clip=a.all)))
-    return 0
 
 
 def _epilog() -> str:
@@ -41,21 +28,15 @@ def _epilog() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole parser: every group adds its subcommands, each with ``func`` set to the function that runs it."""
     p = argparse.ArgumentParser(prog="edgeclip", description="Compress CLIP teachers into edge students, "
                                 "export them to ONNX/TensorRT and prove parity.", epilog=_epilog(),
                                 allow_abbrev=False)
     p.add_argument("--version", action="version", version=f"edgeclip {__version__}", help="print the version")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    q = sub.add_parser("info", help="print the parameter table of a teacher or student")
-    q.add_argument("model", help="model name (e.g. ViT-B-32), student folder, HF folder, or 'reference'")
-    q.add_argument("--pretrained", default=None, help="local checkpoint file for a model name")
-    q.set_defaults(func=_cmd_info)
-    q = sub.add_parser("models", help="list edgeclip's model configs")
-    q.add_argument("--all", action="store_true", help="include every open_clip builtin")
-    q.set_defaults(func=_cmd_models)
-    from . import commands
-    commands.add_commands(sub)
-    for q in sub.choices.values():  # every subcommand, wherever it was added: '--step' is not '--steps'
+    for group in GROUPS:
+        group.add_parser(sub)
+    for q in sub.choices.values():  # every subcommand, whichever group added it: '--step' is not '--steps'
         q.allow_abbrev = False
     return p
 
@@ -65,6 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``edgeclip ARGV``; returns the exit code (0 ok, 2 a user error in one line, 130 interrupted)."""
     args = parse_args(argv)
     try:
         return int(args.func(args) or 0)

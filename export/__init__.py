@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .onnx_export import ExportResult, export_onnx, read_manifest, update_manifest
 from .parity import ParityReport, check_parity, load_photos, parity_markdown
-from .tensorrt_engine import build_engine, plan_build, trt_readiness
+from .trt import build_engine, plan_build, trt_readiness
 from .tolerances import GATES, TIE_MARGIN, Precision, check_gates
 from .variants import build_variants
 
@@ -96,7 +96,7 @@ def _build_artifact(model, out_dir: Path, variants, images_dir, calib_dir, trt, 
 
 def _trt_parity(out_dir: Path, model, engines: dict, precision: str, images_dir) -> ParityReport:
     from .parity import PROMPTS, compare, parity_images
-    from .tensorrt_engine import TrtRuntime
+    from .trt import TrtRuntime
     rt = TrtRuntime(out_dir, engines)
     images, labels = parity_images(images_dir, rt.preprocess.size, 64)
     gate = {"fp32": "fp32", "fp16": "fp16", "int8": "int8-static"}[precision]
@@ -105,5 +105,5 @@ def _trt_parity(out_dir: Path, model, engines: dict, precision: str, images_dir)
 
 
 def _trt_version() -> str:
-    from .tensorrt_engine import _import_trt
-    return _import_trt().__version__
+    from .trt import tensorrt_version
+    return tensorrt_version()

@@ -69,7 +69,7 @@ def test_every_package_folder_is_in_the_wheel():
             if "__pycache__" not in rel and not any((ROOT / folder / Path(*rel[:i + 1])).is_symlink()
                                                     for i in range(len(rel))):
                 found.add(".".join([pkg, *rel]))
-    assert {"edgeclip.evaluate", "edgeclip.apps.demo"} <= found
+    assert {"edgeclip.evaluate", "edgeclip.commands", "edgeclip.export.trt", "edgeclip.apps.demo"} <= found
     assert found <= set(cfg["packages"]), sorted(found - set(cfg["packages"]))
 
 

@@ -69,7 +69,7 @@ def test_the_demo_command_builds_the_quickstart_student_only_for_the_default_art
     """The decision lives in the command (not in the app): default artifact missing -> quickstart, then serve."""
     pytest.importorskip("gradio")
     import edgeclip.apps.demo.app as app
-    from edgeclip import commands
+    from edgeclip.commands import demo as commands
     from edgeclip.cli import parse_args
     from edgeclip.errors import ConfigError
     calls = []

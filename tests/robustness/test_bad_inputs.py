@@ -88,12 +88,12 @@ def test_corrupt_artifact_manifest(folders, tmp_path, robust):
 
 
 def test_tensorrt_engine_from_another_version(tmp_path, monkeypatch, robust):
-    from edgeclip.export import tensorrt_engine as te
-    monkeypatch.setattr(te, "_import_trt", lambda: SimpleNamespace(__version__="11.0.0"))
-    monkeypatch.setattr(te, "_gpu_capability", lambda: "9.0")
+    from edgeclip.export import trt
+    monkeypatch.setattr(trt.available, "import_tensorrt", lambda: SimpleNamespace(__version__="11.0.0"))
+    monkeypatch.setattr(trt.available, "gpu_capability", lambda: "9.0")
     (tmp_path / "image_encoder.fp16.plan").write_bytes(b"engine bytes")
     with pytest.raises(BackendError) as e:
-        te.EngineRunner(tmp_path / "image_encoder.fp16.plan", {"tensorrt": "10.8.0", "compute_capability": "9.0"})
+        trt.EngineRunner(tmp_path / "image_encoder.fp16.plan", {"tensorrt": "10.8.0", "compute_capability": "9.0"})
     robust("bad models", "TensorRT engine built by another TensorRT version (library faked: not installable here)",
            "refused before deserializing, says to rebuild", f"{type(e.value).__name__}: {e.value}")
     assert "rebuild" in str(e.value)

@@ -1,0 +1,98 @@
+"""What several subcommands share: argparse value types, open_clip's CSV flags, model specs, the parity verdict."""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from ..errors import EdgeClipError, ParityError
+
+# The shared ImageNet sample beside the checkout (../shared); without it parity runs on ShapesWorld scenes alone.
+SHARED_PHOTOS = Path(__file__).resolve().parents[3] / "shared" / "data" / "imagenet-sample-200"
+
+
+def photos_default() -> str | None:
+    """Default of the --images flags: the shared photo sample when this checkout has one."""
+    return str(SHARED_PHOTOS) if SHARED_PHOTOS.is_dir() else None
+
+
+def stages(value: str):
+    """argparse type of --stages: 'auto' or an integer >= 1."""
+    if value == "auto":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def number(kind, lo: float, what: str):
+    """argparse type: a finite ``kind`` (int or float) >= ``lo``; anything else is one usage error line."""
+    def parse(value: str):
+        try:
+            x = kind(value)
+        except ValueError:
+            x = None
+        if x is None or not math.isfinite(x) or x < lo:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {value!r}")
+        return x
+    return parse
+
+
+def checked(check):
+    """argparse type that runs one of edgeclip's own checkers on the string (its one-line error becomes argparse's)
+    and keeps the string: the checker stays the only home of the rule."""
+    def parse(value: str) -> str:
+        try:
+            check(value)
+        except EdgeClipError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return value
+    return parse
+
+
+def _check_budget(value: str) -> None:
+    """--target: the one budget parser (``%`` is resolved once the teacher is loaded)."""
+    from ..models.params import budget_spec
+    budget_spec(value)
+
+
+budget = checked(_check_budget)
+STEPS = number(int, 1, "an integer >= 1")
+BATCH = number(int, 2, "an integer >= 2 (the affinity loss compares pairs within a batch)")
+
+
+def spec_path(spec):
+    """The folder a model spec reads ('reference' is the shipped teacher), for check_output's inputs."""
+    from ..models import REFERENCE_TEACHER
+    return REFERENCE_TEACHER if spec in (None, "reference") else spec
+
+
+def load_model(spec, pretrained):
+    """``--model NAME --pretrained FILE`` as open_clip takes them (a folder or 'reference' needs no file)."""
+    from ..models import load_teacher
+    return load_teacher(spec, pretrained=pretrained)
+
+
+def add_csv_flags(q) -> None:
+    """open_clip's CSV flags, same names and defaults (the separator is sniffed when not given)."""
+    q.add_argument("--csv-separator", default=None, help="CSV separator (default: sniffed among tab, comma, "
+                   "semicolon and pipe, else tab as open_clip); '\\t' means tab")
+    q.add_argument("--csv-img-key", default="filepath", help="CSV column of image paths (default: filepath)")
+    q.add_argument("--csv-caption-key", default="title", help="CSV column of captions (default: title)")
+
+
+def csv_data(a, data):
+    """A CSV path becomes a CsvPairs read with the --csv-* flags; anything else is passed on as it is."""
+    if data is None or not Path(str(data)).is_file() or Path(str(data)).suffix.lower() == ".tar":
+        return data
+    from ..data.pairs import CsvPairs
+    return CsvPairs(data, a.csv_img_key, a.csv_caption_key, a.csv_separator)
+
+
+def verdict(reports) -> int:
+    """Exit code of a command that ran parity: 0 when every gate passed, else ParityError naming each failed gate."""
+    failed = [f"{r.variant}: {'; '.join(r.failed)}" for r in reports if not r.passed]
+    if failed:
+        raise ParityError("parity gates failed -> " + " | ".join(failed))
+    print("parity: all gates passed")
+    return 0

@@ -1,0 +1,131 @@
+"""``export``, ``parity``, ``bench``: turn a student into a checked artifact for the device, and time it there."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .._io import check_output
+from ..errors import ConfigError
+from .common import load_model, photos_default, spec_path, verdict
+
+VARIANT_CHOICES = ("fp32-opt", "fp16", "int8-dynamic", "int8-static")
+
+
+def _variants(a) -> list[str]:
+    v = ["fp32"] + list(a.variant or [])
+    if a.fp16:
+        v.append("fp16")
+    if a.int8:
+        v += ["int8-dynamic"] + (["int8-static"] if a.calib else [])
+    return list(dict.fromkeys(v))
+
+
+def _cmd_export(a) -> int:
+    from ..export import export_artifact
+    if not a.onnx and not a.trt:
+        raise ConfigError("nothing to export: pass --onnx and/or --trt")
+    out = check_output(a.out, "artifact", a.overwrite, inputs=[spec_path(a.model), a.images, a.calib])
+    if a.int8 and not a.calib:
+        print("note: --int8 without --calib builds int8-dynamic only", file=sys.stderr)
+    if a.trt:  # fail before any work when TensorRT or the GPU is missing
+        from ..export.trt import require_tensorrt
+        require_tensorrt()
+    model = load_model(a.model, a.pretrained)
+    res = export_artifact(model, out, _variants(a), images_dir=a.images, calib_dir=a.calib, trt=a.trt,
+                          trt_precision=a.trt_precision, opset=a.opset, overwrite=a.overwrite)
+    print((res.out / "parity.md").read_text())
+    return verdict(res.parity)
+
+
+def _cmd_parity(a) -> int:
+    from .._io import write_json, write_text
+    from ..export import check_parity, parity_markdown, read_manifest
+    if a.report:  # PATH.json and PATH.md, both checked before anything is loaded
+        inputs = [a.artifact, spec_path(a.against), a.images]
+        report = [check_output(Path(a.report).with_suffix(s), "parity-report", a.overwrite, inputs)
+                  for s in (".json", ".md")]
+    model = load_model(a.against, a.pretrained)
+    m = read_manifest(a.artifact)
+    if m.get("model_cfg") and m["model_cfg"] != model.edgeclip_cfg:
+        raise ConfigError(f"artifact {a.artifact!r} was exported from another architecture than {a.against!r}")
+    variants = a.variant or list(m.get("variants", {}))
+    from tqdm import tqdm
+    reports = [check_parity(a.artifact, model, v, a.images, raise_on_fail=False, backend=a.backend)
+               for v in tqdm(variants, desc="parity", unit="variant", leave=False)]
+    print(parity_markdown(reports))
+    if a.report:
+        write_json(report[0], {"edgeclip_output": "parity-report", "reports": [r.to_dict() for r in reports]})
+        write_text(report[1], parity_markdown(reports))
+    return verdict(reports)
+
+
+def _cmd_bench(a) -> int:
+    from ..runtime.bench import bench, bench_markdown, write_report
+    out = check_output(a.out, "bench", a.overwrite, inputs=[a.artifact])
+    rep = bench(a.artifact, a.backend, a.variant, [int(b) for b in a.batches.split(",")],
+                [int(t) for t in a.threads.split(",")] if a.threads else None, a.repeat, a.warmup, a.rounds,
+                peaks=not a.no_peaks)
+    write_report(rep, out)
+    print(bench_markdown(rep))
+    if not a.no_record:
+        from ..export import update_manifest
+        update_manifest(a.artifact, fastest={**rep["fastest"], "cpu": rep["cpu"], "date": rep["date"]})
+        print(f"recorded the fastest passing backend/variant per batch size in {a.artifact}/manifest.json")
+    print(f"report: {out / 'bench.md'}")
+    return 0
+
+
+def _batches(value: str) -> str:
+    """argparse type of --batches: comma-separated integers >= 1."""
+    if not all(p.isdigit() and int(p) >= 1 for p in value.split(",")):
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers >= 1, got {value!r}")
+    return value
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register export, parity and bench on the ``edgeclip`` subparsers."""
+    q = sub.add_parser("export", help="export a model to ONNX / TensorRT; parity runs automatically")
+    q.add_argument("model", help="student folder (or any teacher spec)")
+    q.add_argument("--pretrained", default=None, help="checkpoint FILE of the model named")
+    q.add_argument("--onnx", action="store_true", help="export ONNX encoders")
+    q.add_argument("--fp16", action="store_true", help="also an fp16 variant")
+    q.add_argument("--int8", action="store_true", help="also INT8 (dynamic; static too with --calib)")
+    q.add_argument("--calib", default=None, help="image folder for INT8 static calibration")
+    q.add_argument("--variant", action="append", choices=VARIANT_CHOICES, help="extra variant (repeatable)")
+    q.add_argument("--trt", action="store_true", help="build TensorRT engines (needs tensorrt + an NVIDIA GPU)")
+    q.add_argument("--trt-precision", choices=("fp32", "fp16", "int8"), default="fp16", help="engine precision")
+    q.add_argument("--images", default=photos_default(), help="photos for parity (default: shared ImageNet sample)")
+    q.add_argument("--opset", type=int, choices=(17, 18), default=18, help="ONNX opset")
+    q.add_argument("--out", required=True, help="artifact folder (new or empty)")
+    q.add_argument("--overwrite", action="store_true", help="replace an earlier artifact at --out")
+    q.set_defaults(func=_cmd_export)
+
+    q = sub.add_parser("parity", help="check an exported artifact against PyTorch")
+    q.add_argument("artifact", help="artifact folder written by 'edgeclip export'")
+    q.add_argument("--against", required=True, help="the PyTorch model it came from")
+    q.add_argument("--pretrained", default=None, help="checkpoint FILE of the --against model named")
+    q.add_argument("--variant", action="append", default=None, help="variants to check (default: all)")
+    q.add_argument("--images", default=photos_default(), help="image folder (default: shared ImageNet sample)")
+    q.add_argument("--report", default=None, help="write PATH.json and PATH.md")
+    q.add_argument("--overwrite", action="store_true", help="replace an earlier parity report at --report")
+    q.add_argument("--backend", choices=("onnxruntime", "openvino"), default="onnxruntime",
+                   help="runtime that runs the artifact (same gates for both)")
+    q.set_defaults(func=_cmd_parity)
+
+    q = sub.add_parser("bench", help="time every backend x variant x batch x threads of an artifact; record the "
+                       "fastest passing pair per batch size in its manifest")
+    q.add_argument("artifact", help="artifact folder written by 'edgeclip export'")
+    q.add_argument("--backend", action="append", choices=("onnxruntime", "openvino"), default=None,
+                   help="backend to time (repeatable; default: every installed one)")
+    q.add_argument("--variant", action="append", default=None, help="variant to time (repeatable; default: all)")
+    q.add_argument("--batches", type=_batches, default="1,8,32", help="comma-separated image batch sizes")
+    q.add_argument("--threads", type=_batches, default=None, help="comma-separated thread counts (default: 1,all)")
+    q.add_argument("--repeat", type=int, default=5, help="timed calls per config and round (median)")
+    q.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
+    q.add_argument("--rounds", type=int, default=1, help="passes over all configs (alternating order)")
+    q.add_argument("--no-peaks", action="store_true", help="skip the GEMM peak measurement")
+    q.add_argument("--no-record", action="store_true", help="do not write the fastest pairs into the manifest")
+    q.add_argument("--out", default="runs/bench", help="report folder (bench.json, bench.md, bench.png)")
+    q.add_argument("--overwrite", action="store_true", help="replace an earlier bench report in --out")
+    q.set_defaults(func=_cmd_bench)

@@ -1,0 +1,141 @@
+"""``compress``, ``teach``, ``prepare``: the commands that make a student (distill a teacher, store its embeddings,
+re-encode shards once at the student's resolution)."""
+from __future__ import annotations
+
+import argparse
+
+# Short local names of the shared argparse types and helpers, as the parsers and handlers below use them.
+from .common import BATCH as _BATCH, STEPS as _STEPS, add_csv_flags as _add_csv_flags, budget as _budget
+from .common import checked, csv_data as _csv_data, load_model as _model, number, stages as _stages
+
+
+def _check_data(value: str) -> None:
+    """--data: 'shapes:N' needs a whole N >= 1 (other sources are checked when opened)."""
+    from ..data.pairs import shapes_count
+    shapes_count(value)
+
+
+def _check_loss(value: str) -> None:
+    """--loss: NAME=WEIGHT pairs (the one parser: ``edgeclip.distill.losses.parse_loss``)."""
+    from ..distill.losses import parse_loss
+    parse_loss(value)
+
+
+def _check_views(value: str) -> None:
+    from ..data.augment import check_views
+    check_views(int(value) if value.isdigit() else value)
+
+
+_data = checked(_check_data)
+_POSITIVE = number(float, 1e-300, "a positive finite number")
+
+
+def _cmd_compress(a) -> int:
+    from ..distill import compress
+    teacher = _model(a.teacher, a.pretrained) if a.pretrained else a.teacher
+    res = compress(teacher, a.target, data=_csv_data(a, a.data), steps=a.steps, epochs=a.epochs, method=a.method,
+                   stages=a.stages, out=a.out, device=a.device,
+                   batch_size=a.batch_size, lr=a.lr, resume=a.resume, seed=a.seed, depth=a.depth, width=a.width,
+                   hf=a.hf, tie_layers=not a.per_layer,
+                   prune_steps=a.prune_steps, workers=a.workers, precision=a.precision,
+                   teacher_store=a.teacher_store, keep_ckpt=not a.drop_ckpt, overwrite=a.overwrite,
+                   decode=a.decode, loss=a.loss, views=None if a.views is None else int(a.views), shape=a.shape)
+    if not res.report:  # a torchrun rank other than 0: rank 0 prints
+        return 0
+    print((res.out / "report.md").read_text())
+    print(f"student: {res.out / 'student'}")
+    return 0
+
+
+def _cmd_teach(a) -> int:
+    from ..distill.store import teach
+    m = teach(a.teacher, a.data, a.out, batch_size=a.batch_size, workers=a.workers, device=a.device,
+              overwrite=a.overwrite)
+    if m:  # rank 0
+        print(f"teacher store: {a.out} ({m['count']} samples, {len(m['shards'])} shards, dims {m['dims']})")
+    return 0
+
+
+def _cmd_prepare(a) -> int:
+    from ..data.prepare import prepare_shards
+    m = prepare_shards(a.data, a.out, size=a.size, quality=a.quality, workers=a.workers, overwrite=a.overwrite)
+    print(f"prepared shards: {a.out} ({m['written']} pairs at {m['size']} px in {len(m['shards'])} shards; "
+          f"skipped {sum(m['skipped'].values())}: {m['skipped'] or 'none'})")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register compress, teach and prepare on the ``edgeclip`` subparsers."""
+    q = sub.add_parser("compress", help="distill a teacher into a smaller student")
+    q.add_argument("teacher", help="'reference', an open_clip name, a student folder or an HF CLIPModel folder")
+    q.add_argument("--target", required=True, type=_budget, help="vision budget ('8M', '500k', '25%%') or JSON "
+                   "'{\"image\": \"8M\", \"text\": \"3M\"}'")
+    q.add_argument("--pretrained", default=None, help="checkpoint FILE of the teacher named (open_clip's --model "
+                   "NAME --pretrained FILE); .safetensors, or .pt/.bin read without unpickling code")
+    q.add_argument("--data", default=None, type=_data, help="a CSV (open_clip's filepath/title columns), webdataset "
+                   "shards ('shards/{00000..00099}.tar', a folder of .tar, 'pipe:CMD'), or 'shapes[:N]' (the default "
+                   "only for the reference teacher and its students)")
+    _add_csv_flags(q)
+    q.add_argument("--steps", type=_STEPS, default=800, help="optimizer steps in total (split across stages)")
+    q.add_argument("--epochs", type=_POSITIVE, default=None, help="epochs over the data (overrides --steps)")
+    q.add_argument("--method", choices=("manual", "auto", "scratch"), default="manual", help="weight inheritance")
+    q.add_argument("--stages", default="auto", type=_stages, help="'auto' (<= ~50%% cut per stage) or a number")
+    q.add_argument("--per-layer", action="store_true", help="auto method: untie masks so each layer of the last "
+                   "stage keeps its own head/MLP counts (loads through edgeclip, not plain open_clip)")
+    q.add_argument("--prune-steps", type=_STEPS, default=200, help="auto method: L0-mask steps per stage")
+    q.add_argument("--depth", choices=("interval", "uniform"), default="interval", help="layer selection rule")
+    q.add_argument("--width", choices=("leading", "magnitude"), default="leading", help="channel selection rule")
+    q.add_argument("--batch-size", type=_BATCH, default=128, help="pairs per step")
+    q.add_argument("--lr", type=_POSITIVE, default=None, help="peak learning rate (default 5e-4 * batch/128)")
+    q.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under torchrun: cuda:LOCAL_RANK, nccl)")
+    q.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="autocast precision on CUDA (loss and softmax stay fp32); fp32 on the CPU")
+    q.add_argument("--workers", type=int, default=None, help="DataLoader workers decoding images "
+                   "(default min(8, cores-1); 0: decode in the training process)")
+    q.add_argument("--teacher-store", default=None, help="teacher embeddings written by 'edgeclip teach' "
+                   "(stored samples never run the teacher)")
+    q.add_argument("--decode", choices=("cpu", "gpu"), default="cpu", help="where images are decoded: cpu "
+                   "(DataLoader workers) or gpu (nvjpeg on --device cuda; webdataset shards only; unverified)")
+    q.add_argument("--loss", type=checked(_check_loss), default=None, help="loss terms and weights, e.g. "
+                   "'affinity=1,feature=2000' (terms: affinity, feature, icl, contrastive; default: the measured "
+                   "best recipe, edgeclip.distill.recipe)")
+    q.add_argument("--views", type=checked(_check_views), default=None, help="augmented views per sample: 1 = "
+                   "plain images, K = the image + K-1 seeded random-resized crops/flips whose teacher embeddings "
+                   "are cached (default: the recipe's)")
+    q.add_argument("--shape", choices=("auto", "deep", "wide", "balanced"), default=None, help="which student of "
+                   "the budget: deep (teacher's depth, narrower), wide (teacher's width, fewer layers), balanced, or "
+                   "auto (wide while >= 1/4 of the layers stay, else deep; the default)")
+    q.add_argument("--seed", type=int, default=0, help="seed for init and data order")
+    q.add_argument("--resume", action="store_true", help="continue from OUT/ckpt after an interruption")
+    q.add_argument("--drop-ckpt", action="store_true", help="delete OUT/ckpt (resumable checkpoints, several "
+                   "times the student's size) once the run has succeeded")
+    q.add_argument("--hf", action="store_true", help="also save a Hugging Face CLIPModel copy (student/hf)")
+    q.add_argument("--out", default="runs/student", help="output folder")
+    q.add_argument("--overwrite", action="store_true", help="start over in an --out that holds an earlier run "
+                   "(it is replaced only once the new run is complete)")
+    q.set_defaults(func=_cmd_compress)
+
+    q = sub.add_parser("teach", help="run a teacher once over the data and store its embeddings (for compress "
+                       "--teacher-store)")
+    q.add_argument("teacher", help="'reference', an open_clip name, a student folder or an HF CLIPModel folder")
+    q.add_argument("--data", required=True, help="'shapes[:N]', a CSV/TSV (filepath,title) or webdataset shards")
+    q.add_argument("--out", required=True, help="store folder to write")
+    q.add_argument("--batch-size", type=int, default=256, help="pairs per teacher forward (per rank)")
+    q.add_argument("--workers", type=int, default=None, help="DataLoader workers decoding images "
+                   "(default min(8, cores-1))")
+    q.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing teacher store at --out")
+    q.set_defaults(func=_cmd_teach)
+
+    q = sub.add_parser("prepare", help="re-encode webdataset shards once at the student's resolution (faster "
+                       "decoding in every later epoch)")
+    q.add_argument("--data", required=True, help="source webdataset shards ('shards/{00000..00099}.tar', a folder "
+                   "of .tar, 'pipe:CMD')")
+    q.add_argument("--size", type=int, default=256, help="shortest side in px after preparation (default 256; "
+                   "smaller images are kept as they are)")
+    q.add_argument("--out", required=True, help="new folder for the prepared shards (+ manifest.json)")
+    q.add_argument("--quality", type=int, default=90, help="JPEG quality of the re-encoded images (1-100)")
+    q.add_argument("--workers", type=int, default=None, help="processes re-encoding (default min(8, cores-1); "
+                   "0: in this process)")
+    q.add_argument("--overwrite", action="store_true", help="replace earlier prepared shards at --out")
+    q.set_defaults(func=_cmd_prepare)
