@@ -50,7 +50,7 @@ def _cmd_compress(a) -> int:
 def _cmd_teach(a) -> int:
     from ..distill.store import teach
     m = teach(a.teacher, a.data, a.out, batch_size=a.batch_size, workers=a.workers, device=a.device,
-              overwrite=a.overwrite)
+              overwrite=a.overwrite, views=int(a.views))
     if m:  # rank 0
         print(f"teacher store: {a.out} ({m['count']} samples, {len(m['shards'])} shards, dims {m['dims']})")
     return 0
@@ -125,6 +125,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "(default min(8, cores-1))")
     q.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     q.add_argument("--overwrite", action="store_true", help="replace an existing teacher store at --out")
+    q.add_argument("--views", type=checked(_check_views), default="1", help="also store augmented views 1..K-1 "
+                   "of every sample (for compress --views K; one teacher pass per view)")
     q.set_defaults(func=_cmd_teach)
 
     q = sub.add_parser("prepare", help="re-encode webdataset shards once at the student's resolution (faster "

@@ -53,12 +53,14 @@ class Batches:
     rows). ``views`` > 1: each row is one of the sample's ``views`` augmented views (``augment.make_view``)."""
 
     def __init__(self, pairs, batch_size: int, seed: int, image_transform, teacher_tok, student_tok,
-                 rank: int = 0, world: int = 1, views: int = 1):
+                 rank: int = 0, world: int = 1, views: int = 1, only_view: int | None = None):
+        """``only_view``: every row is that view (``edgeclip teach`` embeds each view in one pass)."""
         if len(pairs) == 0:
             raise DataError("the dataset is empty")
         self.pairs, self.bs, self.seed = pairs, batch_size, seed
         self.tf, self.t_tok, self.s_tok = image_transform, teacher_tok, student_tok
         self.rank, self.world, self.views = rank, world, check_views(views)
+        self.only_view = only_view
         self._perm: dict[int, np.ndarray] = {}
 
     def indices(self, step: int) -> list[int]:
@@ -74,7 +76,8 @@ class Batches:
 
     def __call__(self, step: int):
         keys, imgs, caps = [], [], []
-        views = views_for_step(self.seed, step, self.bs, self.views)[self.rank::self.world]
+        views = views_for_step(self.seed, step, self.bs, self.views)[self.rank::self.world] \
+            if self.only_view is None else np.full(self.bs, self.only_view)[self.rank::self.world]
         for i, v in zip(self.indices(step), views.tolist()):
             item = self.pairs.load(i)
             if item is not None:
@@ -114,14 +117,14 @@ class WdsBatches(IterableDataset):
 
     def __init__(self, pairs, batch_size: int, seed: int, image_transform, teacher_tok, student_tok,
                  rank: int = 0, world: int = 1, workers: int = 0, drop_last: bool = True, shuffle: bool = True,
-                 raw_images: bool = False, views: int = 1):
+                 raw_images: bool = False, views: int = 1, only_view: int | None = None):
         if batch_size % world:
             raise ConfigError(f"batch size {batch_size} is not divisible by the {world} ranks")
         self.pairs, self.bs, self.seed = pairs, batch_size // world, seed
         self.tf, self.t_tok, self.s_tok = image_transform, teacher_tok, student_tok
         self.rank, self.world, self.drop_last, self.shuffle = rank, world, drop_last, shuffle
         self.raw_images = raw_images  # --decode gpu: hand the image bytes over, the main process decodes them
-        self.views = check_views(views)
+        self.views, self.only_view = check_views(views), only_view
         if raw_images and views > 1:
             raise ConfigError("augmented views are made on the CPU: use --decode cpu with --views > 1")
         self.epoch = mp.Value("q", 0)                    # shared with persistent workers (set before iter)
@@ -143,7 +146,7 @@ class WdsBatches(IterableDataset):
             item = split_sample(raw, self.pairs.skipped) if self.raw_images else self.pairs.decode(raw)
             if item is None:
                 continue
-            v = view_for_stream(self.seed, epoch, item[0], self.views)
+            v = view_for_stream(self.seed, epoch, item[0], self.views) if self.only_view is None else self.only_view
             keys.append(view_key(item[0], v))
             imgs.append(item[1] if self.raw_images else self.tf(make_view(item[1], item[0], v)))
             caps.append(item[2])

@@ -164,19 +164,23 @@ def build_index(folder: Path, shards: list[dict]) -> int:
 
 
 def write_manifest(folder: Path, teacher, preprocess: dict, data: str, shards: list[dict], count: int,
-                   dims: tuple[int, int]) -> None:
+                   dims: tuple[int, int], views: int = 1) -> None:
     from ..models import model_config
     write_json(folder / "manifest.json", {
         "edgeclip_output": KIND, "format": 1,
         "teacher": {"weights_sha256": weights_sha256(teacher), "config": model_config(teacher)},
         "preprocess": json.loads(json.dumps(preprocess)), "data": data, "count": count, "dims": list(dims),
+        "views": views,  # augmented views per sample stored (keys 'KEY#viewV' for V >= 1: edgeclip.data.augment)
         "dtype": "float16", "key": "webdataset __key__ | CSV 'path<TAB>caption' | 'shapes:INDEX' (blake2b-64)",
         "shards": shards})
 
 
 def teach(teacher, data, out, batch_size: int = 256, workers: int | None = None, device: str = "cpu",
-          overwrite: bool = False, shard_rows: int = SHARD_ROWS) -> dict:
+          overwrite: bool = False, shard_rows: int = SHARD_ROWS, views: int = 1) -> dict:
     """Run ``teacher`` once over ``data`` and write its embeddings to the store ``out``; returns the manifest.
+
+    ``views``: also embed augmented views 1..views-1 of every sample (one pass each), so ``compress --views``
+    up to that number never runs the teacher.
 
     Under torchrun every rank embeds its share and writes its own shards; rank 0 writes the index and manifest.
     The store appears only when complete (built in a temp folder and renamed).
@@ -187,7 +191,8 @@ def teach(teacher, data, out, batch_size: int = 256, workers: int | None = None,
     from ..models.io import image_transform, preprocess_cfg
     from . import dist as ddp_env
 
-    workers = check_workers(workers)
+    from ..data.augment import check_views
+    workers, views = check_workers(workers), check_views(views)
     device = ddp_env.init_from_env(ddp_env.check_device(device))
     from .._io import check_output
     out = check_output(out, "teacher-store", overwrite, inputs=[teacher if isinstance(teacher, (str, Path)) else None,
@@ -197,24 +202,29 @@ def teach(teacher, data, out, batch_size: int = 256, workers: int | None = None,
     pairs = open_pairs(data, pre["size"] if isinstance(pre["size"], int) else pre["size"][0])
     rank, world = ddp_env.rank(), ddp_env.world()
     tok, tf = get_tokenizer(teacher), image_transform(pre)
-    if getattr(pairs, "streaming", False):
-        src = WdsBatches(pairs, batch_size * world, 0, tf, tok, tok, rank, world, workers, drop_last=False,
-                         shuffle=False)
-        steps = None
-    else:
-        src = Batches(pairs, batch_size * world, 0, tf, tok, tok, rank, world)
-        steps = math.ceil(len(pairs) / (batch_size * world))
-    loader = BatchLoader(src, workers, pin_memory=device.startswith("cuda"))
+    def loaders():  # one pass per view
+        for v in range(views):
+            if getattr(pairs, "streaming", False):
+                src = WdsBatches(pairs, batch_size * world, 0, tf, tok, tok, rank, world, workers, drop_last=False,
+                                 shuffle=False, views=views, only_view=v)
+                steps = None
+            else:
+                src = Batches(pairs, batch_size * world, 0, tf, tok, tok, rank, world, views=views, only_view=v)
+                steps = math.ceil(len(pairs) / (batch_size * world))
+            yield BatchLoader(src, workers, pin_memory=device.startswith("cuda")), steps
+
     teacher.to(device).eval()
     if world == 1:
         with atomic_path(out) as tmp:
             tmp.mkdir(parents=True)
-            dims = _embed(teacher, loader, steps, device, StoreWriter(tmp, "r0", shard_rows))
-            _finish(tmp, teacher, pre, pairs, dims)
+            w = StoreWriter(tmp, "r0", shard_rows)
+            dims = [_embed(teacher, loader, steps, device, w) for loader, steps in loaders()][-1]
+            _finish(tmp, teacher, pre, pairs, dims, views)
         return json.loads((out / "manifest.json").read_text())
     parts = out.parent / f".{out.name}.parts"  # every rank writes its shards here; rank 0 moves them in
     parts.mkdir(parents=True, exist_ok=True)
-    dims = _embed(teacher, loader, steps, device, StoreWriter(parts, f"r{rank}", shard_rows))
+    w = StoreWriter(parts, f"r{rank}", shard_rows)
+    dims = [_embed(teacher, loader, steps, device, w) for loader, steps in loaders()][-1]
     (parts / f"r{rank}.json").write_text(json.dumps({"shards": w_shards(parts, rank), "dims": dims}))
     ddp_env.barrier()
     if not ddp_env.is_main():
@@ -228,7 +238,7 @@ def teach(teacher, data, out, batch_size: int = 256, workers: int | None = None,
             for sh in info["shards"]:
                 for ext in ("img", "txt", "hash"):
                     (parts / f"{sh['name']}.{ext}.npy").rename(tmp / f"{sh['name']}.{ext}.npy")
-        _finish(tmp, teacher, pre, pairs, dims)
+        _finish(tmp, teacher, pre, pairs, dims, views)
     shutil.rmtree(parts, ignore_errors=True)
     return json.loads((out / "manifest.json").read_text())
 
@@ -254,11 +264,11 @@ def _embed(teacher, loader, steps, device, w: StoreWriter):
     return dims
 
 
-def _finish(folder: Path, teacher, pre: dict, pairs, dims) -> None:
+def _finish(folder: Path, teacher, pre: dict, pairs, dims, views: int = 1) -> None:
     """Index + manifest over every shard in ``folder`` (the store is complete once the manifest is there)."""
     if dims is None:
         raise DataError(f"{pairs.describe()} gave no readable pairs to embed")
     shards = [s for r in sorted({f.name.split("-")[0] for f in folder.glob("r*-*.hash.npy")})
               for s in w_shards(folder, int(r[1:]))]
     count = build_index(folder, shards)
-    write_manifest(folder, teacher, pre, pairs.describe(), shards, count, tuple(dims))
+    write_manifest(folder, teacher, pre, pairs.describe(), shards, count, tuple(dims), views)

@@ -22,7 +22,9 @@ class _Unloadable:
     ({"epochs": float("nan")}, "epochs must be"), ({"data": "shapes:abc"}, "shapes:N"),
     ({"data": "shapes:-5"}, "shapes:N"), ({"target_params": '{"image": 2M}'}, "not valid JSON"),
     ({"target_params": "nan%"}, "bad parameter budget"), ({"stages": 0}, "stages must be"),
-    ({"method": "magic"}, "unknown method"),
+    ({"method": "magic"}, "unknown method"), ({"loss": "affinty=1"}, "unknown loss term 'affinty'"),
+    ({"loss": "feature=-1"}, "finite and >= 0"), ({"views": 0}, "views must be an integer from 1"),
+    ({"views": 2.5}, "views must be"), ({"shape": "tall"}, "unknown student shape"),
 ])
 def test_bad_arguments_fail_before_loading_or_writing(tmp_path, kwargs, match):
     args = {"teacher": _Unloadable(), "target_params": "25%", "out": tmp_path / "run", **kwargs}
@@ -74,3 +76,26 @@ def test_a_non_finite_teacher_object_is_refused(tmp_path, tiny_model):
     with pytest.raises(NonFiniteError, match="the teacher has non-finite values in 'visual.conv1.weight'"):
         compress(tiny_model, TARGET, data="shapes:16", out=tmp_path / "run", stages=1)
     assert not (tmp_path / "run").exists()
+
+
+def test_every_loss_term_is_logged_per_step_and_reported(tmp_path, tiny_model):
+    res = compress(tiny_model, TARGET, data="shapes:32", steps=4, batch_size=8, stages=1, out=tmp_path / "run",
+                   evaluate=False, loss="affinity=1,feature=2000,icl=0.5", views=2)
+    st = res.report["stages"][0]
+    assert set(st["terms_final"]) == {"affinity", "feature", "icl"}
+    assert all(len(c) == 4 for c in st["term_curves"].values())
+    w = {"affinity": 1, "feature": 2000, "icl": 0.5}  # the logged loss is the weighted sum of the logged terms
+    assert st["final_loss"] == pytest.approx(sum(w[k] * v for k, v in st["terms_final"].items()), rel=1e-5)
+    assert res.report["recipe"] == {"loss": {"affinity": 1.0, "feature": 2000.0, "icl": 0.5}, "views": 2,
+                                    "shape": "auto"}
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "recipe: loss affinity=1,feature=2000,icl=0.5, 2 view(s)" in md and "feature " in md
+
+
+def test_resume_with_another_loss_is_refused(tmp_path, tiny_model):
+    out = tmp_path / "run"
+    compress(tiny_model, TARGET, data="shapes:32", steps=2, batch_size=8, stages=1, out=out, evaluate=False,
+             loss="affinity=1")
+    with pytest.raises(ConfigError, match="another recipe"):
+        compress(tiny_model, TARGET, data="shapes:32", steps=4, batch_size=8, stages=1, out=out, evaluate=False,
+                 loss="affinity=1,feature=2000", resume=True)

@@ -59,6 +59,24 @@ def test_compress_with_the_store_never_runs_the_teacher(made, tmp_path):
     assert res.report["teacher_cache"] == {"hits": 32, "misses": 0}
 
 
+def test_a_store_of_k_views_serves_compress_views_without_the_teacher(made, tmp_path):
+    root, teacher, _ = made
+    m = teach(teacher, root / "d.csv", tmp_path / "store3", batch_size=12, workers=0, views=3)
+    assert m["views"] == 3 and m["count"] == 3 * 24
+    st = TeacherStore.open(tmp_path / "store3", teacher, preprocess_cfg(teacher))
+    assert (st.lookup(["0.png\tcolour number 0#view2"]) >= 0).all()
+
+    def boom(*a, **k):
+        raise AssertionError("the teacher ran")
+    teacher.encode_image = boom
+    try:
+        res = compress(teacher, TARGET, data=root / "d.csv", steps=6, batch_size=8, stages=1, workers=0,
+                       teacher_store=tmp_path / "store3", out=tmp_path / "run", views=3)
+    finally:
+        del teacher.encode_image
+    assert res.report["teacher_cache"] == {"hits": 48, "misses": 0}
+
+
 def test_samples_missing_from_the_store_run_the_teacher_on_the_fly(made, tmp_path):
     root, teacher, _ = made
     res = compress(teacher, TARGET, data=_csv(root, 40, "more.csv"), steps=5, batch_size=8, stages=1, workers=0,

@@ -14,4 +14,4 @@ if __name__ == "__main__":
     out, resume = sys.argv[1], sys.argv[2] == "resume"
     teacher = create_model(TINY_CFG, seed=0)
     compress(teacher, {"image": 60_000, "text": 60_000}, data="shapes:256", steps=int(sys.argv[3]), batch_size=32,
-             out=out, resume=resume, ckpt_every=3, stages=1, evaluate=False)
+             out=out, resume=resume, ckpt_every=3, stages=1, evaluate=False, views=3)  # views: cached per view
