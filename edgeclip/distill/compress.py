@@ -182,14 +182,15 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
     if main:
         write_json(out / "run.json", {"edgeclip_output": "run", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
+    source = StageData(pairs, tf, teacher, batch_size, seed, views, workers, device, decode, rank, world)
+    how = Inheritance(method, depth, width, seed, device, tie_layers, prune_steps)
+
     def run_stages():
         prev, stage_reports = teacher, []
         for st in plan:
-            tie = tie_layers or st.index < len(plan)  # only the last stage may leave per-layer sizes
-            student, inh = _make_student(prev, st.cfg, method, depth, width, seed, pairs, tf, teacher, device, tie,
-                                         prune_steps)
-            batches = _batches(pairs, batch_size, seed, tf, teacher, student, rank, world, workers, device,
-                               decode, views)
+            last = st.index == len(plan)  # only the last stage may leave per-layer sizes
+            student, inh = how.make(prev, st.cfg, source, per_layer_ok=last)
+            batches = source.batches(student)
             n = per_stage[st.index - 1]
             stage_cfg = replace(cfg, seed=seed + st.index, steps=n, warmup=min(50, max(1, n // 10)))
             student, hist = distill(student, teacher, batches, stage_cfg,
@@ -265,21 +266,62 @@ def _claim_output(out, teacher, data, resume: bool, overwrite: bool) -> tuple[Pa
     return final, stage
 
 
-def _batches(pairs, batch_size, seed, tf, teacher, student, rank, world, workers, device, decode="cpu", views=1):
-    """This rank's batches: step-addressed for index data, a worker-split stream for webdataset shards
-    (``decode="gpu"``: workers hand raw JPEG bytes over, decoded on ``device`` with nvjpeg)."""
-    from ..data.loader import Batches, BatchLoader, WdsBatches
-    toks = (get_tokenizer(teacher), get_tokenizer(student))
-    gpu = None
-    if decode == "gpu":
-        from ..data.gpu_decode import gpu_transform_of
-        gpu = (gpu_transform_of(tf), device)
-    if getattr(pairs, "streaming", False):
-        src = WdsBatches(pairs, batch_size, seed, tf, *toks, rank=rank, world=world, workers=workers,
-                         raw_images=gpu is not None, views=views)
-    else:
-        src = Batches(pairs, batch_size, seed, tf, *toks, rank=rank, world=world, views=views)
-    return BatchLoader(src, workers, pin_memory=str(device).startswith("cuda") and gpu is None, gpu_decode=gpu)
+@dataclass(frozen=True)
+class StageData:
+    """What every stage trains on, fixed for the whole run: the pairs and how this rank batches them."""
+    pairs: object
+    transform: object           # the teacher's eval preprocessing (PIL -> tensor)
+    teacher: torch.nn.Module    # its tokenizer encodes the teacher's side of each batch
+    batch_size: int
+    seed: int
+    views: int
+    workers: int
+    device: str
+    decode: str                 # "cpu" | "gpu" (nvjpeg, webdataset shards only)
+    rank: int = 0
+    world: int = 1
+
+    def batches(self, student):
+        """This rank's batches for ``student``: step-addressed for index data, a worker-split stream for
+        webdataset shards (``decode="gpu"``: workers hand raw JPEG bytes over, decoded on the device)."""
+        from ..data.loader import Batches, BatchLoader, WdsBatches
+        toks = (get_tokenizer(self.teacher), get_tokenizer(student))
+        gpu = None
+        if self.decode == "gpu":
+            from ..data.gpu_decode import gpu_transform_of
+            gpu = (gpu_transform_of(self.transform), self.device)
+        common = dict(rank=self.rank, world=self.world, views=self.views)
+        if getattr(self.pairs, "streaming", False):
+            src = WdsBatches(self.pairs, self.batch_size, self.seed, self.transform, *toks, workers=self.workers,
+                             raw_images=gpu is not None, **common)
+        else:
+            src = Batches(self.pairs, self.batch_size, self.seed, self.transform, *toks, **common)
+        return BatchLoader(src, self.workers, pin_memory=str(self.device).startswith("cuda") and gpu is None,
+                           gpu_decode=gpu)
+
+
+@dataclass(frozen=True)
+class Inheritance:
+    """How each stage's student is made from the model before it (manual selection, L0 masks, or scratch)."""
+    method: str          # manual | auto | scratch
+    depth: str           # manual: interval | uniform
+    width: str           # manual: leading | magnitude
+    seed: int
+    device: str
+    tie_layers: bool     # auto: one head/MLP count for every layer
+    prune_steps: int     # auto: L0-mask steps per stage
+
+    def make(self, prev, cfg: dict, data: StageData, per_layer_ok: bool):
+        """(student, inheritance report); ``per_layer_ok``: untied auto masks are allowed (the last stage)."""
+        from ..inherit import inherit_weights
+        if self.method == "auto":
+            from .prune import AutoConfig, prune_and_fuse
+            auto = AutoConfig(steps=self.prune_steps, warmup=max(1, self.prune_steps // 2), seed=self.seed,
+                              device=self.device, tie_layers=self.tie_layers or not per_layer_ok)
+            return prune_and_fuse(prev, cfg, data.pairs, data.transform, data.teacher, auto)
+        student, rep = inherit_weights(prev, cfg, method=self.method, depth=self.depth, width=self.width,
+                                       seed=self.seed)
+        return student, rep.to_dict()
 
 
 def default_data(data, teacher):
@@ -334,18 +376,6 @@ def _fit_batch(batch_size: int, n: int) -> int:
     if batch_size > n:
         print(f"note: batch size {batch_size} is larger than the {n} pairs in the data; using {n}", file=sys.stderr)
     return min(batch_size, n)
-
-
-def _make_student(prev, cfg, method, depth, width, seed, pairs, tf, teacher, device, tie_layers, prune_steps):
-    from ..inherit import inherit_weights
-    if method == "auto":
-        from .prune import AutoConfig, prune_and_fuse
-        auto = AutoConfig(steps=prune_steps, warmup=max(1, prune_steps // 2), seed=seed, device=device,
-                          tie_layers=tie_layers)
-        student, rep = prune_and_fuse(prev, cfg, pairs, tf, teacher, auto)
-        return student, rep
-    student, rep = inherit_weights(prev, cfg, method=method, depth=depth, width=width, seed=seed)
-    return student, rep.to_dict()
 
 
 def _shapes_eval_fn(n_zeroshot: int = 2048, n_retrieval: int = 1000):
