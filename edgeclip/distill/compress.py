@@ -439,22 +439,28 @@ def _checkpoints(folder: Path, keep: bool) -> dict | None:
 
 
 def write_plots(r: dict, out: Path) -> dict:
-    """PNG plots beside ``report.md``: loss per stage, teacher vs student metrics. ``{name: file}`` written, or
+    """PNG plots beside ``report.md``: loss and each loss term per stage, teacher vs student metrics. ``{name: file}`` written, or
     ``{"skipped": why}`` when matplotlib is not installed (it is optional: ``pip install matplotlib``)."""
     try:  # a bare Figure renders PNG with Agg and leaves pyplot's global backend (a notebook's) alone
         from matplotlib.figure import Figure
     except ImportError:
         return {"skipped": "not drawn: matplotlib is not installed (pip install matplotlib)"}
     plots = {"loss curve": "loss.png"}
-    fig = Figure(figsize=(6, 3.5))
-    ax = fig.subplots()
+    fig = Figure(figsize=(11, 3.5))
+    ax, ax_terms = fig.subplots(1, 2)
     offset = 0
     for s in r["stages"]:
         steps = s.get("loss_steps") or list(range(1, len(s["loss_curve"]) + 1))
-        ax.plot([offset + x for x in steps], s["loss_curve"], label=f"stage {s['stage']}")
+        xs = [offset + x for x in steps]
+        ax.plot(xs, s["loss_curve"], label=f"stage {s['stage']}")
+        for i, (name, curve) in enumerate(s.get("term_curves", {}).items()):  # same steps as the loss curve
+            ax_terms.plot(xs[:len(curve)], curve, c=f"C{i}", label=name if s["stage"] == 1 else None)
         offset += steps[-1] if steps else 0
-    ax.set(xlabel="step (all stages)", ylabel="affinity-mimicking loss", title="distillation loss")
+    ax.set(xlabel="step (all stages)", ylabel="weighted sum", title="distillation loss")
     ax.legend()
+    ax_terms.set(xlabel="step (all stages)", ylabel="unweighted", yscale="log", title="each loss term")
+    if ax_terms.get_legend_handles_labels()[0]:
+        ax_terms.legend()
     _save_fig(fig, out / plots["loss curve"])
     if "eval" in r:
         t, st = r["eval"]["teacher"], r["eval"]["student"]

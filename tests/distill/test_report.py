@@ -22,6 +22,9 @@ def test_compress_reports_checkpoints_drops_them_on_request_and_plots(tmp_path, 
     for name in ("loss.png", "metrics.png"):  # metrics: ShapesWorld runs are evaluated
         assert (run / name).read_bytes()[:8] == PNG and f"]({name})" in md
     assert rep["stages"][0]["loss_steps"][0] == 1
+    st = rep["stages"][0]  # loss.png draws each term against the loss curve's steps
+    assert set(st["term_curves"]) == set(rep["recipe"]["loss"])
+    assert {len(c) for c in st["term_curves"].values()} == {len(st["loss_curve"])}
     err = capsys.readouterr().err  # the stage's bar is left on screen: its last state ends with a newline
     assert re.search(r"stage 1/1: 100%[^\r\n]*4/4[^\r\n]*\n", err), err[-400:]
 
