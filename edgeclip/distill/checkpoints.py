@@ -49,10 +49,9 @@ def load_ckpt(path: Path, model, opt, projection: torch.nn.Module | None = None,
     bad = [k for k in own if k not in state["model"] or state["model"][k].shape != own[k].shape]
     if bad or state.get("model_cfg_sha256", fingerprint(model)) != fingerprint(model):
         raise ConfigError(_RESUME_MISMATCH.format(path=str(path), what=f" (e.g. {bad[0]!r} differs)" if bad else ""))
-    saved = state.get("recipe", "{}")
-    if saved != json.dumps(recipe or {}, sort_keys=True) or (projection is None) != ("projection" not in state):
-        raise ConfigError(f"cannot resume from {str(path)!r}: it was trained with another recipe ({saved}); rerun "
-                          "with the original --loss and --views, or without --resume into a new --out")
+    _check_recipe(path, state, recipe)
+    if (projection is None) != ("projection" not in state):
+        raise ConfigError(_RESUME_MISMATCH.format(path=str(path), what=" (the feature projection differs)"))
     model.load_state_dict(state["model"])
     if projection is not None:
         projection.load_state_dict(state["projection"])
@@ -65,13 +64,21 @@ _RESUME_MISMATCH = ("cannot resume from {path!r}: it was written for another stu
                     "new --out")
 
 
+def _check_recipe(path: Path, state: dict, recipe: dict | None) -> None:
+    saved = state.get("recipe", "{}")
+    if saved != json.dumps(recipe or {}, sort_keys=True):
+        raise ConfigError(f"cannot resume from {str(path)!r}: it was trained with another recipe ({saved}); rerun "
+                          "with the original --loss and --views, or without --resume into a new --out")
+
+
 def fingerprint(model) -> str | None:
     cfg = getattr(model, "edgeclip_cfg", None)
     return config_fingerprint(cfg) if cfg is not None else None
 
 
-def check_resume(path: str | Path, cfg: dict) -> None:
-    """Before anything is trained: a checkpoint at ``path`` must belong to a student of config ``cfg``."""
+def check_resume(path: str | Path, cfg: dict, recipe: dict | None = None) -> None:
+    """Before anything is trained: a checkpoint at ``path`` must belong to a student of config ``cfg`` trained
+    with ``recipe`` (``{"loss": weights, "views": K}``, as ``distill`` stores it; not compared when None)."""
     path = Path(path)
     if not path.is_file():
         return
@@ -82,3 +89,5 @@ def check_resume(path: str | Path, cfg: dict) -> None:
     saved = state.get("model_cfg_sha256") if isinstance(state, dict) else None
     if saved is not None and saved != config_fingerprint(cfg):
         raise ConfigError(_RESUME_MISMATCH.format(path=str(path), what=""))
+    if recipe is not None and isinstance(state, dict):
+        _check_recipe(path, state, recipe)

@@ -161,7 +161,7 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
     per_stage = [steps // len(plan) + (1 if i < steps % len(plan) else 0) for i in range(len(plan))]
     if resume and method != "auto":  # auto students take their fused config only after pruning: checked on load
         for st in plan:
-            check_resume(out / "ckpt" / f"stage{st.index}.pt", st.cfg)
+            check_resume(out / "ckpt" / f"stage{st.index}.pt", st.cfg, {"loss": loss, "views": views})
     if main:
         print("plan: " + " -> ".join(["teacher"] + [f"{s.vision / 1e6:.2f}M" for s in plan]))
         for s in plan:

@@ -96,6 +96,9 @@ def test_resume_with_another_loss_is_refused(tmp_path, tiny_model):
     out = tmp_path / "run"
     compress(tiny_model, TARGET, data="shapes:32", steps=2, batch_size=8, stages=1, out=out, evaluate=False,
              loss="affinity=1")
-    with pytest.raises(ConfigError, match="another recipe"):
-        compress(tiny_model, TARGET, data="shapes:32", steps=4, batch_size=8, stages=1, out=out, evaluate=False,
-                 loss="affinity=1,feature=2000", resume=True)
+    ckpt = (out / "ckpt" / "stage1.pt").read_bytes()
+    for changed in ({"loss": "affinity=1,feature=2000"}, {"views": 2}):
+        with pytest.raises(ConfigError, match="another recipe"):
+            compress(tiny_model, TARGET, data="shapes:32", steps=4, batch_size=8, stages=1, out=out,
+                     evaluate=False, resume=True, **{"loss": "affinity=1", **changed})
+    assert (out / "ckpt" / "stage1.pt").read_bytes() == ckpt  # refused before any step
