@@ -19,6 +19,12 @@ from pathlib import Path
 METRICS = ("seen_top1", "held_out_top1", "i2t_R@1", "t2i_R@1")
 
 
+def pct(retained: dict, k: str) -> float:
+    """Retained ``k`` in percent for a plot (NaN where the teacher scored 0 and there is no ratio)."""
+    v = retained.get(k)
+    return float("nan") if v is None else v * 100
+
+
 @dataclass
 class Run:
     name: str
@@ -35,6 +41,8 @@ class Run:
 
 
 def common_args(p, steps: int = 800) -> None:
+    p.add_argument("--teacher", default="reference", help="teacher spec (the reference teacher; a tiny one in the "
+                   "smoke tests)")
     p.add_argument("--steps", type=int, default=steps, help="distillation steps per run (all stages)")
     p.add_argument("--samples", type=int, default=12_800, help="ShapesWorld training pairs")
     p.add_argument("--batch-size", type=int, default=128, help="pairs per step")
@@ -55,7 +63,7 @@ def _one(spec: dict, opts: dict) -> dict:
     from edgeclip.models import load_teacher
     from edgeclip.models.params import count_params
     run = Run(**spec)
-    teacher = load_teacher("reference")
+    teacher = load_teacher(opts["teacher"])
     eval_fn = _shapes_eval_fn(n_zeroshot=opts["eval_images"], n_retrieval=1000)
     t_eval = eval_fn(teacher)
     t0 = time.time()
@@ -87,7 +95,8 @@ def run_all(name: str, runs: list[Run], a, meta: dict, plot) -> dict:
     from _common import write
     only = set(filter(None, a.only.split(",")))
     todo = [r for r in runs if not only or r.name in only]
-    opts = {k: getattr(a, k) for k in ("samples", "batch_size", "eval_images", "device", "threads", "workers")}
+    opts = {k: getattr(a, k) for k in ("teacher", "samples", "batch_size", "eval_images", "device", "threads",
+                                       "workers")}
     results = {**meta, "options": opts, "runs": []}
     pending, live = list(todo), []
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,12 +119,15 @@ def run_all(name: str, runs: list[Run], a, meta: dict, plot) -> dict:
                     tail = Path(log.name).read_text()[-1500:]
                     print(f"run {r.name} failed (exit {p.returncode}):\n{tail}", file=sys.stderr)
                     results.setdefault("failed", []).append({"name": r.name, "exit": p.returncode, "log": tail})
+                    write(name, results)
                     continue
                 res = json.loads(out.read_text())
                 results["runs"].append(res)
                 print(f"{r.name}: retained {res['retained']} ({(time.time() - t0) / 60:.1f} min)", flush=True)
                 write(name, results)
                 plot(results)
+    if results.get("failed"):  # what finished is written; the benchmark still fails
+        sys.exit(f"{len(results['failed'])} of {len(todo)} runs failed: {[f['name'] for f in results['failed']]}")
     return results
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from _common import plot_path
-from _runs import METRICS, Run, common_args, run_all
+from _runs import METRICS, Run, common_args, pct, run_all
 
 ARMS = {  # name -> loss weights
     "affinity (TinyCLIP)": "affinity=1",
@@ -47,7 +47,7 @@ def _plot(r):
     w = 0.8 / max(1, len(views))
     for i, k in enumerate(METRICS):
         for j, v in enumerate(views):
-            vals = [next((x["retained"][k] * 100 for x in runs if x["extra"]["arm"] == a and x["views"] == v),
+            vals = [next((pct(x["retained"], k) for x in runs if x["extra"]["arm"] == a and x["views"] == v),
                          np.nan) for a in arms]
             ax[i].bar(np.arange(len(arms)) + j * w, vals, w, label=f"{v} view(s)")
         ax[i].axhline(100, ls="--", c="k", lw=0.8)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from _common import plot_path
-from _runs import METRICS, Run, common_args, run_all
+from _runs import METRICS, Run, common_args, pct, run_all
 from edgeclip.distill.losses import format_loss
 from edgeclip.distill.recipe import DEFAULT_LOSS, DEFAULT_SHAPE, DEFAULT_VIEWS
 
@@ -22,7 +22,8 @@ def main(argv=None):
     common_args(p, steps=3200)
     p.add_argument("--short", type=int, default=800, help="the shorter run's steps")
     p.add_argument("--eval-every", type=int, default=200, help="evaluation interval of the long runs (the curve)")
-    p.add_argument("--targets", default=",".join(GOAL), help="comma list of budgets (of 50%%, 25%%, 10%%)")
+    p.add_argument("--targets", default=",".join(GOAL), help="comma list of budgets (the goal is set for 50%%, "
+                   "25%% and 10%%)")
     p.add_argument("--loss", default=format_loss(DEFAULT_LOSS), help="loss weights (default: the recipe's)")
     p.add_argument("--views", type=int, default=DEFAULT_VIEWS, help="views per sample (default: the recipe's)")
     p.add_argument("--shape", default=DEFAULT_SHAPE, help="student shape (default: the recipe's)")
@@ -30,7 +31,7 @@ def main(argv=None):
     p.add_argument("--name", default="retention", help="results name (results/NAME.json/.png): variants of "
                    "the recipe go beside the default's")
     a = p.parse_args(argv)
-    goal = {t: GOAL[t] for t in a.targets.split(",")}
+    goal = {t: GOAL.get(t) for t in a.targets.split(",")}
     runs = [Run(f"{t} | {n} steps", target=t, loss=a.loss, views=a.views, shape=a.shape, steps=n, seed=a.seed,
                 stages="auto", eval_every=a.eval_every if n == a.steps else 0, extra={"budget": t})
             for n in (a.steps, a.short) if n for t in goal]
@@ -51,10 +52,11 @@ def _plot(r, name="retention"):
                 if x["extra"]["budget"] != budget:
                     continue
                 if x["curve"]:
-                    ax[i].plot([e["step"] for e in x["curve"]], [e["retained"][k] * 100 for e in x["curve"]], c=c,
+                    ax[i].plot([e["step"] for e in x["curve"]], [pct(e["retained"], k) for e in x["curve"]], c=c,
                                label=f"{budget} ({x['stages'] if x['stages'] != 'auto' else len(x['plan'])} st.)")
-                ax[i].plot([x["steps"]], [x["retained"][k] * 100], "o", c=c, mfc="none" if not x["curve"] else c)
-            ax[i].axhline(goal * 100, ls=":", c=c, lw=0.8)
+                ax[i].plot([x["steps"]], [pct(x["retained"], k)], "o", c=c, mfc="none" if not x["curve"] else c)
+            if goal is not None:
+                ax[i].axhline(goal * 100, ls=":", c=c, lw=0.8)
         ax[i].axhline(100, ls="--", c="k", lw=0.8)
         ax[i].set(title=k, xlabel="steps", ylabel="retained (%)" if i == 0 else None)
     if ax[0].get_legend_handles_labels()[0]:

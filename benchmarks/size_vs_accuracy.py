@@ -33,6 +33,8 @@ def parse_args(argv=None):
     p.add_argument("--samples", type=int, default=12_800, help="ShapesWorld training pairs")
     p.add_argument("--eval-images", type=int, default=2048, help="zero-shot evaluation images")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--loss", default=None, help="loss weights (default: the recipe's; the README's table: affinity=1)")
+    p.add_argument("--shape", default=None, help="student shape (default: the recipe's; the README's table: deep)")
     return p.parse_args(argv)
 
 
@@ -45,12 +47,12 @@ def main(argv=None):
     tv = count_params(teacher).vision
     runs = [(s, 1) for s in a.sizes.split(",")] + [(s, "auto") for s in a.multistage.split(",") if s]
     results = {"teacher": {"eval": t_eval, "vision_params": tv}, "steps": a.steps, "batch_size": a.batch_size,
-               "runs": []}
+               "loss": a.loss or "default", "shape": a.shape or "default", "runs": []}
     for size, stages in runs:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.time()
             res = compress(teacher, size, data=f"shapes:{a.samples}", steps=a.steps, stages=stages, out=tmp,
-                           batch_size=a.batch_size, evaluate=False, ckpt_every=10 ** 9)
+                           batch_size=a.batch_size, evaluate=False, ckpt_every=10 ** 9, loss=a.loss, shape=a.shape)
             wall = time.time() - t0
         s_eval = eval_fn(res.student)
         run = {"target": size, "stages": len(res.report["plan"]), "plan": res.report["plan"],

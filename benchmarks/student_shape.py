@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from _common import plot_path
-from _runs import METRICS, Run, common_args, run_all
+from _runs import METRICS, Run, common_args, pct, run_all
 from edgeclip.distill.losses import format_loss
 from edgeclip.distill.recipe import DEFAULT_LOSS, DEFAULT_VIEWS
 from edgeclip.models import load_teacher, model_config
@@ -22,7 +22,7 @@ def main(argv=None):
     common_args(p)
     p.add_argument("--targets", default="25%,10%", help="comma list of vision budgets")
     a = p.parse_args(argv)
-    t_cfg = model_config(load_teacher("reference"))
+    t_cfg = model_config(load_teacher(a.teacher))
     loss, runs, solved = format_loss(DEFAULT_LOSS), [], {}
     for t in a.targets.split(","):
         seen = {}
@@ -50,7 +50,7 @@ def _plot(r):
     labels = [f"{x['extra']['budget']} {x['extra']['shape']}\n{x['student_config']['vision_cfg']['layers']}L x "
               f"{x['student_config']['vision_cfg']['width']}" for x in runs]
     for i, k in enumerate(METRICS):
-        ax[i].bar(np.arange(len(runs)), [x["retained"][k] * 100 for x in runs],
+        ax[i].bar(np.arange(len(runs)), [pct(x["retained"], k) for x in runs],
                   color=[f"C{SHAPES.index(x['extra']['shape'])}" for x in runs])
         ax[i].axhline(100, ls="--", c="k", lw=0.8)
         ax[i].set_xticks(np.arange(len(runs)), labels, fontsize=8)

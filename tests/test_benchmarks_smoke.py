@@ -66,3 +66,25 @@ def test_size_vs_accuracy_smoke(tiny_teacher):
     assert [x["stages"] for x in r["runs"]] == [1, 2]
     assert all(set(x["retained"]) == {"seen_top1", "held_out_top1", "i2t_R@1"} for x in r["runs"])
     assert (out / "size_vs_accuracy.png").stat().st_size > 0
+
+
+def test_recipe_benchmarks_smoke(tiny_teacher):
+    """recipe_ablation, student_shape and retention share benchmarks/_runs.py (child processes, results rewritten
+    as each run ends): one tiny run of each."""
+    out, t = tiny_teacher / "r5", str(tiny_teacher / "teacher")
+    common = ["--teacher", t, "--steps", "2", "--batch-size", "8", "--samples", "32", "--eval-images", "64",
+              "--threads", "1", "--workers", "0"]
+    _run("recipe_ablation.py", [*common, "--target", "60k", "--views", "1,2", "--only", "all | views=2"], out)
+    r = json.loads((out / "recipe_ablation.json").read_text())
+    assert [(x["extra"]["arm"], x["views"]) for x in r["runs"]] == [("all", 2)] and "failed" not in r
+    assert set(r["runs"][0]["terms_final"][0]) == {"affinity", "feature", "icl", "contrastive"}
+    _run("student_shape.py", [*common, "--targets", "120k"], out)  # deep 4 x 48, wide 2 x 64
+    r = json.loads((out / "student_shape.json").read_text())
+    solved = r["solved"]  # one run per distinct tower; the others name the shape they equal
+    assert (solved["120k deep"]["layers"], solved["120k wide"]["layers"]) == (4, 2)
+    assert len(r["runs"]) == len({(v["layers"], v["width"]) for v in solved.values()}) == 2
+    assert {(x["student_config"]["vision_cfg"]["layers"]) for x in r["runs"]} == {4, 2}
+    _run("retention.py", [*common, "--targets", "60k", "--short", "0", "--eval-every", "1"], out)
+    r = json.loads((out / "retention.json").read_text())
+    assert [len(x["curve"]) for x in r["runs"]] == [2] and r["runs"][0]["retained"]["seen_top1"] is not None
+    assert all((out / f"{n}.png").stat().st_size > 0 for n in ("recipe_ablation", "student_shape", "retention"))
