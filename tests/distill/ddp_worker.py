@@ -36,7 +36,14 @@ def main(out):
         torch.save({"loss": loss.item(), "grads": {n: p.grad for n, p in student.named_parameters()}},
                    os.path.join(out, f"ws{world}.pt"))
     if world > 1:
-        dist.destroy_process_group()
+        # Every rank waits until rank 0 has saved, then leaves at once: in CI (twice, never locally) the worker's
+        # own destroy_process_group() while rank 0 was still saving ended with rank 0 aborting in gloo
+        # ("terminate called without an active exception", SIGABRT); compress under torchrun, which leaves the
+        # group to process exit, never did.
+        dist.barrier()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":
