@@ -98,3 +98,19 @@ def test_pipe_shards_stream(tmp_path):
     pairs = open_pairs("pipe:cat " + spec)
     b, _ = _keys(pairs, 0, 2)
     assert sorted(k for x in b for k in x) == [f"{k:05d}" for k in range(8)]
+
+
+def test_streamed_views_are_keyed_per_view_and_repeat_exactly(tmp_path):
+    """--views on shards: each sample's view is picked per epoch, keyed 'KEY#viewV', and the same on a re-read
+    (so a resumed run and the teacher cache see the same pixels under the same key)."""
+    pairs = open_pairs(write_shards(tmp_path / "d"))
+
+    def epoch0():
+        src = WdsBatches(pairs, 4, 0, _tf, _tok, _tok, workers=0, views=3)
+        return [(k, px) for b in BatchLoader(src, 0).iterate(0, 7) for k, px in zip(b[0], b[1])]
+    a, b = epoch0(), epoch0()
+    assert [k for k, _ in a] == [k for k, _ in b] and all(torch.equal(x, y) for (_, x), (_, y) in zip(a, b))
+    views = {k.partition("#view")[2] or "0" for k, _ in a}
+    assert views == {"0", "1", "2"}  # 28 samples over 3 views: every view is used
+    with pytest.raises(ConfigError, match="use --decode cpu"):
+        WdsBatches(pairs, 4, 0, _tf, _tok, _tok, workers=0, views=2, raw_images=True)
