@@ -58,7 +58,8 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
              precision: str = "fp32", teacher_store: str | Path | None = None, keep_ckpt: bool = True,
              overwrite: bool = False, decode: str = "cpu", loss: str | dict | None = None,
              views: int | None = None, shape: str | None = None) -> CompressResult:
-    """Distil ``teacher`` into a student of ``target_params`` (TinyCLIP: inheritance + affinity mimicking).
+    """Distil ``teacher`` into a student of ``target_params``: TinyCLIP's weight inheritance and multi-stage
+    plans, trained with the loss terms of ``loss`` (by default ``recipe.DEFAULT_LOSS``, the measured best mix).
 
     Args:
         teacher: anything ``load_teacher`` accepts, or a loaded canonical CLIP.
