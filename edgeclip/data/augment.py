@@ -14,15 +14,23 @@ from ..errors import ConfigError
 CROP_SCALE = (0.5, 1.0)  # of the image area: ShapesWorld's 32 px scenes lose whole objects below ~half
 
 
+def key_hash64(key: str) -> int:
+    """The one 64-bit hash of a sample key (blake2b), the same in every process and run (Python's ``hash`` is
+    salted per process): the teacher store's index and the views' seeds both use it."""
+    return int.from_bytes(hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+
 def stable_hash(text: str) -> int:
-    """A 63-bit hash that is the same in every process and run (Python's ``hash`` is salted per process)."""
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
-                          "little") >> 1
+    """63 bits of ``key_hash64`` (a seed for ``torch.manual_seed``)."""
+    return key_hash64(text) >> 1
 
 
-def check_views(views: int) -> int:
+def check_views(views: int, gpu_decode: bool = False) -> int:
+    """1..64 views; views are made from decoded PIL images, so not with ``--decode gpu``."""
     if isinstance(views, bool) or not isinstance(views, int) or not 1 <= views <= 64:
         raise ConfigError(f"views must be an integer from 1 (no augmentation) to 64, got {views!r}")
+    if gpu_decode and views > 1:
+        raise ConfigError("augmented views are made on the CPU: use --decode cpu with --views > 1")
     return views
 
 
@@ -37,7 +45,7 @@ def make_view(img: Image.Image, key: str, view: int) -> Image.Image:
         return img
     from torchvision.transforms import v2
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(stable_hash(f"{key}#view{view}"))
+        torch.manual_seed(stable_hash(view_key(key, view)))
         crop = v2.RandomResizedCrop((img.height, img.width), scale=CROP_SCALE, antialias=True)
         return v2.RandomHorizontalFlip()(crop(img))
 

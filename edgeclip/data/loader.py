@@ -124,9 +124,7 @@ class WdsBatches(IterableDataset):
         self.tf, self.t_tok, self.s_tok = image_transform, teacher_tok, student_tok
         self.rank, self.world, self.drop_last, self.shuffle = rank, world, drop_last, shuffle
         self.raw_images = raw_images  # --decode gpu: hand the image bytes over, the main process decodes them
-        self.views, self.only_view = check_views(views), only_view
-        if raw_images and views > 1:
-            raise ConfigError("augmented views are made on the CPU: use --decode cpu with --views > 1")
+        self.views, self.only_view = check_views(views, gpu_decode=raw_images), only_view
         self.epoch = mp.Value("q", 0)                    # shared with persistent workers (set before iter)
         self.skip = mp.Array("q", max(1, workers))       # raw samples each worker skips (resume)
         self.rot = mp.Value("q", 0)                      # worker whose turn is next (DataLoader starts at 0)

@@ -117,10 +117,9 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
     _check_args(target_params, data, steps, epochs, method, stages, batch_size, lr, seed, depth, width,
                 eval_every, ckpt_every, prune_steps)
     loss = parse_loss(loss)
-    views = check_views(DEFAULT_VIEWS if views is None else views)
+    views = check_views(DEFAULT_VIEWS if views is None else views, gpu_decode=decode == "gpu")
     shape = check_shape(DEFAULT_SHAPE if shape is None else shape)
-    if views > 1 and decode == "gpu":
-        raise ConfigError("augmented views are made on the CPU: use --decode cpu with --views > 1")
+    recipe = {"loss": loss, "views": views}  # stored with each checkpoint: a resume must train the same way
     if hf and not tie_layers and method == "auto":
         raise ConfigError("per-layer students have no Hugging Face CLIPModel equivalent; drop hf or tie layers")
     from ..data.gpu_decode import check_gpu_decode
@@ -162,7 +161,7 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
     per_stage = [steps // len(plan) + (1 if i < steps % len(plan) else 0) for i in range(len(plan))]
     if resume and method != "auto":  # auto students take their fused config only after pruning: checked on load
         for st in plan:
-            check_resume(out / "ckpt" / f"stage{st.index}.pt", st.cfg, {"loss": loss, "views": views})
+            check_resume(out / "ckpt" / f"stage{st.index}.pt", st.cfg, recipe)
     if main:
         print("plan: " + " -> ".join(["teacher"] + [f"{s.vision / 1e6:.2f}M" for s in plan]))
         for s in plan:
@@ -197,7 +196,7 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
             student, hist = distill(student, teacher, batches, stage_cfg,
                                     ckpt=out / "ckpt" / f"stage{st.index}.pt", cache=cache, resume=resume,
                                     eval_fn=eval_fn, desc=f"stage {st.index}/{len(plan)}",
-                                    recipe={"views": views})
+                                    recipe=recipe)
             if main:
                 save_student(student, out / "stages" / f"stage{st.index}", preprocess_cfg=t_pre, overwrite=True,
                              extra={"data": pairs.describe()})
@@ -222,7 +221,7 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
         "teacher": {"config": t_cfg, "params": count_params(teacher).__dict__},
         "student": {"config": model_config(prev), "params": count_params(prev).__dict__},
         "target_params": str(target_arg), "method": method, "data": pairs.describe(),
-        "recipe": {"loss": loss, "views": views, "shape": shape},
+        "recipe": {**recipe, "shape": shape},
         "skipped_items": dict(getattr(pairs, "skipped", None).counts) if hasattr(pairs, "skipped") else {},
         "plan": [s.describe() for s in plan], "stages": stage_reports,
         "teacher_cache": {"hits": cache.hits, "misses": cache.misses} if cache else None,

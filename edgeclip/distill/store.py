@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from .._io import atomic_path, write_json
+from ..data.augment import key_hash64
 from ..errors import ConfigError, DataError
 from .cache import TeacherCache
 
@@ -31,8 +32,7 @@ SHARD_ROWS = 100_000
 
 
 def key_hash(keys: list[str]) -> np.ndarray:
-    return np.array([int.from_bytes(hashlib.blake2b(k.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
-                                    "little") for k in keys], dtype=np.uint64)
+    return np.array([key_hash64(k) for k in keys], dtype=np.uint64)
 
 
 def weights_sha256(model: torch.nn.Module) -> str:
