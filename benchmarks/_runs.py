@@ -19,6 +19,28 @@ from pathlib import Path
 METRICS = ("seen_top1", "held_out_top1", "i2t_R@1", "t2i_R@1")
 
 
+def metric_panels():
+    """A figure with one panel per metric in ``METRICS``, sharing the retained-% axis (Agg: no display needed)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt.subplots(1, len(METRICS), figsize=(15, 4), sharey=True)
+
+
+def save_panels(fig, ax, name: str, title: str, fontsize: float | None = None) -> None:
+    """Finish ``metric_panels``: each panel titled by its metric with the teacher's 100% line, then the figure's
+    title, written to ``results/NAME.png``."""
+    import matplotlib.pyplot as plt
+    from _common import plot_path
+    for i, k in enumerate(METRICS):
+        ax[i].axhline(100, ls="--", c="k", lw=0.8)
+        ax[i].set(title=k, ylabel="retained (%)" if i == 0 else None)
+    fig.suptitle(title, fontsize=fontsize)
+    fig.tight_layout()
+    fig.savefig(plot_path(name), dpi=110)
+    plt.close(fig)
+
+
 def pct(retained: dict, k: str) -> float:
     """Retained ``k`` in percent for a plot (NaN where the teacher scored 0 and there is no ratio)."""
     v = retained.get(k)

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from _common import plot_path
-from _runs import METRICS, Run, common_args, pct, run_all
+from _runs import METRICS, Run, common_args, metric_panels, pct, run_all, save_panels
 
 ARMS = {  # name -> loss weights
     "affinity (TinyCLIP)": "affinity=1",
@@ -36,28 +35,21 @@ def main(argv=None):
 
 
 def _plot(r):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
     runs = r["runs"]
     views = sorted({x["views"] for x in runs})
     arms = [a for a in r["arms"] if any(x["extra"]["arm"] == a for x in runs)]
-    fig, ax = plt.subplots(1, len(METRICS), figsize=(15, 4), sharey=True)
+    fig, ax = metric_panels()
     w = 0.8 / max(1, len(views))
     for i, k in enumerate(METRICS):
         for j, v in enumerate(views):
             vals = [next((pct(x["retained"], k) for x in runs if x["extra"]["arm"] == a and x["views"] == v),
                          np.nan) for a in arms]
             ax[i].bar(np.arange(len(arms)) + j * w, vals, w, label=f"{v} view(s)")
-        ax[i].axhline(100, ls="--", c="k", lw=0.8)
         ax[i].set_xticks(np.arange(len(arms)) + w * (len(views) - 1) / 2, arms, rotation=30, ha="right")
-        ax[i].set(title=k, ylabel="retained (%)" if i == 0 else None)
     ax[0].legend()
-    fig.suptitle(f"Recipe ablation: {r['target']} student, {r['steps']} steps, same data and seed")
-    fig.tight_layout()
-    fig.savefig(plot_path("recipe_ablation"), dpi=110)
-    plt.close(fig)
+    save_panels(fig, ax, "recipe_ablation",
+                f"Recipe ablation: {r['target']} student, {r['steps']} steps, same data and seed")
 
 
 if __name__ == "__main__":

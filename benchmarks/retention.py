@@ -8,13 +8,20 @@ in one run; the goal (issue #17) is >= 99 / 95 / 80% at 50 / 25 / 10% after 3,20
 from __future__ import annotations
 
 import argparse
+import re
 
-from _common import plot_path
-from _runs import METRICS, Run, common_args, pct, run_all
+from _runs import METRICS, Run, common_args, metric_panels, pct, run_all, save_panels
 from edgeclip.distill.losses import format_loss
 from edgeclip.distill.recipe import DEFAULT_LOSS, DEFAULT_SHAPE, DEFAULT_VIEWS
 
 GOAL = {"50%": 0.99, "25%": 0.95, "10%": 0.80}
+
+
+def _name(value: str) -> str:
+    """--name is a file name inside results/, never a path."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", value):
+        raise argparse.ArgumentTypeError(f"must be letters, digits, '_' or '-' (a file name in results/), got {value!r}")
+    return value
 
 
 def main(argv=None):
@@ -28,7 +35,7 @@ def main(argv=None):
     p.add_argument("--views", type=int, default=DEFAULT_VIEWS, help="views per sample (default: the recipe's)")
     p.add_argument("--shape", default=DEFAULT_SHAPE, help="student shape (default: the recipe's)")
     p.add_argument("--seed", type=int, default=0, help="seed of every run")
-    p.add_argument("--name", default="retention", help="results name (results/NAME.json/.png): variants of "
+    p.add_argument("--name", default="retention", type=_name, help="results name (results/NAME.json/.png): variants of "
                    "the recipe go beside the default's")
     a = p.parse_args(argv)
     goal = {t: GOAL.get(t) for t in a.targets.split(",")}
@@ -41,10 +48,7 @@ def main(argv=None):
 
 
 def _plot(r, name="retention"):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(1, len(METRICS), figsize=(15, 4), sharey=True)
+    fig, ax = metric_panels()
     for i, k in enumerate(METRICS):
         for n, (budget, goal) in enumerate(r["goal"].items()):
             c = f"C{n}"
@@ -57,16 +61,12 @@ def _plot(r, name="retention"):
                 ax[i].plot([x["steps"]], [pct(x["retained"], k)], "o", c=c, mfc="none" if not x["curve"] else c)
             if goal is not None:
                 ax[i].axhline(goal * 100, ls=":", c=c, lw=0.8)
-        ax[i].axhline(100, ls="--", c="k", lw=0.8)
-        ax[i].set(title=k, xlabel="steps", ylabel="retained (%)" if i == 0 else None)
+        ax[i].set(xlabel="steps")
     if ax[0].get_legend_handles_labels()[0]:
         ax[0].legend(fontsize=8)
     rc = r["recipe"]
-    fig.suptitle(f"Retention vs steps, recipe: {rc['loss']}, {rc['views']} view(s), {rc['shape']}, seed {rc['seed']} "
-                 "(dotted: goal; open circles: separate shorter runs)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(plot_path(name), dpi=110)
-    plt.close(fig)
+    save_panels(fig, ax, name, f"Retention vs steps, recipe: {rc['loss']}, {rc['views']} view(s), {rc['shape']}, "
+                f"seed {rc['seed']} (dotted: goal; open circles: separate shorter runs)", fontsize=10)
 
 
 if __name__ == "__main__":

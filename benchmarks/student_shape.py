@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from _common import plot_path
-from _runs import METRICS, Run, common_args, pct, run_all
+from _runs import METRICS, Run, common_args, metric_panels, pct, run_all, save_panels
 from edgeclip.distill.losses import format_loss
 from edgeclip.distill.recipe import DEFAULT_LOSS, DEFAULT_VIEWS
 from edgeclip.models import load_teacher, model_config
@@ -41,24 +40,17 @@ def main(argv=None):
 
 
 def _plot(r):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
     runs = r["runs"]
-    fig, ax = plt.subplots(1, len(METRICS), figsize=(15, 4), sharey=True)
+    fig, ax = metric_panels()
     labels = [f"{x['extra']['budget']} {x['extra']['shape']}\n{x['student_config']['vision_cfg']['layers']}L x "
               f"{x['student_config']['vision_cfg']['width']}" for x in runs]
     for i, k in enumerate(METRICS):
         ax[i].bar(np.arange(len(runs)), [pct(x["retained"], k) for x in runs],
                   color=[f"C{SHAPES.index(x['extra']['shape'])}" for x in runs])
-        ax[i].axhline(100, ls="--", c="k", lw=0.8)
         ax[i].set_xticks(np.arange(len(runs)), labels, fontsize=8)
-        ax[i].set(title=k, ylabel="retained (%)" if i == 0 else None)
-    fig.suptitle(f"Student shape at a fixed budget, {r['steps']} steps, recipe {r['recipe']['loss']}")
-    fig.tight_layout()
-    fig.savefig(plot_path("student_shape"), dpi=110)
-    plt.close(fig)
+    save_panels(fig, ax, "student_shape",
+                f"Student shape at a fixed budget, {r['steps']} steps, recipe {r['recipe']['loss']}")
 
 
 if __name__ == "__main__":
