@@ -119,3 +119,15 @@ def test_teach_on_webdataset_shards_keys_by_sample_key(tmp_path):
     assert (st.lookup([f"{k:05d}" for k in range(14)]) >= 0).tolist() == [k != 3 for k in range(14)]
     with pytest.raises(ConfigError, match="existing edgeclip teacher-store; pass --overwrite"):
         teach(teacher, spec, tmp_path / "store", workers=0)
+
+
+def test_teach_never_writes_over_the_data_it_reads(made):
+    """Even with --overwrite and --views, the folder holding the CSV (or the CSV itself) is refused before the
+    teacher runs, and nothing in it changes."""
+    root, teacher, _ = made
+    before = {p.name: p.stat().st_mtime_ns for p in root.iterdir()}
+    for out in (root, root / "d.csv"):
+        with pytest.raises(ConfigError, match="input") as e:
+            teach(teacher, root / "d.csv", out, workers=0, views=2, overwrite=True)
+        assert "\n" not in str(e.value)
+    assert {p.name: p.stat().st_mtime_ns for p in root.iterdir()} == before

@@ -74,13 +74,14 @@ def _pairs_csv(folder: Path) -> Path:
     return folder / "pairs.csv"
 
 
-@pytest.mark.parametrize("command", ["export", "eval"])
+@pytest.mark.parametrize("command", ["export", "eval", "teach"])
 def test_out_dot_in_a_folder_with_files_deletes_nothing(run, tmp_path, robust, command):
     d = tmp_path / "work"
     d.mkdir()
     (d / "marker.txt").write_text("my notes")
     csv = _pairs_csv(tmp_path / "data")
-    args = ([run / "student", "--onnx"] if command == "export" else [run / "student", "--data", csv, "--limit", "10"])
+    args = {"export": [run / "student", "--onnx"], "eval": [run / "student", "--data", csv, "--limit", "10"],
+            "teach": [run / "student", "--data", csv, "--views", "2", "--workers", "0"]}[command]
     code, err = _cli_in(d, command, *args, "--out", ".")
     left = sorted(p.name for p in d.iterdir())
     robust("outputs", f"cd DIR && edgeclip {command} RUN/student ... --out .", "refused in one line, exit 2, "
