@@ -1,4 +1,5 @@
-"""edgeclip.export: ONNX encoders, parity gates against PyTorch, ORT-optimised / fp16 / INT8 variants, TensorRT.
+"""edgeclip.export: ONNX encoders, parity gates against PyTorch, ORT-optimised / fp16 / INT8 variants, TensorRT,
+and the device formats (ExecuTorch, LiteRT, Core ML, ORT-mobile: ``edgeclip.export.mobile``).
 
 ``export_artifact`` is the whole ``edgeclip export`` command: export, build variants, gate every variant on
 parity, and refuse to report success when a gate fails.
@@ -27,13 +28,18 @@ class ArtifactResult:
 
     @property
     def passed(self) -> bool:
-        return all(r.passed for r in self.parity)
+        """No gate failed (variants that cannot run here, such as Core ML off macOS, have no verdict)."""
+        return all(r.passed is not False for r in self.parity)
 
 
 def export_artifact(model, out: str | Path, variants=("fp32",), images_dir: str | Path | None = None,
                     calib_dir: str | Path | None = None, trt: bool = False, trt_precision: str = "fp16",
-                    opset: int = 18, overwrite: bool = False) -> ArtifactResult:
+                    opset: int = 18, overwrite: bool = False, targets=(), int8_targets: bool = False) -> ArtifactResult:
     """Export ``model``, build ``variants``, run parity on each; writes ``parity.json`` / ``parity.md``.
+
+    ``targets`` adds device formats beside the ONNX graphs (``"executorch"``, ``"litert"``, ``"coreml"``,
+    ``"ort-mobile"``); ``int8_targets`` adds their INT8 variants (static when ``calib_dir`` is given). Each goes
+    through the same gates; Core ML off macOS is recorded as not run. Missing extras fail before any work.
 
     A failed gate does not raise here: the verdicts land in the manifest and ``ArtifactResult.passed`` is
     False (the CLI turns that into a non-zero exit naming the gates). Everything is built in a hidden temp
@@ -46,18 +52,53 @@ def export_artifact(model, out: str | Path, variants=("fp32",), images_dir: str 
         ConfigError: ``out`` may not be written.
         ExportError / BackendError: export, a variant or TensorRT could not be built.
     """
-    from edgeclip._io import atomic_path, check_output
+    from edgeclip._io import atomic_path, check_output, write_json, write_text
+
+    from .mobile import parse_targets
+    targets = parse_targets(targets)  # unknown or not installed: one line, before anything is written
     out = check_output(out, "artifact", overwrite)
     with atomic_path(out) as tmp:
         res = _build_artifact(model, tmp, variants, images_dir, calib_dir, trt, trt_precision, opset)
+        if targets:
+            res.parity += _build_targets(model, tmp, targets, int8_targets, images_dir, calib_dir)
+        write_json(tmp / "parity.json", [r.to_dict() for r in res.parity])
+        write_text(tmp / "parity.md", parity_markdown(res.parity))
     res.out = out
     return res
 
 
+def _build_targets(model, out_dir: Path, targets, int8: bool, images_dir, calib_dir) -> list[ParityReport]:
+    """The device formats' variants, their parity (not run where no runtime exists here), manifest and reports."""
+    import sys
+    import time
+
+    from edgeclip.runtime.targets import TARGETS, Target, require_target, variant_target
+
+    from .mobile import build_targets
+    from .mobile.coreml import NOT_RUN
+    from .variants import calibration_inputs
+    calib = calibration_inputs(out_dir, load_photos(calib_dir, 64)[0]) if calib_dir else None
+    t0 = time.perf_counter()
+    entries = build_targets(model, out_dir, targets, int8, calib, list(read_manifest(out_dir)["variants"]))
+    update_manifest(out_dir, variants=entries)
+    built = time.perf_counter() - t0
+    reports = []
+    for v, e in entries.items():
+        target = variant_target(e)
+        if target is Target.COREML and sys.platform != "darwin":
+            reports.append(ParityReport(v, 0, 0, {}, [], TARGETS[target].runtime, status=NOT_RUN))
+            continue
+        require_target(target, convert=False, run=True)
+        reports.append(check_parity(out_dir, model, v, images_dir, raise_on_fail=False))
+    print(f"device formats: {len(entries)} variants built in {built:.0f} s, parity in "
+          f"{time.perf_counter() - t0 - built:.0f} s", file=sys.stderr)
+    update_manifest(out_dir, parity={r.variant: {"passed": r.passed, "failed": r.failed, **({"status": r.status}
+                                                  if r.status else {})} for r in reports})
+    return reports
+
+
 def _build_artifact(model, out_dir: Path, variants, images_dir, calib_dir, trt, trt_precision, opset) -> ArtifactResult:
     from tqdm import tqdm
-
-    from edgeclip._io import write_json, write_text
     extra = [v for v in variants if Precision(v) is not Precision.FP32]
     bar = tqdm(total=2 + len(extra) + int(bool(extra)), desc="export", unit="step", leave=False)
     bar.set_postfix_str("onnx")
@@ -89,8 +130,6 @@ def _build_artifact(model, out_dir: Path, variants, images_dir, calib_dir, trt, 
                                               trt_precision)
         update_manifest(out_dir, tensorrt=res.engines)
         reports.append(_trt_parity(out_dir, model, res.engines, trt_precision, images_dir))
-    write_json(out_dir / "parity.json", [r.to_dict() for r in reports])
-    write_text(out_dir / "parity.md", parity_markdown(reports))
     return res
 
 

@@ -61,6 +61,10 @@ class ExportResult:
 
 
 def sha256(path: Path) -> str:
+    """sha256 of a file; of a folder (a Core ML ``.mlpackage``), the runtime's tree hash of its files."""
+    if Path(path).is_dir():
+        from edgeclip.runtime.integrity import tree_sha256
+        return tree_sha256(Path(path))
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -68,8 +72,18 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def example_inputs(size: int, context_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch-2 tracing inputs every exporter uses: seeded pixels, and ids holding a real prompt and an empty one
+    (so both the first-EOT pooling and the causal mask are exercised)."""
+    g = torch.Generator().manual_seed(0)
+    pixels = torch.randn(2, 3, size, size, generator=g)
+    ids = torch.zeros(2, context_length, dtype=torch.long)
+    ids[:, 0], ids[0, 1:4], ids[0, 4], ids[1, 1] = 49406, torch.tensor([320, 1125, 539]), EOT_ID, EOT_ID
+    return pixels, ids
+
+
 @contextlib.contextmanager
-def _no_mha_fastpath():
+def no_mha_fastpath():
     prev = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
     try:
@@ -83,7 +97,7 @@ def _export_one(module: torch.nn.Module, example: torch.Tensor, path: Path, in_n
     import logging
     import warnings
     batch = torch.export.Dim("batch", min=1, max=4096)
-    with _no_mha_fastpath(), torch.no_grad(), warnings.catch_warnings():
+    with no_mha_fastpath(), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
         try:
@@ -138,11 +152,8 @@ def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET, check: bool 
     out = check_output(out, "artifact", overwrite)
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        g = torch.Generator().manual_seed(0)
-        _export_one(ImageEncoder(model), torch.randn(2, 3, size, size, generator=g), tmp / IMAGE_ONNX,
-                    "pixel_values", "image_embeds", opset)
-        ids = torch.zeros(2, ctx, dtype=torch.long)
-        ids[:, 0], ids[0, 1:4], ids[0, 4], ids[1, 1] = 49406, torch.tensor([320, 1125, 539]), EOT_ID, EOT_ID
+        pixels, ids = example_inputs(size, ctx)
+        _export_one(ImageEncoder(model), pixels, tmp / IMAGE_ONNX, "pixel_values", "image_embeds", opset)
         _export_one(TextEncoder(model), ids, tmp / TEXT_ONNX, "input_ids", "text_embeds", opset)
         if check:
             for name in (IMAGE_ONNX, TEXT_ONNX):
@@ -183,6 +194,7 @@ def update_manifest(artifact_dir: str | Path, **changes) -> dict:
     for k, v in changes.items():
         m[k] = {**m.get(k, {}), **v} if isinstance(v, dict) and isinstance(m.get(k), dict) else v
     m["files"] = {p.name: sha256(p) for p in sorted(artifact_dir.iterdir())
-                  if p.is_file() and p.name != "manifest.json" and not p.name.startswith(".")}
+                  if (p.is_file() or p.suffix == ".mlpackage") and p.name != "manifest.json"
+                  and not p.name.startswith(".")}
     write_json(artifact_dir / "manifest.json", m)
     return m

@@ -15,7 +15,7 @@ import torch
 from edgeclip.errors import ConfigError, ParityError
 from edgeclip.models.io import preprocess_cfg
 
-from .tolerances import TIE_MARGIN, Precision, check_gates
+from .tolerances import TIE_MARGIN, check_gates, gate_precision
 
 PROMPTS = [
     "", "a photo of a dog", "a photo of a cat", "a red star on the left and a small blue circle",
@@ -34,10 +34,11 @@ class ParityReport:
     metrics: dict = field(default_factory=dict)  # tower -> metrics
     failed: list[str] = field(default_factory=list)
     backend: str = "onnxruntime"
+    status: str = ""  # why it was not run (e.g. Core ML off macOS); then ``passed`` is None, never True
 
     @property
-    def passed(self) -> bool:
-        return not self.failed
+    def passed(self) -> bool | None:
+        return None if self.status else not self.failed
 
     def to_dict(self) -> dict:
         return {**asdict(self), "passed": self.passed}
@@ -156,8 +157,9 @@ def _batched(fn, x: np.ndarray, batch_sizes) -> np.ndarray:
 
 
 def check_parity(artifact: str | Path, model, variant: str = "fp32", images_dir: str | Path | None = None,
-                 max_images: int = 64, raise_on_fail: bool = True, backend: str = "onnxruntime") -> ParityReport:
-    """Compare one artifact variant, run by ``backend``, with ``model`` (PyTorch fp32); apply its precision's gates.
+                 max_images: int = 64, raise_on_fail: bool = True, backend: str | None = None) -> ParityReport:
+    """Compare one artifact variant, run by ``backend`` (None: the variant's own runtime), with ``model`` (PyTorch
+    fp32); apply its precision's gates.
 
     Raises:
         ParityError: a gate failed (message lists each failed gate, its value and its bound); the artifact's
@@ -171,11 +173,10 @@ def check_parity(artifact: str | Path, model, variant: str = "fp32", images_dir:
     if pre_failed:  # embeddings of other pixels than the model's own mean nothing: stop here, even if not raising
         raise ParityError(f"parity of {variant} failed: " + "; ".join(pre_failed))
     images, labels = parity_images(images_dir, rt.preprocess.size, max_images)
-    precision = Precision(variant if variant in Precision._value2member_map_ else
-                          "int8-static" if variant.startswith("int8") else "fp32")  # named INT8 recipes: INT8 gates
+    precision = gate_precision(variant)
     metrics = compare(model, rt, images, PROMPTS, labels, tie_margin=TIE_MARGIN[precision])
     report = ParityReport(variant, len(images), len(PROMPTS), metrics, check_gates(precision, metrics), rt.backend)
-    if raise_on_fail and not report.passed:
+    if raise_on_fail and report.passed is False:
         raise ParityError(f"parity of {variant} failed: " + "; ".join(report.failed))
     return report
 
@@ -208,6 +209,9 @@ def parity_markdown(reports: list[ParityReport]) -> str:
     lines = ["| variant | tower | max abs Δ | p99 abs Δ | min cos | mean cos | NaN/Inf | top-1 agr. | top-5 ovl. | "
              "zero-shot Δ | verdict |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in reports:
+        if r.status:
+            lines.append(f"| {r.variant} ({r.backend}) | both |  |  |  |  |  |  |  |  | {r.status} |")
+            continue
         ret = r.metrics.get("retrieval", {})
         for tower in ("image", "text"):
             m = r.metrics[tower]

@@ -34,6 +34,16 @@ TIE_MARGIN: dict[Precision, float] = {Precision.FP32: 1e-5, Precision.FP32_OPT: 
                                       Precision.INT8_DYNAMIC: 1e-2, Precision.INT8_STATIC: 1e-2}
 
 
+def gate_precision(variant: str) -> Precision:
+    """The gates a variant is held to, by the precision its name carries (``executorch-int8-static``: INT8;
+    ``coreml-fp16``: fp16); named INT8 recipes (``int8-attn``, ...) take the INT8 gates, anything else fp32's."""
+    from edgeclip.runtime.targets import base_precision
+    p = base_precision(variant)
+    if p in Precision._value2member_map_:
+        return Precision(p)
+    return Precision.INT8_STATIC if p.startswith("int8") else Precision.FP32
+
+
 def check_gates(precision: Precision | str, metrics: dict) -> list[str]:
     """Names of the failed gates, e.g. ``['image.min_cosine 0.91 < 0.97']``; metrics absent are not gated."""
     failed = []

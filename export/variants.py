@@ -147,6 +147,27 @@ def add_int8_variant(artifact_dir: str | Path, variant: str, calib_pixels: np.nd
     return {"image": img, "text": txt}
 
 
+def calibration_inputs(artifact_dir: Path, calib_images: list | None) -> tuple[np.ndarray, np.ndarray]:
+    """What every static INT8 variant (ONNX, ExecuTorch) calibrates on: the calibration photos through the
+    artifact's own preprocessing, [N, 3, H, W] float32, and the parity prompts' ids, [M, L] int64.
+
+    Raises:
+        ExportError: no calibration photos were given.
+    """
+    import json
+
+    from edgeclip.runtime.preprocess import Preprocess
+    from edgeclip.runtime.tokenizer import Tokenizer
+
+    from .parity import PROMPTS
+    if not calib_images:
+        raise ExportError("int8-static needs calibration photos (--calib DIR)")
+    d = Path(artifact_dir)
+    pre = Preprocess(json.loads((d / "preprocess.json").read_text()))
+    tok = Tokenizer(d / "bpe_simple_vocab_16e6.txt.gz", read_manifest(d)["context_length"])
+    return pre.batch(calib_images), tok(PROMPTS)
+
+
 def build_variants(artifact_dir: str | Path, variants: list[Precision | str],
                    calib_images: list | None = None) -> dict[str, dict]:
     """Write the requested variants beside the fp32 graphs and register them in the manifest.
@@ -156,10 +177,7 @@ def build_variants(artifact_dir: str | Path, variants: list[Precision | str],
         variants: any of ``fp32-opt``, ``fp16``, ``int8-dynamic``, ``int8-static``.
         calib_images: PIL images for ``int8-static`` calibration (real photos).
     """
-    from edgeclip.runtime.preprocess import Preprocess
-    from edgeclip.runtime.tokenizer import Tokenizer
     d = Path(artifact_dir)
-    m = read_manifest(d)
     added = {}
     for v in map(Precision, variants):
         if v is Precision.FP32:
@@ -176,15 +194,9 @@ def build_variants(artifact_dir: str | Path, variants: list[Precision | str],
                 _int8_dynamic(d / IMAGE_ONNX, d / img)
                 _int8_dynamic(d / TEXT_ONNX, d / txt)
             elif v is Precision.INT8_STATIC:
-                if not calib_images:
-                    raise ExportError("int8-static needs calibration photos (--calib DIR)")
-                import json
-                pre = Preprocess(json.loads((d / "preprocess.json").read_text()))
-                px = pre.batch(calib_images)
+                px, ids = calibration_inputs(d, calib_images)
                 _int8_static(d / IMAGE_ONNX, d / img, "pixel_values", [px[i:i + 8] for i in range(0, len(px), 8)])
-                from .parity import PROMPTS
-                tok = Tokenizer(d / "bpe_simple_vocab_16e6.txt.gz", m["context_length"])
-                _int8_static(d / TEXT_ONNX, d / txt, "input_ids", [tok(PROMPTS)])
+                _int8_static(d / TEXT_ONNX, d / txt, "input_ids", [ids])
         except ExportError:
             raise
         except Exception as e:

@@ -21,10 +21,24 @@ def _variants(a) -> list[str]:
     return list(dict.fromkeys(v))
 
 
+def _targets(a) -> list[str]:
+    """The device formats asked for, each checked to be installed (converter and, for parity, its runtime)."""
+    from ..runtime.targets import Target, require_target
+    targets = [t.value for t in Target if getattr(a, t.value.replace("-", "_"))]
+    for t in targets:
+        require_target(t, convert=True, run=t != Target.COREML.value)
+    if Target.COREML.value in targets and sys.platform != "darwin":
+        print(f"note: --coreml on {sys.platform} is conversion only: Core ML predictions need macOS, so its parity "
+              "is recorded as 'not run (needs macOS)'", file=sys.stderr)
+    return targets
+
+
 def _cmd_export(a) -> int:
     from ..export import export_artifact
-    if not a.onnx and not a.trt:
-        raise ConfigError("nothing to export: pass --onnx and/or --trt")
+    targets = _targets(a)
+    if not a.onnx and not a.trt and not targets:
+        raise ConfigError("nothing to export: pass --onnx, --trt and/or a device format (--executorch, --litert, "
+                          "--coreml, --ort-mobile)")
     out = check_output(a.out, "artifact", a.overwrite, inputs=[spec_path(a.model), a.images, a.calib])
     if a.int8 and not a.calib:
         print("note: --int8 without --calib builds int8-dynamic only", file=sys.stderr)
@@ -33,7 +47,8 @@ def _cmd_export(a) -> int:
         require_tensorrt()
     model = load_model(a.model, a.pretrained)
     res = export_artifact(model, out, _variants(a), images_dir=a.images, calib_dir=a.calib, trt=a.trt,
-                          trt_precision=a.trt_precision, opset=a.opset, overwrite=a.overwrite)
+                          trt_precision=a.trt_precision, opset=a.opset, overwrite=a.overwrite, targets=targets,
+                          int8_targets=a.int8)
     print((res.out / "parity.md").read_text())
     return verdict(res.parity)
 
@@ -45,11 +60,12 @@ def _cmd_parity(a) -> int:
         inputs = [a.artifact, spec_path(a.against), a.images]
         report = [check_output(Path(a.report).with_suffix(s), "parity-report", a.overwrite, inputs)
                   for s in (".json", ".md")]
-    model = load_model(a.against, a.pretrained)
     m = read_manifest(a.artifact)
+    variants = a.variant or _runnable(m, a.backend)
+    _check_runnable(m, variants, a.backend)
+    model = load_model(a.against, a.pretrained)
     if m.get("model_cfg") and m["model_cfg"] != model.edgeclip_cfg:
         raise ConfigError(f"artifact {a.artifact!r} was exported from another architecture than {a.against!r}")
-    variants = a.variant or list(m.get("variants", {}))
     from tqdm import tqdm
     reports = [check_parity(a.artifact, model, v, a.images, raise_on_fail=False, backend=a.backend)
                for v in tqdm(variants, desc="parity", unit="variant", leave=False)]
@@ -58,6 +74,37 @@ def _cmd_parity(a) -> int:
         write_json(report[0], {"edgeclip_output": "parity-report", "reports": [r.to_dict() for r in reports]})
         write_text(report[1], parity_markdown(reports))
     return verdict(reports)
+
+
+def _runnable(manifest: dict, backend: str | None) -> list[str]:
+    """The variants ``edgeclip parity`` checks by default: all that run here (on ``backend`` when it is named)."""
+    from ..runtime.targets import TARGETS, Target, variant_target
+    out = []
+    for v, e in manifest.get("variants", {}).items():
+        t = variant_target(e)
+        if t is Target.COREML and sys.platform != "darwin":
+            print(f"note: {v} is conversion only on {sys.platform} (Core ML predictions need macOS); not checked",
+                  file=sys.stderr)
+        elif backend is None or (TARGETS[t].runtime if t else backend) == backend:
+            out.append(v)
+    return out
+
+
+def _check_runnable(manifest: dict, variants: list[str], backend: str | None) -> None:
+    """Before the model is loaded: each variant exists, and its runtime is installed and runs on this platform
+    (a Core ML variant asked for on Linux is one line: conversion only)."""
+    from ..runtime.backends import backend_for
+    from ..runtime.targets import require_target, variant_target
+    known = manifest.get("variants", {})
+    for v in variants:
+        if v not in known:
+            raise ConfigError(f"artifact has no variant {v!r}; it has {sorted(known)}")
+        backend_for(known[v], backend)
+        if (t := variant_target(known[v])) is not None:
+            try:
+                require_target(t, convert=False, run=True)
+            except Exception as e:
+                raise type(e)(f"{v}: {e}") from None
 
 
 def _cmd_bench(a) -> int:
@@ -88,9 +135,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q = sub.add_parser("export", help="export a model to ONNX / TensorRT; parity runs automatically")
     q.add_argument("model", help="student folder (or any teacher spec)")
     q.add_argument("--pretrained", default=None, help="checkpoint FILE of the model named")
-    q.add_argument("--onnx", action="store_true", help="export ONNX encoders")
+    q.add_argument("--onnx", action="store_true", help="export ONNX encoders (always written: the artifact's base)")
+    q.add_argument("--executorch", action="store_true", help="also ExecuTorch .pte programs (XNNPACK; the "
+                   "[executorch] extra)")
+    q.add_argument("--litert", action="store_true", help="also LiteRT .tflite models (the [litert] extra, in a venv "
+                   "of its own: see the README)")
+    q.add_argument("--coreml", action="store_true", help="also Core ML .mlpackage (fp32 + fp16; the [coreml] extra; "
+                   "conversion only off macOS)")
+    q.add_argument("--ort-mobile", action="store_true", help="also the ONNX variants in onnxruntime's .ort format, "
+                   "with a reduced-operator config")
     q.add_argument("--fp16", action="store_true", help="also an fp16 variant")
-    q.add_argument("--int8", action="store_true", help="also INT8 (dynamic; static too with --calib)")
+    q.add_argument("--int8", action="store_true", help="also INT8 (dynamic; static too with --calib), of every "
+                   "format asked for")
     q.add_argument("--calib", default=None, help="image folder for INT8 static calibration")
     q.add_argument("--variant", action="append", choices=VARIANT_CHOICES, help="extra variant (repeatable)")
     q.add_argument("--trt", action="store_true", help="build TensorRT engines (needs tensorrt + an NVIDIA GPU)")
@@ -109,8 +165,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--images", default=photos_default(), help="image folder (default: shared ImageNet sample)")
     q.add_argument("--report", default=None, help="write PATH.json and PATH.md")
     q.add_argument("--overwrite", action="store_true", help="replace an earlier parity report at --report")
-    q.add_argument("--backend", choices=("onnxruntime", "openvino"), default="onnxruntime",
-                   help="runtime that runs the artifact (same gates for both)")
+    q.add_argument("--backend", choices=("onnxruntime", "openvino"), default=None,
+                   help="runtime that runs the ONNX variants (same gates for both; default onnxruntime); the device "
+                   "formats run on their own")
     q.set_defaults(func=_cmd_parity)
 
     q = sub.add_parser("bench", help="time every backend x variant x batch x threads of an artifact; record the "

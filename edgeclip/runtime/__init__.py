@@ -23,12 +23,13 @@ __all__ = ["load", "Runtime", "Index", "Preprocess", "Tokenizer", "open_image"]
 
 
 class Runtime:
-    """Image and text encoders of one artifact variant (fp32, fp32-opt, fp16, int8-dynamic, int8-static)."""
+    """Image and text encoders of one artifact variant (fp32, fp32-opt, fp16, int8-*, or a device format's:
+    executorch-*, litert-*, ort-mobile-*, coreml-*)."""
 
     def __init__(self, artifact: str | Path, variant: str = "fp32", providers: list[str] | None = None,
                  threads: int | None = None, verify: bool = True, allow_failed_parity: bool = False,
-                 backend: str = "onnxruntime", batch: int = 1):
-        from .backends import open_session, resolve_choice
+                 backend: str | None = None, batch: int = 1):
+        from .backends import AUTO, backend_for, open_session, resolve_choice
         self.dir = Path(artifact)
         mpath = self.dir / "manifest.json"
         if not mpath.is_file():
@@ -37,10 +38,11 @@ class Runtime:
         variants = self.manifest.get("variants", {})
         if not isinstance(variants, dict):
             raise ConfigError(f"{str(artifact)!r} has a malformed manifest (variants is not a mapping)")
-        self.backend, variant = resolve_choice(self.manifest, backend, variant, batch)  # "auto" -> bench record
+        if AUTO in (backend, variant):  # -> the bench record
+            backend, variant = resolve_choice(self.manifest, backend or "onnxruntime", variant, batch)
         if variant not in variants:
             raise ConfigError(f"artifact has no variant {variant!r}; it has {sorted(variants)}")
-        self.variant = variant
+        self.backend, self.variant = backend_for(variants[variant], backend), variant
         files = check_artifact(self.dir, self.manifest, variant, verify, allow_failed_parity)
         self.parity, self.fingerprint = files.parity, files.fingerprint
         tok = files.tokenizer_cfg
@@ -49,8 +51,8 @@ class Runtime:
             self.preprocess = Preprocess(read_json(files.preprocess))
         except (KeyError, TypeError, ValueError, OSError) as e:
             raise ConfigError(f"artifact {str(artifact)!r} has a broken tokenizer/preprocess file: {e}") from None
-        self.image_session = open_session(files.image, self.backend, threads, providers)
-        self.text_session = open_session(files.text, self.backend, threads, providers)
+        self.image_session = open_session(files.image, self.backend, threads, providers, "pixel_values")
+        self.text_session = open_session(files.text, self.backend, threads, providers, "input_ids")
         for sess, name, kind, rank in ((self.image_session, "pixel_values", "tensor(float)", 4),
                                        (self.text_session, "input_ids", "tensor(int64)", 2)):
             got = [(i.name, i.type, len(i.shape)) for i in sess.get_inputs()]
@@ -92,12 +94,15 @@ class Runtime:
 
 def load(artifact: str | Path, variant: str = "fp32", providers: list[str] | None = None,
          threads: int | None = None, verify: bool = True, allow_failed_parity: bool = False,
-         backend: str = "onnxruntime", batch: int = 1) -> Runtime:
-    """Open an exported artifact folder for inference (onnxruntime CPU by default, or OpenVINO).
+         backend: str | None = None, batch: int = 1) -> Runtime:
+    """Open an exported artifact folder for inference (onnxruntime CPU by default, or OpenVINO; a device
+    format's variant by its own runtime).
 
     Args:
         artifact: folder written by ``edgeclip export``.
-        variant: one of the manifest's variants (fp32, fp32-opt, fp16, int8-dynamic, int8-static).
+        variant: one of the manifest's variants (fp32, fp32-opt, fp16, int8-dynamic, int8-static, and the device
+            formats' ``executorch-*`` (the ``[executorch]`` extra, which brings torch), ``litert-*`` (the
+            torch-free ``[litert-runtime]`` extra), ``ort-mobile-*`` (onnxruntime), ``coreml-*`` (macOS only)).
         providers: onnxruntime execution providers (default CPU).
         threads: intra-op threads (default: onnxruntime's choice).
         verify: check the sha256 of every file the variant reads (graphs, their ``.onnx.data``, tokenizer,
@@ -105,9 +110,10 @@ def load(artifact: str | Path, variant: str = "fp32", providers: list[str] | Non
             ViT-B-32's 581 MB on a busy 2-core machine), so on by default.
         allow_failed_parity: load a variant whose parity gates failed at export. Variants with no parity record
             (exported without gates, e.g. by ``export_onnx`` alone) load, with ``Runtime.parity == "unchecked"``.
-        backend: ``"onnxruntime"``, ``"openvino"`` (the ``[openvino]`` extra) or ``"auto"``; with ``"auto"`` (and
-            ``variant="auto"``) both come from the fastest passing pair ``edgeclip bench`` recorded for the batch
-            size nearest ``batch``.
+        backend: None (the variant's own runtime: onnxruntime for ONNX graphs), ``"onnxruntime"``,
+            ``"openvino"`` (the ``[openvino]`` extra) or ``"auto"``; with ``"auto"`` (and ``variant="auto"``) both
+            come from the fastest passing ONNX pair ``edgeclip bench`` recorded for the batch size nearest
+            ``batch``. A device format runs only on its own runtime (asking another is a ``ConfigError``).
         batch: the batch size the caller will mostly run (only read by ``"auto"``).
 
     Raises:

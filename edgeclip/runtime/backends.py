@@ -19,10 +19,14 @@ __all__ = ["Backend", "open_session", "resolve_choice", "available_backends", "O
 
 
 class Backend(str, Enum):
-    ONNXRUNTIME = "onnxruntime"
-    OPENVINO = "openvino"
+    ONNXRUNTIME = "onnxruntime"  # ONNX graphs and ORT-mobile .ort files
+    OPENVINO = "openvino"  # ONNX graphs
+    EXECUTORCH = "executorch"  # .pte programs (edgeclip.runtime.mobile)
+    LITERT = "litert"  # .tflite models
+    COREML = "coreml"  # .mlpackage (macOS only)
 
 
+ONNX_BACKENDS = (Backend.ONNXRUNTIME, Backend.OPENVINO)  # the two that read the ONNX graphs ("auto" picks among them)
 BACKEND_NAMES = tuple(b.value for b in Backend)
 AUTO = "auto"
 
@@ -38,7 +42,7 @@ def parse_backend(name: str) -> Backend | str:
 
 
 def available_backends() -> list[Backend]:
-    """Backends whose package imports here (onnxruntime always; OpenVINO with the ``[openvino]`` extra)."""
+    """ONNX backends whose package imports here (onnxruntime always; OpenVINO with the ``[openvino]`` extra)."""
     out = [Backend.ONNXRUNTIME]
     try:
         import openvino  # noqa: F401
@@ -97,17 +101,43 @@ def _ort_session(path: Path, threads: int | None, providers: list[str] | None):
 
 
 def open_session(path: str | Path, backend: Backend | str = Backend.ONNXRUNTIME, threads: int | None = None,
-                 providers: list[str] | None = None):
-    """One encoder graph opened in ``backend``. Raises ``BackendError`` (one line) when it cannot load."""
+                 providers: list[str] | None = None, input_name: str = ""):
+    """One encoder opened in ``backend``. Raises ``BackendError`` (one line) when it cannot load.
+
+    ``input_name``: the contract's input name, which the device formats do not store (.pte, .tflite).
+    """
     backend = Backend(backend)
     try:
         if backend is Backend.OPENVINO:
             return OpenVinoSession(path, threads)
+        if backend in (Backend.EXECUTORCH, Backend.LITERT, Backend.COREML):
+            from . import mobile
+            cls = {Backend.EXECUTORCH: mobile.ExecuTorchSession, Backend.LITERT: mobile.LiteRtSession,
+                   Backend.COREML: mobile.CoreMLSession}[backend]
+            return cls(path, input_name, threads)
         return _ort_session(Path(path), threads, providers)
     except BackendError:
         raise
     except Exception as e:
         raise BackendError(f"{backend.value} cannot load {Path(path).name}: {str(e).splitlines()[0][:200]}") from None
+
+
+def backend_for(entry: dict, backend: str | None) -> str:
+    """The backend that runs one variant: its target's own runtime for a device format (.pte, .tflite, .ort,
+    .mlpackage), onnxruntime (or the ``backend`` asked for) for an ONNX graph. A mismatch is one line."""
+    from .targets import TARGETS, variant_target
+    target = variant_target(entry)
+    own = TARGETS[target].runtime if target else None
+    if backend is None:
+        return own or Backend.ONNXRUNTIME.value
+    b = parse_backend(backend)
+    if b == AUTO:
+        raise ConfigError("backend 'auto' needs variant 'auto' (or name both)")
+    if own and b.value != own:
+        raise ConfigError(f"a {target.value} variant runs on backend {own!r}, not {b.value!r}")
+    if not own and b not in ONNX_BACKENDS:
+        raise ConfigError(f"an ONNX variant runs on {[x.value for x in ONNX_BACKENDS]}, not {b.value!r}")
+    return b.value
 
 
 def resolve_choice(manifest: dict, backend: str, variant: str, batch: int = 1) -> tuple[str, str]:

@@ -27,7 +27,7 @@ class ArtifactFiles:
     vocab: Path
     preprocess: Path
     tokenizer_cfg: dict
-    parity: str  # "passed" | "failed" | "unchecked" (the manifest has no verdict for this variant)
+    parity: str  # "passed" | "failed" | "not run" (no runtime where it was exported) | "unchecked" (no verdict)
     fingerprint: str | None  # identifies the exported weights; None when the manifest records no hashes
     verified: tuple[str, ...] = ()  # file names whose sha256 was checked
 
@@ -56,6 +56,8 @@ def parity_verdict(manifest: dict, variant: str) -> str:
     rec = (manifest.get("parity") or {}).get(variant)
     if rec is None:
         return "unchecked"
+    if isinstance(rec, dict) and rec.get("passed") is None and rec.get("status"):
+        return "not run"  # e.g. Core ML off macOS: converted, never run, so never "passed"
     return "passed" if isinstance(rec, dict) and rec.get("passed") is True else "failed"
 
 
@@ -123,8 +125,18 @@ def _verify(root: Path, manifest: dict, paths: list[Path]) -> list[str]:
     return done
 
 
+def tree_sha256(folder: Path) -> str:
+    """One sha256 for a folder (a Core ML ``.mlpackage``): over each file's relative path and sha256, sorted."""
+    lines = []
+    for p in sorted(q for q in folder.rglob("*") if q.is_file()):
+        lines.append(f"{p.relative_to(folder).as_posix()}={_hash_and_refs(p)[0]}\n")
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
 def _hash_and_refs(path: Path) -> tuple[str, list[str]]:
     """sha256 of a file in one streaming read; for ``.onnx`` files also the external-data file names it holds."""
+    if path.is_dir():
+        return tree_sha256(path), []
     h, refs, hits, tail, pos = hashlib.sha256(), [], [], b"", 0
     scan = path.suffix == ".onnx"
     try:

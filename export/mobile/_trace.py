@@ -1,0 +1,22 @@
+"""What every device exporter traces: the two encoder modules and their batch-2 example inputs."""
+from __future__ import annotations
+
+import torch
+
+from ..onnx_export import ImageEncoder, TextEncoder, example_inputs
+
+
+def encoders(model) -> list[tuple[str, torch.nn.Module, torch.Tensor, str]]:
+    """``[(tower, encoder module, example input, input name)]`` for the image and text towers, in eval mode."""
+    from edgeclip.models.factory import model_config
+    from edgeclip.models.towers import text_cfg, vision_cfg
+    cfg = model_config(model)
+    model = model.float().eval()
+    pixels, ids = example_inputs(vision_cfg(cfg).size, text_cfg(cfg).context_length)
+    return [("image", ImageEncoder(model).eval(), pixels, "pixel_values"),
+            ("text", TextEncoder(model).eval(), ids, "input_ids")]
+
+
+def file_name(tower: str, variant: str, suffix: str) -> str:
+    """``image_encoder.executorch-fp32.pte`` and the like."""
+    return f"{tower}_encoder.{variant}{suffix}"
