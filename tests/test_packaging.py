@@ -31,7 +31,7 @@ def test_every_runtime_import_is_a_base_dependency(project):
     backend or tool) must come from a declared extra, so the missing piece can be named ([openvino], [bench])."""
     import ast
     import sys
-    dist = {"pil": "pillow", "onnxruntime": "onnxruntime"}
+    dist = {"pil": "pillow", "onnxruntime": "onnxruntime", "ai_edge_litert": "ai-edge-litert"}
     base = {_name(r) for r in project["dependencies"]}
     extras = {_name(r) for reqs in project["optional-dependencies"].values() for r in reqs}
     for p in (ROOT / "edgeclip" / "runtime").glob("*.py"):

@@ -173,8 +173,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q = sub.add_parser("bench", help="time every backend x variant x batch x threads of an artifact; record the "
                        "fastest passing pair per batch size in its manifest")
     q.add_argument("artifact", help="artifact folder written by 'edgeclip export'")
-    q.add_argument("--backend", action="append", choices=("onnxruntime", "openvino"), default=None,
-                   help="backend to time (repeatable; default: every installed one)")
+    q.add_argument("--backend", action="append", choices=("onnxruntime", "openvino", "executorch", "litert"),
+                   default=None, help="backend to time (repeatable; default: every installed one; the device formats "
+                   "run on their own runtime and are timed, never recorded for 'auto')")
     q.add_argument("--variant", action="append", default=None, help="variant to time (repeatable; default: all)")
     q.add_argument("--batches", type=_batches, default="1,8,32", help="comma-separated image batch sizes")
     q.add_argument("--threads", type=_batches, default=None, help="comma-separated thread counts (default: 1,all)")

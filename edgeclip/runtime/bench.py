@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BackendError, ConfigError
-from .backends import available_backends, parse_backend
+from .backends import ONNX_BACKENDS, available_backends, parse_backend
 
 __all__ = ["BenchConfig", "bench", "fastest_record", "bench_markdown", "write_report", "cpu_model"]
 
 BATCHES = (1, 8, 32)
+ONNX_NAMES = tuple(b.value for b in ONNX_BACKENDS)
 AGREE_MIN_COSINE = 0.999  # OpenVINO vs onnxruntime on the same graph: a backend bug, not quantisation, below this
 
 
@@ -97,21 +98,48 @@ def _agreement(art: Path, variant: str, n: int = 16) -> float:
 
 def _resolve(manifest: dict, backends, variants, threads) -> tuple[list[str], list[str], list[int]]:
     have = [b.value for b in available_backends()]
+    named = bool(backends)
     backends = [parse_backend(b).value if b != "auto" else b for b in (backends or have)]
     if "auto" in backends:
         raise ConfigError("bench measures named backends; 'auto' is what it records")
-    missing = [b for b in backends if b not in have]
+    missing = [b for b in backends if b not in have and b in ONNX_NAMES]
     if missing:
         raise BackendError(f"backend {missing[0]!r} is not installed here (pip install 'edgeclip[{missing[0]}]')")
     known = list(manifest.get("variants", {}))
-    variants = list(variants or known)
-    bad = [v for v in variants if v not in known]
+    bad = [v for v in variants or () if v not in known]
     if bad:
         raise ConfigError(f"artifact has no variant {bad[0]!r}; it has {known}")
+    if not variants:  # every variant that runs here; a device format when its runtime was asked for (or none was)
+        variants = [v for v in known if (b := _device_backend(manifest["variants"][v])) is None
+                    or (_runs_here(b) and (not named or b in backends))]
     threads = sorted(set(threads or (1, os.cpu_count() or 1)))
     if any(t < 1 for t in threads):
         raise ConfigError(f"threads must be >= 1, got {threads}")
-    return backends, variants, threads
+    return [b for b in backends if b in ONNX_NAMES], list(variants), threads
+
+
+def _device_backend(entry: dict) -> str | None:
+    """The runtime of a device-format variant (.pte, .tflite, .ort, .mlpackage); None for an ONNX graph."""
+    from .targets import TARGETS, variant_target
+    t = variant_target(entry)
+    return TARGETS[t].runtime if t else None
+
+
+def _runs_here(backend: str) -> bool:
+    """Its Python runtime is installed and runs on this platform (Core ML: macOS only)."""
+    import importlib.util
+    mod = {"executorch": "executorch", "litert": "ai_edge_litert", "coreml": "coremltools",
+           "onnxruntime": "onnxruntime"}[backend]
+    return importlib.util.find_spec(mod) is not None and (backend != "coreml" or sys.platform == "darwin")
+
+
+def _pairs(manifest: dict, backends: list[str], variants: list[str]) -> list[tuple[str, str]]:
+    """(backend, variant) to time: an ONNX variant on each ONNX backend, a device format on its own runtime."""
+    out = []
+    for v in variants:
+        own = _device_backend(manifest["variants"][v])
+        out += [(own, v)] if own else [(b, v) for b in backends]
+    return out
 
 
 def bench(artifact: str | Path, backends=None, variants=None, batches=BATCHES, threads=None, repeat: int = 5,
@@ -142,8 +170,9 @@ def bench(artifact: str | Path, backends=None, variants=None, batches=BATCHES, t
     if repeat < 1 or rounds < 1 or warmup < 0:
         raise ConfigError(f"need --repeat >= 1, --rounds >= 1, --warmup >= 0; got {repeat}, {rounds}, {warmup}")
     parity = m.get("parity", {})
-    agree = {v: _agreement(art, v) for v in variants} if "openvino" in backends else {}
-    configs = [BenchConfig(be, v, b, t) for b in batches for t in threads for v in variants for be in backends]
+    onnx = [v for v in variants if _device_backend(m["variants"][v]) is None]
+    agree = {v: _agreement(art, v) for v in onnx} if "openvino" in backends else {}
+    configs = [BenchConfig(be, v, b, t) for b in batches for t in threads for be, v in _pairs(m, backends, variants)]
     times: dict[BenchConfig, list[float]] = {c: [] for c in configs}
     rss: dict[BenchConfig, float] = {}
     mins: dict[BenchConfig, float] = {}
@@ -165,7 +194,9 @@ def bench(artifact: str | Path, backends=None, variants=None, batches=BATCHES, t
     for c in configs:
         ms = statistics.median(times[c])
         passed = (parity.get(c.variant) or {}).get("passed")
-        ok = bool(passed) and (c.backend == "onnxruntime" or agree.get(c.variant, 0) >= AGREE_MIN_COSINE)
+        # "auto" picks among the ONNX graphs only: a device format is timed for its table, never chosen on this CPU
+        ok = bool(passed) and c.variant in onnx and (c.backend == "onnxruntime" or
+                                                     agree.get(c.variant, 0) >= AGREE_MIN_COSINE)
         best = mins[c]
         gflops = flops[c.batch] / best / 1e6  # best-case rate against the best-case (peak) GEMM rate
         peak = _peak(gemm, c)
@@ -185,17 +216,20 @@ def bench(artifact: str | Path, backends=None, variants=None, batches=BATCHES, t
 def _peak(gemm: list[dict], c: BenchConfig) -> float | None:
     """The machine's limit a config is held to, at its thread count: the best fp32 GEMM any runtime reached for
     float variants, the best int8 GEMM (MatMulInteger or QDQ, any runtime) for int8 ones."""
-    kinds = ("int8-matmulinteger", "int8-qdq") if c.variant.startswith("int8") else ("fp32",)
+    from .targets import base_precision
+    kinds = ("int8-matmulinteger", "int8-qdq") if base_precision(c.variant).startswith("int8") else ("fp32",)
     vals = [g["best_gflops"] for g in gemm if g["threads"] == c.threads and g["kind"] in kinds]
     return max(vals) if vals else None
 
 
 def _versions() -> dict:
+    """Installed versions of the runtimes timed (read from the package metadata: nothing is imported)."""
+    from importlib.metadata import PackageNotFoundError, version
     out = {}
-    for mod in ("onnxruntime", "openvino", "numpy"):
+    for pkg in ("onnxruntime", "openvino", "numpy", "executorch", "ai-edge-litert"):
         try:
-            out[mod] = __import__(mod).__version__
-        except ImportError:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
             pass
     return out
 
