@@ -57,27 +57,28 @@ def export_artifact(model, out: str | Path, variants=("fp32",), images_dir: str 
     from .mobile import parse_targets
     targets = parse_targets(targets)  # unknown or not installed: one line, before anything is written
     out = check_output(out, "artifact", overwrite)
+    calib = load_photos(calib_dir, 64)[0] if calib_dir else None  # read once: ONNX and device INT8 share them
     with atomic_path(out) as tmp:
-        res = _build_artifact(model, tmp, variants, images_dir, calib_dir, trt, trt_precision, opset)
+        res = _build_artifact(model, tmp, variants, images_dir, calib, trt, trt_precision, opset)
         if targets:
-            res.parity += _build_targets(model, tmp, targets, int8_targets, images_dir, calib_dir)
+            res.parity += _build_targets(model, tmp, targets, int8_targets, images_dir, calib)
         write_json(tmp / "parity.json", [r.to_dict() for r in res.parity])
         write_text(tmp / "parity.md", parity_markdown(res.parity))
     res.out = out
     return res
 
 
-def _build_targets(model, out_dir: Path, targets, int8: bool, images_dir, calib_dir) -> list[ParityReport]:
+def _build_targets(model, out_dir: Path, targets, int8: bool, images_dir, calib_images) -> list[ParityReport]:
     """The device formats' variants, their parity (not run where no runtime exists here), manifest and reports."""
     import sys
     import time
 
-    from edgeclip.runtime.targets import TARGETS, Target, require_target, variant_target
+    from edgeclip.runtime.targets import TARGETS, require_target, runs_on_this_platform, variant_target
 
     from .mobile import build_targets
     from .mobile.coreml import NOT_RUN
     from .variants import calibration_inputs
-    calib = calibration_inputs(out_dir, load_photos(calib_dir, 64)[0]) if calib_dir else None
+    calib = calibration_inputs(out_dir, calib_images) if calib_images else None
     t0 = time.perf_counter()
     entries = build_targets(model, out_dir, targets, int8, calib, list(read_manifest(out_dir)["variants"]))
     update_manifest(out_dir, variants=entries)
@@ -85,7 +86,7 @@ def _build_targets(model, out_dir: Path, targets, int8: bool, images_dir, calib_
     reports = []
     for v, e in entries.items():
         target = variant_target(e)
-        if target is Target.COREML and sys.platform != "darwin":
+        if not runs_on_this_platform(target):
             reports.append(ParityReport(v, 0, 0, {}, [], TARGETS[target].runtime, status=NOT_RUN))
             continue
         require_target(target, convert=False, run=True)
@@ -97,14 +98,13 @@ def _build_targets(model, out_dir: Path, targets, int8: bool, images_dir, calib_
     return reports
 
 
-def _build_artifact(model, out_dir: Path, variants, images_dir, calib_dir, trt, trt_precision, opset) -> ArtifactResult:
+def _build_artifact(model, out_dir: Path, variants, images_dir, calib, trt, trt_precision, opset) -> ArtifactResult:
     from tqdm import tqdm
     extra = [v for v in variants if Precision(v) is not Precision.FP32]
     bar = tqdm(total=2 + len(extra) + int(bool(extra)), desc="export", unit="step", leave=False)
     bar.set_postfix_str("onnx")
     export_onnx(model, out_dir, opset=opset)
     bar.update()
-    calib = load_photos(calib_dir, 64)[0] if calib_dir else None
     if extra:
         bar.set_postfix_str(", ".join(map(str, extra)))
         build_variants(out_dir, extra, calib)

@@ -13,21 +13,23 @@ VARIANT_CHOICES = ("fp32-opt", "fp16", "int8-dynamic", "int8-static")
 
 
 def _variants(a) -> list[str]:
+    """The ONNX variants: fp32 always (the artifact's base), INT8 with ``--int8`` when ONNX is a format asked for
+    (``--onnx``, or ``--ort-mobile``/``--trt``, which are built from the ONNX variants)."""
     v = ["fp32"] + list(a.variant or [])
     if a.fp16:
         v.append("fp16")
-    if a.int8:
+    if a.int8 and (a.onnx or a.ort_mobile or a.trt):
         v += ["int8-dynamic"] + (["int8-static"] if a.calib else [])
     return list(dict.fromkeys(v))
 
 
 def _targets(a) -> list[str]:
     """The device formats asked for, each checked to be installed (converter and, for parity, its runtime)."""
-    from ..runtime.targets import Target, require_target
+    from ..runtime.targets import Target, require_target, runs_on_this_platform
     targets = [t.value for t in Target if getattr(a, t.value.replace("-", "_"))]
     for t in targets:
-        require_target(t, convert=True, run=t != Target.COREML.value)
-    if Target.COREML.value in targets and sys.platform != "darwin":
+        require_target(t, convert=True, run=runs_on_this_platform(t))
+    if Target.COREML.value in targets and not runs_on_this_platform(Target.COREML):
         print(f"note: --coreml on {sys.platform} is conversion only: Core ML predictions need macOS, so its parity "
               "is recorded as 'not run (needs macOS)'", file=sys.stderr)
     return targets
@@ -78,14 +80,14 @@ def _cmd_parity(a) -> int:
 
 def _runnable(manifest: dict, backend: str | None) -> list[str]:
     """The variants ``edgeclip parity`` checks by default: all that run here (on ``backend`` when it is named)."""
-    from ..runtime.targets import TARGETS, Target, variant_target
+    from ..runtime.targets import runs_on_this_platform, target_runtime, variant_target
     out = []
     for v, e in manifest.get("variants", {}).items():
         t = variant_target(e)
-        if t is Target.COREML and sys.platform != "darwin":
+        if t is not None and not runs_on_this_platform(t):
             print(f"note: {v} is conversion only on {sys.platform} (Core ML predictions need macOS); not checked",
                   file=sys.stderr)
-        elif backend is None or (TARGETS[t].runtime if t else backend) == backend:
+        elif backend is None or (target_runtime(e) or backend) == backend:
             out.append(v)
     return out
 

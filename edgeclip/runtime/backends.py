@@ -7,13 +7,13 @@ type, shape) and ``run(None, {name: array}) -> [array]`` — so ``Runtime`` embe
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import BackendError, ConfigError
+from .session import SessionInput
 
 __all__ = ["Backend", "open_session", "resolve_choice", "available_backends", "OpenVinoSession"]
 
@@ -52,13 +52,6 @@ def available_backends() -> list[Backend]:
     return out
 
 
-@dataclass(frozen=True)
-class _Input:
-    name: str
-    type: str
-    shape: list
-
-
 _OV_TYPES = {"f32": "tensor(float)", "i64": "tensor(int64)", "f16": "tensor(float16)", "i32": "tensor(int32)"}
 
 
@@ -80,10 +73,10 @@ class OpenVinoSession:
         core = ov.Core()
         self.compiled = core.compile_model(core.read_model(str(path)), "CPU", cfg)
         self.request = self.compiled.create_infer_request()
-        self._inputs = [_Input(p.get_any_name(), _OV_TYPES.get(p.get_element_type().get_type_name(), "?"),
+        self._inputs = [SessionInput(p.get_any_name(), _OV_TYPES.get(p.get_element_type().get_type_name(), "?"),
                                list(p.get_partial_shape())) for p in self.compiled.inputs]
 
-    def get_inputs(self) -> list[_Input]:
+    def get_inputs(self) -> list[SessionInput]:
         return self._inputs
 
     def run(self, output_names, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -125,9 +118,8 @@ def open_session(path: str | Path, backend: Backend | str = Backend.ONNXRUNTIME,
 def backend_for(entry: dict, backend: str | None) -> str:
     """The backend that runs one variant: its target's own runtime for a device format (.pte, .tflite, .ort,
     .mlpackage), onnxruntime (or the ``backend`` asked for) for an ONNX graph. A mismatch is one line."""
-    from .targets import TARGETS, variant_target
-    target = variant_target(entry)
-    own = TARGETS[target].runtime if target else None
+    from .targets import target_runtime, variant_target
+    target, own = variant_target(entry), target_runtime(entry)
     if backend is None:
         return own or Backend.ONNXRUNTIME.value
     b = parse_backend(backend)

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import BackendError, ConfigError
 from .backends import ONNX_BACKENDS, available_backends, parse_backend
+from .targets import TARGETS, base_precision, runs_here, target_runtime, variant_target
 
 __all__ = ["BenchConfig", "bench", "fastest_record", "bench_markdown", "write_report", "cpu_model"]
 
@@ -110,34 +111,19 @@ def _resolve(manifest: dict, backends, variants, threads) -> tuple[list[str], li
     if bad:
         raise ConfigError(f"artifact has no variant {bad[0]!r}; it has {known}")
     if not variants:  # every variant that runs here; a device format when its runtime was asked for (or none was)
-        variants = [v for v in known if (b := _device_backend(manifest["variants"][v])) is None
-                    or (_runs_here(b) and (not named or b in backends))]
+        variants = [v for v in known if (t := variant_target(manifest["variants"][v])) is None
+                    or (runs_here(t) and (not named or TARGETS[t].runtime in backends))]
     threads = sorted(set(threads or (1, os.cpu_count() or 1)))
     if any(t < 1 for t in threads):
         raise ConfigError(f"threads must be >= 1, got {threads}")
     return [b for b in backends if b in ONNX_NAMES], list(variants), threads
 
 
-def _device_backend(entry: dict) -> str | None:
-    """The runtime of a device-format variant (.pte, .tflite, .ort, .mlpackage); None for an ONNX graph."""
-    from .targets import TARGETS, variant_target
-    t = variant_target(entry)
-    return TARGETS[t].runtime if t else None
-
-
-def _runs_here(backend: str) -> bool:
-    """Its Python runtime is installed and runs on this platform (Core ML: macOS only)."""
-    import importlib.util
-    mod = {"executorch": "executorch", "litert": "ai_edge_litert", "coreml": "coremltools",
-           "onnxruntime": "onnxruntime"}[backend]
-    return importlib.util.find_spec(mod) is not None and (backend != "coreml" or sys.platform == "darwin")
-
-
 def _pairs(manifest: dict, backends: list[str], variants: list[str]) -> list[tuple[str, str]]:
     """(backend, variant) to time: an ONNX variant on each ONNX backend, a device format on its own runtime."""
     out = []
     for v in variants:
-        own = _device_backend(manifest["variants"][v])
+        own = target_runtime(manifest["variants"][v])
         out += [(own, v)] if own else [(b, v) for b in backends]
     return out
 
@@ -170,7 +156,7 @@ def bench(artifact: str | Path, backends=None, variants=None, batches=BATCHES, t
     if repeat < 1 or rounds < 1 or warmup < 0:
         raise ConfigError(f"need --repeat >= 1, --rounds >= 1, --warmup >= 0; got {repeat}, {rounds}, {warmup}")
     parity = m.get("parity", {})
-    onnx = [v for v in variants if _device_backend(m["variants"][v]) is None]
+    onnx = [v for v in variants if variant_target(m["variants"][v]) is None]
     agree = {v: _agreement(art, v) for v in onnx} if "openvino" in backends else {}
     configs = [BenchConfig(be, v, b, t) for b in batches for t in threads for be, v in _pairs(m, backends, variants)]
     times: dict[BenchConfig, list[float]] = {c: [] for c in configs}
@@ -216,7 +202,6 @@ def bench(artifact: str | Path, backends=None, variants=None, batches=BATCHES, t
 def _peak(gemm: list[dict], c: BenchConfig) -> float | None:
     """The machine's limit a config is held to, at its thread count: the best fp32 GEMM any runtime reached for
     float variants, the best int8 GEMM (MatMulInteger or QDQ, any runtime) for int8 ones."""
-    from .targets import base_precision
     kinds = ("int8-matmulinteger", "int8-qdq") if base_precision(c.variant).startswith("int8") else ("fp32",)
     vals = [g["best_gflops"] for g in gemm if g["threads"] == c.threads and g["kind"] in kinds]
     return max(vals) if vals else None

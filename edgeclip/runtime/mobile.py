@@ -12,22 +12,16 @@ torch; on a phone the C++ / Java / Swift runtime reads the same .pte without it.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import BackendError
+from .session import SessionInput
+from .targets import MAX_BATCH
 
 _TYPES = {np.dtype(np.float32): "tensor(float)", np.dtype(np.int64): "tensor(int64)",
           np.dtype(np.int32): "tensor(int64)"}  # int32 ids: the session narrows int64 ids itself (vocab < 2**31)
-
-
-@dataclass(frozen=True)
-class _Input:
-    name: str
-    type: str
-    shape: list
 
 
 def _chunks(x: np.ndarray, size: int, fixed: bool):
@@ -58,10 +52,10 @@ class ExecuTorchSession:
         info = program.metadata("forward").input_tensor_meta(0)
         self.max_batch = int(info.sizes()[0])
         dtype = np.float32 if info.dtype() == 6 else np.int64  # ScalarType codes: 6 float, 4 long
-        self._inputs = [_Input(input_name, _TYPES[np.dtype(dtype)], list(info.sizes()))]
+        self._inputs = [SessionInput(input_name, _TYPES[np.dtype(dtype)], list(info.sizes()))]
         self._dtype = dtype
 
-    def get_inputs(self) -> list[_Input]:
+    def get_inputs(self) -> list[SessionInput]:
         return self._inputs
 
     def run(self, output_names, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -85,9 +79,9 @@ class LiteRtSession:
         self._out = self.interp.get_output_details()[0]
         self.batch = int(self._in["shape"][0])
         self._dtype = np.dtype(self._in["dtype"])
-        self._inputs = [_Input(input_name, _TYPES.get(self._dtype, str(self._dtype)), list(self._in["shape"]))]
+        self._inputs = [SessionInput(input_name, _TYPES.get(self._dtype, str(self._dtype)), list(self._in["shape"]))]
 
-    def get_inputs(self) -> list[_Input]:
+    def get_inputs(self) -> list[SessionInput]:
         return self._inputs
 
     def run(self, output_names, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -117,13 +111,13 @@ class CoreMLSession:
         self._name, self._out = spec.input[0].name, spec.output[0].name
         ids = input_name == "input_ids"
         self._dtype = np.int32 if ids else np.float32
-        self._inputs = [_Input(input_name, "tensor(int64)" if ids else "tensor(float)", [None] * (2 if ids else 4))]
+        self._inputs = [SessionInput(input_name, "tensor(int64)" if ids else "tensor(float)", [None] * (2 if ids else 4))]
 
-    def get_inputs(self) -> list[_Input]:
+    def get_inputs(self) -> list[SessionInput]:
         return self._inputs
 
     def run(self, output_names, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         (x,) = feed.values()
         outs = [np.asarray(self.model.predict({self._name: np.ascontiguousarray(part, self._dtype)})[self._out],
-                           np.float32) for part, _ in _chunks(x, 32, fixed=False)]
+                           np.float32) for part, _ in _chunks(x, MAX_BATCH, fixed=False)]
         return [np.concatenate(outs)]

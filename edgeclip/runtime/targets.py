@@ -13,8 +13,8 @@ from enum import Enum
 
 from ..errors import BackendError, ConfigError
 
-__all__ = ["Target", "TargetInfo", "TARGETS", "variant_target", "variant_name", "require_target", "base_precision",
-           "MAX_BATCH"]
+__all__ = ["Target", "TargetInfo", "TARGETS", "variant_target", "variant_name", "target_runtime", "require_target",
+           "runs_on_this_platform", "runs_here", "base_precision", "MAX_BATCH"]
 
 MAX_BATCH = 32  # ExecuTorch plans its memory for the largest batch it may see: inputs larger are run in chunks
 
@@ -32,9 +32,10 @@ class TargetInfo:
     runtime: str  # the backend that runs it (edgeclip.runtime.backends.Backend value)
     extra: str | None  # pip extra that installs the converter and, where one exists here, its Python runtime
     converter: str  # module the export needs
-    runner: str | None  # module the runtime needs (None: no runtime on this platform)
+    runner: str  # module its Python runtime needs
     precisions: tuple[str, ...]  # variants it builds: always the first; INT8 / fp16 ones on request
     batch: str  # how the batch dimension is handled, for the README and the manifest
+    platforms: tuple[str, ...] = ()  # ``sys.platform`` values its runtime runs on (empty: any)
 
 
 TARGETS: dict[Target, TargetInfo] = {
@@ -42,8 +43,8 @@ TARGETS: dict[Target, TargetInfo] = {
                                   ("fp32", "int8-dynamic", "int8-static"), f"dynamic, 1..{MAX_BATCH}"),
     Target.LITERT: TargetInfo(".tflite", "litert", "litert", "litert_torch", "ai_edge_litert.interpreter",
                               ("fp32", "int8-dynamic"), "fixed 1 (the runtime runs one item per call)"),
-    Target.COREML: TargetInfo(".mlpackage", "coreml", "coreml", "coremltools", None, ("fp32", "fp16"),
-                              f"dynamic, 1..{MAX_BATCH}"),
+    Target.COREML: TargetInfo(".mlpackage", "coreml", "coreml", "coremltools", "coremltools", ("fp32", "fp16"),
+                              f"dynamic, 1..{MAX_BATCH}", platforms=("darwin",)),
     Target.ORT_MOBILE: TargetInfo(".ort", "onnxruntime", None, "onnxruntime.tools.convert_onnx_models_to_ort",
                                   "onnxruntime", ("fp32", "int8-dynamic", "int8-static"), "dynamic"),
 }
@@ -66,6 +67,27 @@ def variant_target(entry: dict) -> Target | None:
                           f"{[t.value for t in Target]} (a newer edgeclip wrote it?)") from None
 
 
+def target_runtime(entry: dict) -> str | None:
+    """The backend of a device-format variant (.pte, .tflite, .ort, .mlpackage); None for an ONNX graph."""
+    t = variant_target(entry)
+    return TARGETS[t].runtime if t else None
+
+
+def runs_on_this_platform(target: Target | str) -> bool:
+    """Whether ``target``'s runtime exists on this OS at all (Core ML: macOS only), installed or not."""
+    platforms = TARGETS[Target(target)].platforms
+    return not platforms or sys.platform in platforms
+
+
+def runs_here(target: Target | str) -> bool:
+    """Its Python runtime runs on this OS and is installed (``require_target(run=True)`` would pass)."""
+    try:
+        require_target(target, convert=False, run=True)
+    except BackendError:
+        return False
+    return True
+
+
 def require_target(target: Target | str, convert: bool = True, run: bool = False) -> None:
     """Fail in one line, before any work, when the packages ``target`` needs are not installed.
 
@@ -74,7 +96,7 @@ def require_target(target: Target | str, convert: bool = True, run: bool = False
     """
     t = Target(target)
     info = TARGETS[t]
-    if run and info.runner is None:
+    if run and not runs_on_this_platform(t):
         raise BackendError(f"{t.value} models run only on {'macOS' if t is Target.COREML else 'the device'}; "
                            f"on {sys.platform} the {info.suffix} files are conversion only")
     mods = ([info.converter] if convert else []) + ([info.runner] if run else [])

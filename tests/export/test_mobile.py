@@ -200,6 +200,7 @@ def test_litert_export_in_its_venv_then_runs_here(tmp_path, tiny_model):
     assert r.returncode == 0, r.stderr[-2000:]
     m = json.loads((tmp_path / "art" / "manifest.json").read_text())
     assert m["parity"]["litert-fp32"]["passed"] is True and m["parity"]["litert-int8-dynamic"]["passed"] is True
+    assert sorted(v for v in m["variants"] if not v.startswith("litert-")) == ["fp32"]  # --int8 of the formats asked
     rt = runtime.load(tmp_path / "art", "litert-fp32")
     assert rt.backend == "litert"
     got, ref = rt.embed_texts(TEXTS), _ref(tiny_model)
