@@ -21,6 +21,9 @@ class StageHistory:
     evals: list[dict] = field(default_factory=list)
     wall_s: float = 0.0
     samples_per_s: float = 0.0
+    skipped_steps: int = 0  # fp16: steps the gradient scaler skipped (inf/NaN gradients at the current scale)
+    step_s: list[float] = field(default_factory=list)  # wall seconds of each step (evaluation excluded), for
+    # throughput after warm-up or after the first epoch (benchmarks/vs_open_clip.py)
 
 
 def save_ckpt(path: Path, model, opt, step: int, hist: StageHistory, data_state: dict | None = None,

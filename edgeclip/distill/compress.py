@@ -206,7 +206,8 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
                                   "loss_curve": hist.loss[:: max(1, len(hist.loss) // 50)],
                                   "terms_final": {k: v[-1] for k, v in hist.terms.items()},
                                   "term_curves": {k: v[:: max(1, len(v) // 50)] for k, v in hist.terms.items()},
-                                  "evals": hist.evals, "wall_s": hist.wall_s, "samples_per_s": hist.samples_per_s})
+                                  "evals": hist.evals, "wall_s": hist.wall_s, "samples_per_s": hist.samples_per_s,
+                                  "skipped_steps": hist.skipped_steps, "step_s": hist.step_s})
             prev = student
         return prev, stage_reports
 

@@ -1,7 +1,8 @@
 """torchrun support: the process group from the environment, rank helpers, and clear errors when a rank dies.
 
 Launch: ``torchrun --nproc_per_node N -m edgeclip.cli compress ...`` (torchrun sets RANK, WORLD_SIZE, LOCAL_RANK,
-MASTER_ADDR/PORT). gloo on CPU, nccl on CUDA. Every collective has a timeout, so a rank that hangs or dies makes
+MASTER_ADDR/PORT). gloo on CPU, nccl on CUDA (``EDGECLIP_DIST_BACKEND=gloo`` forces gloo, e.g. two ranks on one
+GPU). Every collective has a timeout, so a rank that hangs or dies makes
 the others exit with one line instead of waiting forever.
 """
 from __future__ import annotations
@@ -38,12 +39,17 @@ def init_from_env(device: str) -> str:
     if cuda and not torch.cuda.is_available():
         raise ConfigError(f"torchrun with device {device!r} needs nccl and a CUDA GPU, and none is available; "
                           "use --device cpu (gloo)")
+    backend = os.environ.get("EDGECLIP_DIST_BACKEND") or ("nccl" if cuda else "gloo")
+    if backend not in ("nccl", "gloo"):
+        raise ConfigError(f"EDGECLIP_DIST_BACKEND={backend!r}: use nccl or gloo")
     if cuda:
         local = int(os.environ.get("LOCAL_RANK", "0"))
+        if backend == "gloo":  # ranks may share a GPU (benchmarks/gpu_check.py); nccl wants one rank per GPU
+            local %= torch.cuda.device_count()
         torch.cuda.set_device(local)
         device = f"cuda:{local}"
     try:
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=TIMEOUT_S))
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=TIMEOUT_S))
     except Exception as e:
         raise DistributedError(f"cannot join the process group (rank {os.environ.get('RANK')}): "
                                f"{str(e).splitlines()[0][:200]}") from None

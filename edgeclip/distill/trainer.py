@@ -100,6 +100,7 @@ def distill(student, teacher, batches, cfg: DistillConfig, ckpt: str | Path | No
     bar = tqdm(range(step, cfg.steps), desc=desc, initial=step, total=cfg.steps, mininterval=2, leave=True,
                disable=not main)
     stream = loader.iterate(step, cfg.steps, data_state)
+    t_step = time.time()
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
@@ -114,8 +115,11 @@ def distill(student, teacher, batches, cfg: DistillConfig, ckpt: str | Path | No
         grad_norm = torch.nn.utils.clip_grad_norm_(distillee.parameters(), cfg.grad_clip)
         if bad_terms is not None or (not scaler.is_enabled() and not bool(torch.isfinite(grad_norm))):
             check_finite_step(step, bad_terms, distillee, ckpt)  # fp16: the scaler skips inf steps by design
+        scale = scaler.get_scale() if scaler.is_enabled() else None
         scaler.step(opt)
         scaler.update()
+        if scale is not None and scaler.get_scale() < scale:  # the scale drops only when the step was skipped
+            hist.skipped_steps += 1
         seen += len(keys) * ddp_env.world()
         hist.steps.append(step + 1)
         hist.loss.append(total)
@@ -126,15 +130,20 @@ def distill(student, teacher, batches, cfg: DistillConfig, ckpt: str | Path | No
         last = step + 1 == cfg.steps
         if main and eval_fn and ((cfg.eval_every and (step + 1) % cfg.eval_every == 0) or last
                                  or step + 1 in cfg.eval_steps):
+            t_eval = time.time()
             student.eval()
             hist.evals.append({"step": step + 1, **eval_fn(student)})
             student.train()
+            t_step += time.time() - t_eval  # a step's time is training, data and checkpoints, not scoring
         if ckpt and ((step + 1) % cfg.ckpt_every == 0 or last):
             if isinstance(cache, TeacherCache) and cache.path is not None:  # every rank keeps its own cache
                 cache.save()
             if main:
                 hist.wall_s = time.time() - t0
                 save_ckpt(ckpt, student, opt, step + 1, hist, loader.state(), distillee.projection, recipe)
+        now = time.time()
+        hist.step_s.append(round(now - t_step, 5))
+        t_step = now
     hist.wall_s = time.time() - t0
     hist.samples_per_s = seen / max(1e-9, time.time() - t_run)
     return student.eval(), hist
