@@ -88,3 +88,20 @@ def test_recipe_benchmarks_smoke(tiny_teacher):
     r = json.loads((out / "retention.json").read_text())
     assert [len(x["curve"]) for x in r["runs"]] == [2] and r["runs"][0]["retained"]["seen_top1"] is not None
     assert all((out / f"{n}.png").stat().st_size > 0 for n in ("recipe_ablation", "student_shape", "retention"))
+
+
+def test_gpu_check_runs_on_the_cpu_with_the_gpu_parts_recorded_as_skipped(tiny_teacher):
+    """The prepared GPU check (benchmarks/gpu_check.py) cannot rot: its CPU parts run here at tiny settings."""
+    out = tiny_teacher / "r6"
+    _run("gpu_check.py", ["--device", "cpu", "--teacher", str(tiny_teacher / "teacher"), "--target",
+                          '{"image": 60000, "text": 60000}', "--steps", "3", "--batch-size", "16", "--samples", "48",
+                          "--image-size", "32", "--ddp-steps", "2"], out)
+    r = json.loads((out / "gpu_check.json").read_text())
+    p = r["parts"]
+    assert p["precision"]["fp32"]["passed"] and len(p["precision"]["fp32"]["loss_curve"]) == 3
+    assert p["precision"]["fp32"]["skipped_steps"] == 0
+    assert all("needs CUDA" in p[k]["skipped"] for k in ("decode", "speed", "memory"))
+    assert all("needs CUDA" in p["precision"][k]["skipped"] for k in ("bf16", "fp16"))
+    assert p["ddp"]["runs"]["1"]["exit"] == 0 and p["ddp"]["runs"]["2"]["exit"] == 0, p["ddp"]
+    assert p["ddp"]["max_abs_diff"] <= 1e-5 and p["ddp"]["passed"]
+    assert r["passed"] is True
