@@ -15,16 +15,17 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .artifact import IMAGE_ONNX, MANIFEST
 from .errors import ConfigError
 
 __all__ = ["check_output", "output_kind", "atomic_path", "staging_path", "replace_with", "drop_own_staging",
            "write_json", "write_text"]
 KEY = "edgeclip_output"
 # the JSON that names a folder's kind, in the order they are read; "run" has run.json from its first step on
-MAIN_JSON = ("report.json", "run.json", "open_clip_config.json", "manifest.json", "index.json", "bench.json")
+MAIN_JSON = ("report.json", "run.json", "open_clip_config.json", MANIFEST, "index.json", "bench.json")
 # outputs written before the key existed, recognised by the files they always had
 LEGACY = {"run": ("report.json", "student"), "student": ("open_clip_config.json", "model.safetensors"),
-          "artifact": ("manifest.json", "image_encoder.onnx"), "index": ("embeddings.npy", "items.json")}
+          "artifact": (MANIFEST, IMAGE_ONNX), "index": ("embeddings.npy", "items.json")}
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _MAX_JSON = 64 << 20  # a marker JSON is small; never read a huge file just to learn its kind
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgeclip.artifact import IMAGE_INPUT, IMAGE_ONNX, TEXT_INPUT, TEXT_ONNX
+
 from .onnx_export import ExportResult, export_onnx, read_manifest, update_manifest
 from .parity import ParityReport, check_parity, load_photos, parity_markdown
 from .trt import build_engine, plan_build, trt_readiness
@@ -117,13 +119,14 @@ def _build_artifact(model, out_dir: Path, variants, images_dir, calib, trt, trt_
     bar.close()
     res = ArtifactResult(out_dir, reports)
     readiness = {k: trt_readiness(out_dir / f, n) for k, f, n in
-                 (("image", "image_encoder.onnx", "pixel_values"), ("text", "text_encoder.onnx", "input_ids"))}
+                 (("image", IMAGE_ONNX, IMAGE_INPUT.name), ("text", TEXT_ONNX, TEXT_INPUT.name))}
     update_manifest(out_dir, parity={r.variant: {"passed": r.passed, "failed": r.failed} for r in reports},
                     trt_readiness=readiness)
     if trt:
         m = read_manifest(out_dir)
         size, ctx = m["image_size"], m["context_length"]
-        for tower, shape, name in (("image", (1, 3, size, size), "pixel_values"), ("text", (1, ctx), "input_ids")):
+        for tower, shape, name in (("image", (1, 3, size, size), IMAGE_INPUT.name),
+                                   ("text", (1, ctx), TEXT_INPUT.name)):
             plan = plan_build(_trt_version(), trt_precision, shape)
             src = out_dir / m["variants"][plan.onnx_variant][tower]
             res.engines[tower] = build_engine(src, out_dir / f"{tower}_encoder.{trt_precision}.plan", name, shape,

@@ -17,11 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from edgeclip._io import atomic_path, check_output
-from edgeclip.errors import ExportError
+from edgeclip.artifact import (EOT_ID, FORMAT_TAG, IMAGE_INPUT, IMAGE_ONNX, IMAGE_OUTPUT, MANIFEST, PAD_ID,
+                               PREPROCESS, SOT_ID, TEXT_INPUT, TEXT_ONNX, TEXT_OUTPUT, TOKENIZER, VOCAB,
+                               check_manifest_version)
+from edgeclip.errors import ConfigError, ExportError
 
-EOT_ID = 49407
 DEFAULT_OPSET = 18
-IMAGE_ONNX, TEXT_ONNX = "image_encoder.onnx", "text_encoder.onnx"
 
 
 class ImageEncoder(torch.nn.Module):
@@ -78,7 +79,7 @@ def example_inputs(size: int, context_length: int) -> tuple[torch.Tensor, torch.
     g = torch.Generator().manual_seed(0)
     pixels = torch.randn(2, 3, size, size, generator=g)
     ids = torch.zeros(2, context_length, dtype=torch.long)
-    ids[:, 0], ids[0, 1:4], ids[0, 4], ids[1, 1] = 49406, torch.tensor([320, 1125, 539]), EOT_ID, EOT_ID
+    ids[:, 0], ids[0, 1:4], ids[0, 4], ids[1, 1] = SOT_ID, torch.tensor([320, 1125, 539]), EOT_ID, EOT_ID
     return pixels, ids
 
 
@@ -110,10 +111,10 @@ def _export_one(module: torch.nn.Module, example: torch.Tensor, path: Path, in_n
 
 def write_tokenizer_files(out: Path, context_length: int) -> None:
     from open_clip.tokenizer import default_bpe
-    shutil.copy(default_bpe(), out / "bpe_simple_vocab_16e6.txt.gz")
-    (out / "tokenizer.json").write_text(json.dumps({
-        "type": "clip_bpe", "vocab_file": "bpe_simple_vocab_16e6.txt.gz", "context_length": context_length,
-        "sot_token_id": 49406, "eot_token_id": EOT_ID, "pad_token_id": 0, "lowercase": True}, indent=2) + "\n")
+    shutil.copy(default_bpe(), out / VOCAB)
+    (out / TOKENIZER).write_text(json.dumps({
+        "type": "clip_bpe", "vocab_file": VOCAB, "context_length": context_length,
+        "sot_token_id": SOT_ID, "eot_token_id": EOT_ID, "pad_token_id": PAD_ID, "lowercase": True}, indent=2) + "\n")
 
 
 def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET, check: bool = True,
@@ -153,8 +154,8 @@ def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET, check: bool 
     with atomic_path(out) as tmp:
         tmp.mkdir()
         pixels, ids = example_inputs(size, ctx)
-        _export_one(ImageEncoder(model), pixels, tmp / IMAGE_ONNX, "pixel_values", "image_embeds", opset)
-        _export_one(TextEncoder(model), ids, tmp / TEXT_ONNX, "input_ids", "text_embeds", opset)
+        _export_one(ImageEncoder(model), pixels, tmp / IMAGE_ONNX, IMAGE_INPUT.name, IMAGE_OUTPUT, opset)
+        _export_one(TextEncoder(model), ids, tmp / TEXT_ONNX, TEXT_INPUT.name, TEXT_OUTPUT, opset)
         if check:
             for name in (IMAGE_ONNX, TEXT_ONNX):
                 try:
@@ -163,27 +164,32 @@ def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET, check: bool 
                     raise ExportError(f"onnx.checker rejected {name}: {str(e).splitlines()[0][:200]}") from None
         write_tokenizer_files(tmp, ctx)
         pre = dict(getattr(model, "edgeclip_preprocess", None) or default_preprocess_cfg(cfg))
-        (tmp / "preprocess.json").write_text(json.dumps(pre, indent=2) + "\n")
+        (tmp / PREPROCESS).write_text(json.dumps(pre, indent=2) + "\n")
         files = {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         manifest = {
             "edgeclip_output": "artifact",
-            "format": "edgeclip-artifact/1", "edgeclip": __version__, "torch": torch.__version__,
+            "format": FORMAT_TAG, "edgeclip": __version__, "torch": torch.__version__,
             "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "opset": opset,
             "embed_dim": cfg["embed_dim"], "image_size": size, "context_length": ctx, "model_cfg": cfg,
             "variants": {"fp32": {"image": IMAGE_ONNX, "text": TEXT_ONNX}}, "files": files, "parity": {},
         }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return ExportResult(out, files, manifest)
 
 
 def read_manifest(artifact_dir: str | Path) -> dict:
-    p = Path(artifact_dir) / "manifest.json"
+    p = Path(artifact_dir) / MANIFEST
     if not p.is_file():
-        raise ExportError(f"{str(artifact_dir)!r} is not an edgeclip artifact folder (no manifest.json)")
+        raise ExportError(f"{str(artifact_dir)!r} is not an edgeclip artifact folder (no {MANIFEST})")
     try:
-        return json.loads(p.read_text())
+        m = json.loads(p.read_text())
     except json.JSONDecodeError as e:
         raise ExportError(f"{p} is malformed: {e}") from None
+    try:
+        check_manifest_version(m, str(artifact_dir))
+    except ConfigError as e:
+        raise ExportError(str(e)) from None
+    return m
 
 
 def update_manifest(artifact_dir: str | Path, **changes) -> dict:
@@ -194,7 +200,7 @@ def update_manifest(artifact_dir: str | Path, **changes) -> dict:
     for k, v in changes.items():
         m[k] = {**m.get(k, {}), **v} if isinstance(v, dict) and isinstance(m.get(k), dict) else v
     m["files"] = {p.name: sha256(p) for p in sorted(artifact_dir.iterdir())
-                  if (p.is_file() or p.suffix == ".mlpackage") and p.name != "manifest.json"
+                  if (p.is_file() or p.suffix == ".mlpackage") and p.name != MANIFEST
                   and not p.name.startswith(".")}
-    write_json(artifact_dir / "manifest.json", m)
+    write_json(artifact_dir / MANIFEST, m)
     return m

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeclip.artifact import IMAGE_INPUT, IMAGE_ONNX, PREPROCESS, TEXT_INPUT, TEXT_ONNX, VOCAB
 from edgeclip.errors import ExportError
 
-from .onnx_export import IMAGE_ONNX, TEXT_ONNX, read_manifest, update_manifest
+from .onnx_export import read_manifest, update_manifest
 from .tolerances import Precision
 
 FP16_KEEP_FP32 = ["LayerNormalization", "Softmax", "ReduceL2", "ReduceSumSquare", "ReduceMean", "Pow", "Sqrt",
@@ -134,7 +135,8 @@ def add_int8_variant(artifact_dir: str | Path, variant: str, calib_pixels: np.nd
     px = [calib_pixels[i:i + 8] for i in range(0, len(calib_pixels), 8)]
     ids = [calib_ids[i:i + 16] for i in range(0, len(calib_ids), 16)]
     try:
-        for src, dst, name, batches in ((IMAGE_ONNX, img, "pixel_values", px), (TEXT_ONNX, txt, "input_ids", ids)):
+        for src, dst, name, batches in ((IMAGE_ONNX, img, IMAGE_INPUT.name, px),
+                                        (TEXT_ONNX, txt, TEXT_INPUT.name, ids)):
             if recipe == "nncf":
                 _int8_nncf(d / src, d / dst, name, batches)
             else:
@@ -163,8 +165,8 @@ def calibration_inputs(artifact_dir: Path, calib_images: list | None) -> tuple[n
     if not calib_images:
         raise ExportError("int8-static needs calibration photos (--calib DIR)")
     d = Path(artifact_dir)
-    pre = Preprocess(json.loads((d / "preprocess.json").read_text()))
-    tok = Tokenizer(d / "bpe_simple_vocab_16e6.txt.gz", read_manifest(d)["context_length"])
+    pre = Preprocess(json.loads((d / PREPROCESS).read_text()))
+    tok = Tokenizer(d / VOCAB, read_manifest(d)["context_length"])
     return pre.batch(calib_images), tok(PROMPTS)
 
 
@@ -195,8 +197,8 @@ def build_variants(artifact_dir: str | Path, variants: list[Precision | str],
                 _int8_dynamic(d / TEXT_ONNX, d / txt)
             elif v is Precision.INT8_STATIC:
                 px, ids = calibration_inputs(d, calib_images)
-                _int8_static(d / IMAGE_ONNX, d / img, "pixel_values", [px[i:i + 8] for i in range(0, len(px), 8)])
-                _int8_static(d / TEXT_ONNX, d / txt, "input_ids", [ids])
+                _int8_static(d / IMAGE_ONNX, d / img, IMAGE_INPUT.name, [px[i:i + 8] for i in range(0, len(px), 8)])
+                _int8_static(d / TEXT_ONNX, d / txt, TEXT_INPUT.name, [ids])
         except ExportError:
             raise
         except Exception as e:

@@ -19,9 +19,9 @@ TREES = {"edgeclip": ROOT / "edgeclip", "edgeclip.export": ROOT / "export", "edg
 # cli and apps on top (the cli launches the demo app, so apps sits below it). Two deliberate moves from style.md's
 # list: evaluate comes before distill (a stage is scored while it trains), and the torch-free runtime before
 # export (export verifies its artifacts through the very runtime that will run them; data on disk still flows
-# export -> runtime). errors, _io and imageio serve every stage; the lazy package root ``edgeclip`` re-exports the
+# export -> runtime). errors, artifact (the format's names), _io and imageio serve every stage; the lazy package root ``edgeclip`` re-exports the
 # stages, so only the top may import it (plus its version string, which names no stage).
-ORDER = ["errors", "_io", "imageio", "models", "data", "inherit", "evaluate", "distill", "runtime", "export", "<root>",
+ORDER = ["errors", "artifact", "_io", "imageio", "models", "data", "inherit", "evaluate", "distill", "runtime", "export", "<root>",
          "apps", "commands", "cli"]
 
 
@@ -229,3 +229,17 @@ def test_import_is_light(module):
     code = f"import sys, {module}; print(sorted({{'torch', 'open_clip', 'gradio'}} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]", f"import {module} loads {out.strip()}"
+
+
+def test_the_artifact_format_is_spelled_only_in_its_contract():
+    """Graph input names are agreed through ``edgeclip.artifact`` (issue #23), never by repeating the literals."""
+    literals = ('"pixel_values"', "'pixel_values'", '"input_ids"', "'input_ids'")
+    bad = []
+    for tree in TREES.values():
+        for path in tree.rglob("*.py"):
+            if path == ROOT / "edgeclip" / "artifact.py":
+                continue
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                if any(lit in line for lit in literals):
+                    bad.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not bad, "spell these through edgeclip.artifact (IMAGE_INPUT / TEXT_INPUT):\n" + "\n".join(bad)

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from .._io import check_output
+from ..artifact import MANIFEST
 from ..errors import ConfigError
 from .common import BATCH, STEPS, budget, photos_default, spec_path, stages, verdict
 
@@ -26,7 +27,7 @@ def _cmd_demo(a) -> int:
             raise BackendError(f"this edgeclip install has no demo app ({e.name} is missing): reinstall edgeclip "
                                "(pip install 'edgeclip[demo]', or pip install -e . in a checkout)") from None
         raise BackendError(f"the demo needs {e.name!r}, which is not installed: pip install 'edgeclip[demo]'") from None
-    if not (Path(a.artifact) / "manifest.json").is_file():
+    if not (Path(a.artifact) / MANIFEST).is_file():
         if a.artifact != QUICKSTART_ARTIFACT:
             raise ConfigError(f"no exported artifact at {a.artifact!r}; run 'edgeclip export MODEL --onnx --out DIR'")
         print("no quickstart student yet: running 'edgeclip quickstart' first (about 10 min on 2 cores)")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifact import IMAGE_INPUT, MANIFEST, TEXT_INPUT, check_manifest_version
 from ..errors import ConfigError
 from ..imageio import MAX_PIXELS, open_image
 from .integrity import check_artifact, read_json
@@ -31,10 +32,11 @@ class Runtime:
                  backend: str | None = None, batch: int = 1):
         from .backends import AUTO, backend_for, open_session, resolve_choice
         self.dir = Path(artifact)
-        mpath = self.dir / "manifest.json"
+        mpath = self.dir / MANIFEST
         if not mpath.is_file():
-            raise ConfigError(f"{str(artifact)!r} is not an edgeclip artifact folder (no manifest.json)")
+            raise ConfigError(f"{str(artifact)!r} is not an edgeclip artifact folder (no {MANIFEST})")
         self.manifest = read_json(mpath)
+        check_manifest_version(self.manifest, str(artifact))
         variants = self.manifest.get("variants", {})
         if not isinstance(variants, dict):
             raise ConfigError(f"{str(artifact)!r} has a malformed manifest (variants is not a mapping)")
@@ -51,13 +53,13 @@ class Runtime:
             self.preprocess = Preprocess(read_json(files.preprocess))
         except (KeyError, TypeError, ValueError, OSError) as e:
             raise ConfigError(f"artifact {str(artifact)!r} has a broken tokenizer/preprocess file: {e}") from None
-        self.image_session = open_session(files.image, self.backend, threads, providers, "pixel_values")
-        self.text_session = open_session(files.text, self.backend, threads, providers, "input_ids")
-        for sess, name, kind, rank in ((self.image_session, "pixel_values", "tensor(float)", 4),
-                                       (self.text_session, "input_ids", "tensor(int64)", 2)):
+        self.image_session = open_session(files.image, self.backend, threads, providers, IMAGE_INPUT.name)
+        self.text_session = open_session(files.text, self.backend, threads, providers, TEXT_INPUT.name)
+        for sess, spec in ((self.image_session, IMAGE_INPUT), (self.text_session, TEXT_INPUT)):
             got = [(i.name, i.type, len(i.shape)) for i in sess.get_inputs()]
-            if got != [(name, kind, rank)]:
-                raise ConfigError(f"{variant} graph inputs are {got}, expected [{(name, kind, rank)}] "
+            want = (spec.name, spec.ort_type, spec.rank)
+            if got != [want]:
+                raise ConfigError(f"{variant} graph inputs are {got}, expected [{want}] "
                                   "(name, type, rank): not an edgeclip encoder")
 
     @property
@@ -65,12 +67,17 @@ class Runtime:
         """Embedding width D (recorded in the manifest by the export; the graph's output shape otherwise)."""
         return int(self.manifest.get("embed_dim") or self.image_session.get_outputs()[0].shape[-1])
 
-    def embed_pixels(self, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        if len(pixels) == 0:
+    def _embed(self, session, spec, x: np.ndarray, batch_size: int) -> np.ndarray:
+        """Run one encoder over ``x`` in batches of ``batch_size`` -> float32 [N, D] ([0, D] for none)."""
+        if len(x) == 0:
             return np.zeros((0, self.dim), np.float32)
-        out = [self.image_session.run(None, {"pixel_values": pixels[i:i + batch_size].astype(np.float32)})[0]
-               for i in range(0, len(pixels), batch_size)]
+        out = [session.run(None, {spec.name: x[i:i + batch_size].astype(spec.dtype)})[0]
+               for i in range(0, len(x), batch_size)]
         return np.concatenate(out).astype(np.float32)
+
+    def embed_pixels(self, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Preprocessed pixels [N, 3, H, W] --> L2-normalised float32 [N, D]."""
+        return self._embed(self.image_session, IMAGE_INPUT, pixels, batch_size)
 
     def embed_images(self, images, batch_size: int = 64, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
         """PIL images or paths --> L2-normalised float32 [N, D] ([0, D] for none). Files are decoded by
@@ -81,11 +88,8 @@ class Runtime:
         return self.embed_pixels(self.preprocess.batch(imgs), batch_size)
 
     def embed_ids(self, ids: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        if len(ids) == 0:
-            return np.zeros((0, self.dim), np.float32)
-        out = [self.text_session.run(None, {"input_ids": ids[i:i + batch_size].astype(np.int64)})[0]
-               for i in range(0, len(ids), batch_size)]
-        return np.concatenate(out).astype(np.float32)
+        """Token ids [N, context_length] --> L2-normalised float32 [N, D]."""
+        return self._embed(self.text_session, TEXT_INPUT, ids, batch_size)
 
     def embed_texts(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
         """Texts --> L2-normalised float32 [N, D] ([0, D] for an empty list)."""

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..artifact import PREPROCESS, TOKENIZER
 from ..errors import ConfigError, IntegrityError, ParityError
 
 _LOCATION = b"\x0a\x08location\x12"  # protobuf bytes of an ONNX external-data entry: key "location", value next
@@ -79,7 +80,7 @@ def check_artifact(root: Path, manifest: dict, variant: str, verify: bool = True
     if not isinstance(graphs, dict):
         raise ConfigError(f"manifest.json entry of variant {variant!r} is not an object")
     image, text = inside(root, graphs.get("image"), f"{variant} image"), inside(root, graphs.get("text"), f"{variant} text")
-    tok_path, pre_path = inside(root, "tokenizer.json", "tokenizer"), inside(root, "preprocess.json", "preprocess")
+    tok_path, pre_path = inside(root, TOKENIZER, "tokenizer"), inside(root, PREPROCESS, "preprocess")
     verified: list[str] = []
     if verify:  # tokenizer.json is checked before we trust the vocabulary name it holds
         verified += _verify(root, manifest, [tok_path, pre_path, image, text])

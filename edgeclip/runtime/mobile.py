@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifact import TEXT_INPUT
 from ..errors import BackendError
 from .session import SessionInput
 from .targets import MAX_BATCH
@@ -109,7 +110,7 @@ class CoreMLSession:
         self.model = ct.models.MLModel(str(path))
         spec = self.model.get_spec().description
         self._name, self._out = spec.input[0].name, spec.output[0].name
-        ids = input_name == "input_ids"
+        ids = input_name == TEXT_INPUT.name
         self._dtype = np.int32 if ids else np.float32
         self._inputs = [SessionInput(input_name, "tensor(int64)" if ids else "tensor(float)", [None] * (2 if ids else 4))]
 

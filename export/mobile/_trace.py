@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from edgeclip.artifact import IMAGE_INPUT, TEXT_INPUT
+
 from ..onnx_export import ImageEncoder, TextEncoder, example_inputs
 
 
@@ -13,8 +15,8 @@ def encoders(model) -> list[tuple[str, torch.nn.Module, torch.Tensor, str]]:
     cfg = model_config(model)
     model = model.float().eval()
     pixels, ids = example_inputs(vision_cfg(cfg).size, text_cfg(cfg).context_length)
-    return [("image", ImageEncoder(model).eval(), pixels, "pixel_values"),
-            ("text", TextEncoder(model).eval(), ids, "input_ids")]
+    return [("image", ImageEncoder(model).eval(), pixels, IMAGE_INPUT.name),
+            ("text", TextEncoder(model).eval(), ids, TEXT_INPUT.name)]
 
 
 def file_name(tower: str, variant: str, suffix: str) -> str:

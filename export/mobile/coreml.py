@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgeclip.artifact import IMAGE_OUTPUT, TEXT_OUTPUT
 from edgeclip.errors import ExportError
 from edgeclip.runtime.targets import MAX_BATCH, TARGETS, Target, variant_name
 
@@ -20,7 +21,7 @@ from ._trace import encoders, file_name
 
 SUFFIX = TARGETS[Target.COREML].suffix
 NOT_RUN = "not run (needs macOS)"
-OUTPUTS = {"image": "image_embeds", "text": "text_embeds"}
+OUTPUTS = {"image": IMAGE_OUTPUT, "text": TEXT_OUTPUT}
 
 
 def _convert(module: torch.nn.Module, example: torch.Tensor, name: str, out_name: str, precision: str):

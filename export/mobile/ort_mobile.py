@@ -18,10 +18,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from edgeclip.artifact import IMAGE_ONNX, TEXT_ONNX
 from edgeclip.errors import ExportError
 from edgeclip.runtime.targets import TARGETS, Target, variant_name
 
-from ..onnx_export import IMAGE_ONNX, TEXT_ONNX, read_manifest
+from ..onnx_export import read_manifest
 from ._trace import file_name
 
 SUFFIX = TARGETS[Target.ORT_MOBILE].suffix

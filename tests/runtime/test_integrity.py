@@ -191,3 +191,23 @@ def test_export_hashes_every_file_including_onnx_data(pristine):
         assert _hash_and_refs(pristine / name)[0] == digest, name
     assert _hash_and_refs(pristine / "image_encoder.fp32-opt.onnx")[1] == ["image_encoder.onnx.data"]
     assert np.all([len(v) == 64 for v in m["files"].values()])
+
+
+@pytest.mark.parametrize("fmt,words", [("edgeclip-artifact/2", "upgrade edgeclip"),
+                                       ("someone-else/1", "not an edgeclip artifact")])
+def test_manifest_of_an_unknown_format_version_is_refused_in_one_line(art, fmt, words, robust):
+    """The format's version lives in edgeclip.artifact; a newer one is refused before any file is opened, by the
+    runtime, by bench and by the export side (which would otherwise rewrite it)."""
+    from edgeclip.errors import ExportError
+    from edgeclip.export import read_manifest
+    from edgeclip.runtime.bench import bench
+    m = _manifest(art)
+    assert m["format"] == "edgeclip-artifact/1"  # what export writes today
+    _write_manifest(art, {**m, "format": fmt})
+    for call, err in ((lambda: rt.load(art), ConfigError), (lambda: bench(art), ConfigError),
+                      (lambda: read_manifest(art), ExportError)):
+        with pytest.raises(err) as e:
+            call()
+        assert words in _one_line(e) and fmt in str(e.value)
+    robust("artifact integrity", f"manifest format {fmt!r}", "one line (load, bench: ConfigError; export's "
+           "read_manifest: ExportError), nothing opened", _one_line(e))
