@@ -2,7 +2,7 @@
 
 ``import edgeclip`` stays light and never imports torch: every name below loads its module on first access, so
 a runtime-only install (no ``[train]`` extra) can still ``import edgeclip`` and use ``edgeclip.load_runtime``.
-The one-page API (every name in ``__all__``) is in the README between ``<!-- api:start -->`` and
+The one-page API (every name in ``__all__``) is in docs/api.md between ``<!-- api:start -->`` and
 ``<!-- api:end -->``; ``tests/test_api.py`` keeps the two in step.
 """
 from __future__ import annotations

@@ -141,7 +141,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--executorch", action="store_true", help="also ExecuTorch .pte programs (XNNPACK; the "
                    "[executorch] extra)")
     q.add_argument("--litert", action="store_true", help="also LiteRT .tflite models (the [litert] extra, in a venv "
-                   "of its own: see the README)")
+                   "of its own: see docs/runtime-and-devices.md)")
     q.add_argument("--coreml", action="store_true", help="also Core ML .mlpackage (fp32 + fp16; the [coreml] extra; "
                    "conversion only off macOS)")
     q.add_argument("--ort-mobile", action="store_true", help="also the ONNX variants in onnxruntime's .ort format, "

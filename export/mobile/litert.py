@@ -6,7 +6,7 @@ runtime narrows them; the vocabulary fits). INT8 is ai-edge-quantizer's ``dynami
 weights, activations quantised per call, so it needs no calibration.
 
 litert-torch pins typing-extensions < 4.13 (through xdsl), which Gradio 6 and transformers 5 cannot use: the
-``[litert]`` extra installs beside ``[train]`` in a venv of its own (see the README).
+``[litert]`` extra installs beside ``[train]`` in a venv of its own (see docs/runtime-and-devices.md).
 """
 from __future__ import annotations
 
