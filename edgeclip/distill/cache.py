@@ -46,3 +46,20 @@ class TeacherCache:
                 self.img[keys[j]], self.txt[keys[j]] = a, b
         return (torch.from_numpy(np.stack([self.img[k] for k in keys])).float(),
                 torch.from_numpy(np.stack([self.txt[k] for k in keys])).float())
+
+
+class NoCache:
+    """``compress(cache_teacher=False)``: the teacher runs on every batch and nothing is kept (flat memory; the
+    live-teacher arm of the benchmarks). Embeddings are rounded through fp16 as the cache stores them, so a run
+    trains as it would with the cache (up to the teacher's last bits when a sample is batched differently)."""
+    path = None
+
+    def __init__(self):
+        self.hits = self.misses = 0
+
+    @torch.no_grad()
+    def get(self, teacher, keys: list, pixels: torch.Tensor, ids: torch.Tensor):
+        self.misses += len(keys)
+        dev = next(teacher.parameters()).device
+        return (teacher.encode_image(pixels.to(dev), normalize=True).half().cpu().float(),
+                teacher.encode_text(ids.to(dev), normalize=True).half().cpu().float())

@@ -23,7 +23,7 @@ from .losses import format_loss, parse_loss
 from .recipe import DEFAULT_SHAPE, DEFAULT_VIEWS
 from .stages import plan_stages
 from . import dist as ddp_env
-from .cache import TeacherCache
+from .cache import NoCache, TeacherCache
 from .checkpoints import check_resume
 from .config import DistillConfig
 from .trainer import distill
@@ -173,8 +173,8 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
         from .store import TeacherStore
         cache = TeacherStore.open(teacher_store, teacher, t_pre)
     else:
-        cache = TeacherCache() if cache_teacher else None
-        if cache is not None:  # saved with each checkpoint: recomputing it after a kill differs by ulps
+        cache = TeacherCache() if cache_teacher else NoCache()  # None would make the trainer cache in memory
+        if cache_teacher:  # saved with each checkpoint: recomputing it after a kill differs by ulps
             cache.path = out / "ckpt" / f"teacher-cache-r{rank}.npz"
             if resume and cache.path.is_file():
                 cache = TeacherCache(cache.path)

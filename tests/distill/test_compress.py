@@ -81,6 +81,18 @@ def test_teacher_cache_saves_and_reloads(tmp_path, tiny_model):
     assert again.hits == 4 and torch.equal(a[0], b[0])
 
 
+def test_cache_teacher_false_runs_the_teacher_on_every_step(tmp_path, tiny_model):
+    """cache_teacher=False once fell through to an in-memory cache (the trainer's default for ``cache=None``)."""
+    kw = dict(data="shapes:32", steps=4, batch_size=16, stages=1, evaluate=False, workers=0)
+    compress(tiny_model, {"image": 60_000, "text": 60_000}, out=tmp_path / "off", cache_teacher=False, **kw)
+    compress(tiny_model, {"image": 60_000, "text": 60_000}, out=tmp_path / "on", **kw)
+    off, on = (json.loads((tmp_path / d / "report.json").read_text()) for d in ("off", "on"))
+    assert off["teacher_cache"] == {"hits": 0, "misses": 4 * 16}  # 2 epochs of 32: no sample served twice
+    assert on["teacher_cache"] == {"hits": 32, "misses": 32}
+    a, b = (load_student(tmp_path / d / "student").state_dict() for d in ("off", "on"))
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-4  # the same training, fp16 teacher targets
+
+
 def test_auto_per_layer_compress_cli_writes_a_student_with_exact_layer_shapes(tmp_path, tiny_model):
     from edgeclip.models import save_student
     from edgeclip.models.params import count_params
