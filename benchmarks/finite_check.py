@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-import edgeclip.models.checkpoint as ck
+import edgeclip.models.weights as ck
 from edgeclip.models import REFERENCE_TEACHER, create_model, load_teacher
 
 

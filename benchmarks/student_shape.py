@@ -13,7 +13,7 @@ from _runs import METRICS, Run, common_args, metric_panels, pct, run_all, save_p
 from edgeclip.distill.losses import format_loss
 from edgeclip.distill.recipe import DEFAULT_LOSS, DEFAULT_VIEWS
 from edgeclip.models import load_teacher, model_config
-from edgeclip.models.params import SHAPES, student_config
+from edgeclip.models.params import STUDENT_SHAPES, student_config
 
 
 def main(argv=None):
@@ -25,7 +25,7 @@ def main(argv=None):
     loss, runs, solved = format_loss(DEFAULT_LOSS), [], {}
     for t in a.targets.split(","):
         seen = {}
-        for shape in SHAPES:
+        for shape in STUDENT_SHAPES:
             v = student_config(t_cfg, t, shape=shape)["vision_cfg"]
             solved[f"{t} {shape}"] = {"layers": v["layers"], "width": v["width"]}
             key = (v["layers"], v["width"])
@@ -47,7 +47,7 @@ def _plot(r):
               f"{x['student_config']['vision_cfg']['width']}" for x in runs]
     for i, k in enumerate(METRICS):
         ax[i].bar(np.arange(len(runs)), [pct(x["retained"], k) for x in runs],
-                  color=[f"C{SHAPES.index(x['extra']['shape'])}" for x in runs])
+                  color=[f"C{STUDENT_SHAPES.index(x['extra']['shape'])}" for x in runs])
         ax[i].set_xticks(np.arange(len(runs)), labels, fontsize=8)
     save_panels(fig, ax, "student_shape",
                 f"Student shape at a fixed budget, {r['steps']} steps, recipe {r['recipe']['loss']}")

@@ -48,13 +48,13 @@ def export_artifact(model, out: str | Path, variants=("fp32",), images_dir: str 
     folder and renamed to ``out`` at the end, so an interrupted export leaves no partial artifact.
 
     ``out`` may be new, an empty folder, or (with ``overwrite``) an earlier artifact; anything else is
-    refused before any work (``edgeclip._io.check_output``).
+    refused before any work (``edgeclip.outputs.check_output``).
 
     Raises:
         ConfigError: ``out`` may not be written.
         ExportError / BackendError: export, a variant or TensorRT could not be built.
     """
-    from edgeclip._io import atomic_path, check_output, write_json, write_text
+    from edgeclip.outputs import atomic_path, check_output, write_json, write_text
 
     from .mobile import parse_targets
     targets = parse_targets(targets)  # unknown or not installed: one line, before anything is written

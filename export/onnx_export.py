@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from edgeclip._io import atomic_path, check_output
+from edgeclip.outputs import atomic_path, check_output
 from edgeclip.artifact import (EOT_ID, FORMAT_TAG, IMAGE_INPUT, IMAGE_ONNX, IMAGE_OUTPUT, MANIFEST, PAD_ID,
                                PREPROCESS, SOT_ID, TEXT_INPUT, TEXT_ONNX, TEXT_OUTPUT, TOKENIZER, VOCAB,
                                check_manifest_version)
@@ -146,7 +146,7 @@ def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET, check: bool 
     if opset not in (17, 18):
         raise ExportError(f"opset {opset} is not supported; use 17 or 18")
     cfg = model_config(model)
-    from edgeclip.models.checkpoint import check_finite
+    from edgeclip.models.weights import check_finite
     check_finite(model.state_dict(), "the model", "refusing to export it")
     model = model.float().eval()
     size, ctx = vision_cfg(cfg).size, text_cfg(cfg).context_length
@@ -194,7 +194,7 @@ def read_manifest(artifact_dir: str | Path) -> dict:
 
 def update_manifest(artifact_dir: str | Path, **changes) -> dict:
     """Merge ``changes`` into the manifest (dicts merged one level deep), refresh file hashes, write atomically."""
-    from edgeclip._io import write_json
+    from edgeclip.outputs import write_json
     artifact_dir = Path(artifact_dir)
     m = read_manifest(artifact_dir)
     for k, v in changes.items():

@@ -46,12 +46,12 @@ class ParityReport:
 
 def load_photos(folder: str | Path | None, limit: int = 64):
     """Images (PIL) and labels (None where unlabelled) of the first ``limit`` items of an image folder, read by
-    the one image-folder convention (``edgeclip.evaluate.folders``); unreadable items are skipped.
+    the one image-folder convention (``edgeclip.data.folders``); unreadable items are skipped.
 
     Raises:
         ConfigError: ``folder`` is not a folder, or none of its images can be read.
     """
-    from edgeclip.evaluate.folders import folder_items, read_images
+    from edgeclip.data.folders import folder_items, read_images
     if folder is None:
         return [], []
     imgs, labels, _ = read_images(folder_items(folder, limit))

@@ -120,7 +120,7 @@ def pytest_sessionfinish(session, exitstatus):
     whole = [Path(a).resolve() for a in session.config.args] == [Path(__file__).resolve().parent]
     if not ROBUSTNESS_ROWS or opt.keyword or opt.markexpr or not whole:
         return
-    from edgeclip._io import write_text
+    from edgeclip.outputs import write_text
     rows = sorted(((r, node) for node, rs in ROBUSTNESS_ROWS.items() for r in rs),
                   key=lambda x: (x[0]["area"], x[0]["case"]))
     lines = ["# Robustness", "",

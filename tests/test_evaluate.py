@@ -39,7 +39,7 @@ def test_i2t_counts_any_caption_t2i_counts_only_its_image():
 
 
 def test_csv_with_five_captions_decodes_each_image_once(tmp_path, tiny_model, monkeypatch):
-    import edgeclip.evaluate.folders as folders
+    import edgeclip.data.folders as folders
     colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
     rows = ["filepath\ttitle"]
     for i, c in enumerate(colours):

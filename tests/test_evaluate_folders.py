@@ -5,7 +5,7 @@ from PIL import Image
 from conftest import one_error_line
 from edgeclip.errors import ConfigError, DataError
 from edgeclip.evaluate import evaluate_model
-from edgeclip.evaluate.folders import folder_items, rename_classes
+from edgeclip.data.folders import folder_items, rename_classes
 from edgeclip.export.parity import load_photos
 
 

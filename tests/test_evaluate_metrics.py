@@ -9,7 +9,7 @@ import torch
 from edgeclip.evaluate.metrics import agreement_metrics, retrieval_metrics, topk_indices, zero_shot_metrics
 
 
-@pytest.mark.parametrize("module", ["edgeclip.evaluate.metrics", "edgeclip.evaluate.folders", "edgeclip.evaluate"])
+@pytest.mark.parametrize("module", ["edgeclip.evaluate.metrics", "edgeclip.data.folders", "edgeclip.evaluate"])
 def test_import_does_not_load_torch(module):
     code = f"import sys, {module}; print(sorted({{'torch', 'open_clip'}} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .._io import check_output
+from ..outputs import check_output
 from ..artifact import MANIFEST
 from ..errors import ConfigError
 from .common import BATCH, STEPS, budget, photos_default, spec_path, stages, verdict
@@ -42,7 +42,7 @@ def _cmd_quickstart(a) -> int:
     """compress + export into --out; an earlier quickstart (--overwrite) is replaced only once both are done."""
     import atexit
     import shutil
-    from .._io import output_kind, replace_with, staging_path
+    from ..outputs import output_kind, replace_with, staging_path
     from ..distill import compress
     from ..export import export_artifact
     out = check_output(a.out, "run", a.overwrite, inputs=[spec_path("reference"), a.images])

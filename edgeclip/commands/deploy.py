@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .._io import check_output
+from ..outputs import check_output
 from ..errors import ConfigError
 from .common import load_model, photos_default, spec_path, verdict
 
@@ -56,7 +56,7 @@ def _cmd_export(a) -> int:
 
 
 def _cmd_parity(a) -> int:
-    from .._io import write_json, write_text
+    from ..outputs import write_json, write_text
     from ..export import check_parity, parity_markdown, read_manifest
     if a.report:  # PATH.json and PATH.md, both checked before anything is loaded
         inputs = [a.artifact, spec_path(a.against), a.images]

@@ -4,12 +4,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from .._io import check_output
+from ..outputs import check_output
 from .common import add_csv_flags, load_model, spec_path
 
 
 def _cmd_eval(a) -> int:
-    from .._io import write_json
+    from ..outputs import write_json
     from ..evaluate import evaluate_model
     inputs = [spec_path(a.model), a.teacher and spec_path(a.teacher), a.data, a.classes]
     out = None if a.out is None else check_output(a.out, "eval-report", a.overwrite, inputs)

@@ -3,26 +3,14 @@ and cached (MobileCLIP's reinforced data): view 0 is the plain image, views 1..K
 random horizontal flip (torchvision's own transforms, seeded from the sample key and the view number)."""
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import torch
 from PIL import Image
 
 from ..errors import ConfigError
+from .keys import stable_hash
 
 CROP_SCALE = (0.5, 1.0)  # of the image area: ShapesWorld's 32 px scenes lose whole objects below ~half
-
-
-def key_hash64(key: str) -> int:
-    """The one 64-bit hash of a sample key (blake2b), the same in every process and run (Python's ``hash`` is
-    salted per process): the teacher store's index and the views' seeds both use it."""
-    return int.from_bytes(hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
-
-
-def stable_hash(text: str) -> int:
-    """63 bits of ``key_hash64`` (a seed for ``torch.manual_seed``)."""
-    return key_hash64(text) >> 1
 
 
 def check_views(views: int, gpu_decode: bool = False) -> int:

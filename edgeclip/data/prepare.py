@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .._io import KEY, atomic_path, check_output, write_json
+from ..outputs import KEY, atomic_path, check_output, write_json
 from ..errors import ConfigError, DataError
 from ..imageio import open_image
 from .wds import WdsPairs, split_sample

@@ -16,14 +16,14 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 35, 35), "green": (40, 185, 60), "blue": (45, 85, 235), "yellow": (240, 225, 40),
     "purple": (145, 50, 205), "orange": (250, 140, 20), "pink": (250, 135, 205), "cyan": (40, 215, 225),
 }
-SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "star", "cross", "ring", "crescent")
+SHAPE_NAMES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "star", "cross", "ring", "crescent")
 SIZES: dict[str, int] = {"small": 9, "large": 14}  # object side in pixels at image_size=32
 COLOUR_NAMES = tuple(COLOURS)
 # Each colour and each shape is held out exactly twice (a Latin-square pattern): 16 of 64 combinations.
 HELD_OUT: frozenset[tuple[str, str]] = frozenset(
-    (COLOUR_NAMES[c], SHAPES[(c + k) % len(SHAPES)]) for c in range(len(COLOUR_NAMES)) for k in (0, 3)
+    (COLOUR_NAMES[c], SHAPE_NAMES[(c + k) % len(SHAPE_NAMES)]) for c in range(len(COLOUR_NAMES)) for k in (0, 3)
 )
-CLASSES: tuple[tuple[str, str], ...] = tuple((c, s) for c in COLOUR_NAMES for s in SHAPES)
+CLASSES: tuple[tuple[str, str], ...] = tuple((c, s) for c in COLOUR_NAMES for s in SHAPE_NAMES)
 SEEN_CLASSES = tuple(k for k in CLASSES if k not in HELD_OUT)
 HELD_OUT_CLASSES = tuple(k for k in CLASSES if k in HELD_OUT)
 ZERO_SHOT_TEMPLATE = "a photo of a {colour} {shape}"
@@ -69,7 +69,7 @@ def _shape_mask(shape: str, n: int) -> np.ndarray:
 @lru_cache(maxsize=None)
 def _masks(image_size: int) -> dict[tuple[str, str], np.ndarray]:
     scale = image_size / 32
-    return {(s, z): _shape_mask(s, max(5, round(px * scale))) for s in SHAPES for z, px in SIZES.items()}
+    return {(s, z): _shape_mask(s, max(5, round(px * scale))) for s in SHAPE_NAMES for z, px in SIZES.items()}
 
 
 def sample_scene(rng: np.random.Generator, n_objects: int, allow_held_out: bool) -> list[Obj]:

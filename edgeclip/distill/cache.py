@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._io import atomic_path
+from ..outputs import atomic_path
 
 
 class TeacherCache:

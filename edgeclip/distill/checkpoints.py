@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from .._io import atomic_path
+from ..outputs import atomic_path
 from ..errors import ConfigError, StorageError
-from ..models.checkpoint import config_fingerprint
+from ..models.weights import config_fingerprint
 
 
 @dataclass

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from .._io import check_output, drop_own_staging, output_kind, replace_with, staging_path, write_json, write_text
+from ..outputs import check_output, drop_own_staging, output_kind, replace_with, staging_path, write_json, write_text
 from ..errors import ConfigError
 from ..models import REFERENCE_TEACHER, get_tokenizer, load_teacher, model_config, save_student
 from ..models.io import image_transform, preprocess_cfg
-from ..models.checkpoint import check_finite
+from ..models.weights import check_finite
 from ..models.params import budget_spec, check_shape, config_params, count_params, parse_budget
 from ..data.augment import check_views
 from .losses import format_loss, parse_loss
@@ -104,7 +104,7 @@ def compress(teacher, target_params, data=None, steps: int = 800, epochs: float 
 
     Raises:
         ConfigError / DataError / InheritError on bad input, before anything is written; ConfigError when
-        ``out`` may not be written (``edgeclip._io.check_output``), before anything is loaded.
+        ``out`` may not be written (``edgeclip.outputs.check_output``), before anything is loaded.
 
     Example:
         >>> res = compress("reference", "25%", data="shapes", steps=800)  # doctest: +SKIP
@@ -480,7 +480,7 @@ def write_plots(r: dict, out: Path) -> dict:
 
 
 def _save_fig(fig, path: Path) -> None:
-    from .._io import atomic_path
+    from ..outputs import atomic_path
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)

@@ -7,4 +7,4 @@ from __future__ import annotations
 
 DEFAULT_LOSS: dict[str, float] = {"affinity": 1.0, "feature": 2000.0, "icl": 1.0, "contrastive": 1.0}
 DEFAULT_VIEWS: int = 1                               # augmented views per sample (1: the plain image only)
-DEFAULT_SHAPE: str = "auto"                          # student shape at a budget (models.params.SHAPES)
+DEFAULT_SHAPE: str = "auto"                          # student shape at a budget (models.params.STUDENT_SHAPES)

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .._io import atomic_path, write_json
-from ..data.augment import key_hash64
+from ..outputs import atomic_path, write_json
+from ..data.keys import key_hash64
 from ..errors import ConfigError, DataError
 from .cache import TeacherCache
 
@@ -194,7 +194,7 @@ def teach(teacher, data, out, batch_size: int = 256, workers: int | None = None,
     from ..data.augment import check_views
     workers, views = check_workers(workers), check_views(views)
     device = ddp_env.init_from_env(ddp_env.check_device(device))
-    from .._io import check_output
+    from ..outputs import check_output
     out = check_output(out, "teacher-store", overwrite, inputs=[teacher if isinstance(teacher, (str, Path)) else None,
                                                              data if isinstance(data, (str, Path)) else None])
     teacher = teacher if isinstance(teacher, torch.nn.Module) else load_teacher(teacher)

@@ -16,7 +16,7 @@ import importlib
 from pathlib import Path
 
 import numpy as np
-from .folders import folder_items, read_images, rename_classes
+from ..data.folders import folder_items, read_images, rename_classes
 from .metrics import agreement_metrics, retrieval_metrics, zero_shot_metrics
 
 __all__ = ["evaluate_model", "zero_shot_metrics", "retrieval_metrics", "agreement_metrics", "embed_images",
@@ -44,7 +44,7 @@ def evaluate_model(model, data="shapes", teacher=None, class_names=None, limit=N
 
     Args:
         model: open_clip ``CLIP`` (``edgeclip.load_student`` / ``load_teacher``).
-        data: ``"shapes"``, an image folder (see ``edgeclip.evaluate.folders``), a CSV path or a ``CsvPairs``.
+        data: ``"shapes"``, an image folder (see ``edgeclip.data.folders``), a CSV path or a ``CsvPairs``.
         teacher: also report teacher-student agreement.
         class_names: class-name file for an image folder (``rename_classes``).
         limit: cap on the items (images for a CSV).

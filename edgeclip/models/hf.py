@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
-from .checkpoint import load_weights, read_state_dict
+from .weights import load_weights, read_state_dict
 from .factory import create_model, default_preprocess_cfg, model_config
 from .towers import TextCfg, VisionCfg, text_cfg, vision_cfg
 

@@ -9,9 +9,9 @@ import json
 import os
 from pathlib import Path
 
-from .._io import atomic_path, check_output
+from ..outputs import atomic_path, check_output
 from ..errors import ConfigError
-from .checkpoint import (FINGERPRINT_KEY, check_finite, config_fingerprint, load_weights, read_fingerprint,
+from .weights import (FINGERPRINT_KEY, check_finite, config_fingerprint, load_weights, read_fingerprint,
                          read_state_dict)
 from .factory import OPENAI_MEAN, OPENAI_STD, create_model, default_preprocess_cfg, model_config  # noqa: F401
 

@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from .towers import TextCfg, VisionCfg, tower_cfg
 
 TOLERANCE = 0.05
-SHAPES = ("auto", "deep", "wide", "balanced")  # which student of the budget the solver picks (see _preference)
+STUDENT_SHAPES = ("auto", "deep", "wide", "balanced")  # which student of the budget the solver picks (see _preference)
 MIN_DEPTH = 0.25  # "auto" cuts layers (keeps width) only down to this fraction of the teacher's depth
 _UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "b": 1e9}
 
@@ -181,8 +181,8 @@ def _candidates(tower: dict, kind: str, embed_dim: int, floor: dict | None = Non
 
 
 def check_shape(shape: str) -> str:
-    if shape not in SHAPES:
-        raise ConfigError(f"unknown student shape {shape!r}; choose {', '.join(SHAPES)}")
+    if shape not in STUDENT_SHAPES:
+        raise ConfigError(f"unknown student shape {shape!r}; choose {', '.join(STUDENT_SHAPES)}")
     return shape
 
 

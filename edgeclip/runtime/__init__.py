@@ -175,7 +175,7 @@ class Index:
         as one atomic folder. ``out`` may be new, empty, or (with ``overwrite``) an earlier index; anything else
         is refused.
         """
-        from .._io import atomic_path, check_output
+        from ..outputs import atomic_path, check_output
         out = check_output(out, "index", overwrite)
         with atomic_path(out) as tmp:
             tmp.mkdir()

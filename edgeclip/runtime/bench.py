@@ -282,7 +282,7 @@ def plot(rep: dict, path: Path) -> None:
 
 def write_report(rep: dict, out: str | Path) -> Path:
     """``out/bench.json`` (``"edgeclip_output": "bench"``), ``bench.md`` and ``bench.png``, written atomically."""
-    from .._io import atomic_path
+    from ..outputs import atomic_path
     out = Path(out)
     with atomic_path(out) as tmp:
         tmp.mkdir()

@@ -77,7 +77,7 @@ def build(out_dir: Path, onnx_variants: list[str]) -> dict[str, dict]:
                 out[name][tower] = file_name(tower, name, SUFFIX)
                 shutil.copy(dst / f"{tower}.{v}.ort", out_dir / out[name][tower])
     checks = {tower: usability(out_dir / f) for tower, f in (("image", IMAGE_ONNX), ("text", TEXT_ONNX))}
-    from edgeclip._io import write_json
+    from edgeclip.outputs import write_json
     write_json(out_dir / USABILITY, checks)
     for e in out.values():
         e["mobile_usability"] = {t: c["nnapi_or_coreml_may_help"] for t, c in checks.items()}

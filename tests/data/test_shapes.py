@@ -1,6 +1,6 @@
 import numpy as np
 
-from edgeclip.data.shapes import CLASSES, COLOUR_NAMES, HELD_OUT, SHAPES, ShapesWorld, class_prompts
+from edgeclip.data.shapes import CLASSES, COLOUR_NAMES, HELD_OUT, SHAPE_NAMES, ShapesWorld, class_prompts
 
 
 def test_deterministic_per_index():
@@ -17,7 +17,7 @@ def test_held_out_combinations_never_in_training():
 
 
 def test_zero_shot_set_covers_64_classes_and_16_held_out():
-    assert len(CLASSES) >= 64 and len(HELD_OUT) == 16 and len(SHAPES) >= 8 and len(COLOUR_NAMES) >= 8
+    assert len(CLASSES) >= 64 and len(HELD_OUT) == 16 and len(SHAPE_NAMES) >= 8 and len(COLOUR_NAMES) >= 8
     _, caps, labels = ShapesWorld("zeroshot").batch(0, 128)
     assert sorted(set(labels.tolist())) == list(range(64))
     assert caps[5] == class_prompts()[5]

@@ -70,7 +70,7 @@ def _wait_for(cond, p, limit=300):
 
 
 def test_kill_during_export_leaves_no_partial_artifact(tmp_path, tiny_model, robust):
-    from edgeclip._io import _clean_stale
+    from edgeclip.outputs import _clean_stale
     from edgeclip.models import save_student
     from edgeclip.runtime import load
     save_student(tiny_model, tmp_path / "student")

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, TINY_CFG, one_error_line
-from edgeclip._io import _pid_of, atomic_path, check_output, output_kind  # noqa: F401  (the guard must exist)
+from edgeclip.outputs import _pid_of, atomic_path, check_output, output_kind  # noqa: F401  (the guard must exist)
 from edgeclip.errors import ConfigError
 
 BUDGET = {"image": 60_000, "text": 60_000}
@@ -257,7 +257,7 @@ def test_save_student_refuses_user_folders_and_replaces_a_student_only_on_reques
 
 
 def test_failed_second_rename_puts_the_previous_output_back(tmp_path, monkeypatch, robust):
-    import edgeclip._io as io
+    import edgeclip.outputs as io
     out = tmp_path / "art"
     with atomic_path(out) as t:
         t.mkdir()
@@ -284,7 +284,7 @@ def test_failed_second_rename_puts_the_previous_output_back(tmp_path, monkeypatc
 KILLER = """
 import os, sys
 import numpy as np
-import edgeclip._io as io
+import edgeclip.outputs as io
 from edgeclip.runtime import Index
 real, n = io._rename, []
 def die_between(src, dst):
@@ -319,7 +319,7 @@ def test_crash_between_the_two_renames_keeps_the_previous_output(tmp_path, robus
 
 def test_legacy_backup_left_by_a_crash_is_restored_not_deleted(tmp_path, robust):
     """edgeclip <= 0.1.0 named its backup ``.NAME.tmp-PID-old`` and its stale clean-up deleted it."""
-    from edgeclip._io import _clean_stale
+    from edgeclip.outputs import _clean_stale
     p = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = int(p.stdout)  # a pid that has exited
     backup = tmp_path / f".student.tmp-{dead}-old"

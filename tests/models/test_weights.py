@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 
 from edgeclip.errors import ConfigError, NonFiniteError
 from edgeclip.models import create_model, load_student, load_teacher, save_student
-from edgeclip.models.checkpoint import check_finite, config_fingerprint
+from edgeclip.models.weights import check_finite, config_fingerprint
 
 MLP_KEY = "visual.transformer.resblocks.1.mlp.c_fc.weight"
 
@@ -46,7 +46,7 @@ def test_pt_checkpoint_with_pretrained_is_refused(tmp_path, tiny_cfg):
     sd = model.state_dict()
     sd["ln_final.weight"][3] = float("-inf")
     torch.save(sd, tmp_path / "w.pt")
-    from edgeclip.models.checkpoint import read_state_dict
+    from edgeclip.models.weights import read_state_dict
     with pytest.raises(NonFiniteError, match=r"w.pt' has non-finite values in 'ln_final.weight' \(1 Inf\)"):
         read_state_dict(tmp_path / "w.pt")
 
@@ -108,18 +108,18 @@ def test_fingerprint_ignores_key_order_and_tuples(tiny_cfg):
 
 
 def test_hf_and_io_do_not_import_each_other():
-    """models/hf.py <-> models/io.py was an import loop; both now read weights through models/checkpoint.py."""
+    """models/hf.py <-> models/io.py was an import loop; both now read weights through models/weights.py."""
     root = Path(__file__).resolve().parents[2] / "edgeclip" / "models"
 
     def imported(name: str) -> set[str]:
         tree = ast.parse((root / name).read_text())
         return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1 and n.module}
     assert "io" not in imported("hf.py")
-    assert "hf" not in imported("checkpoint.py") and "io" not in imported("checkpoint.py")
-    assert "checkpoint" in imported("hf.py") and "checkpoint" in imported("io.py")
+    assert "hf" not in imported("weights.py") and "io" not in imported("weights.py")
+    assert "weights" in imported("hf.py") and "weights" in imported("io.py")
 
 
 def test_the_moved_names_stay_importable_from_io():
     from edgeclip.models import io
-    from edgeclip.models.checkpoint import load_weights, read_state_dict
+    from edgeclip.models.weights import load_weights, read_state_dict
     assert io.read_state_dict is read_state_dict and io.load_weights is load_weights

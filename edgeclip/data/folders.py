@@ -18,8 +18,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..data.pairs import IMAGE_EXTS
-from ..data.skips import SkipCounter
+from .pairs import IMAGE_EXTS
+from .skips import SkipCounter
 from ..errors import ConfigError, DataError
 from ..imageio import open_image
 
