@@ -10,6 +10,14 @@ import torch
 from ..outputs import atomic_path
 
 
+@torch.no_grad()
+def teacher_embeddings(teacher, pixels: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's normalised image and text embeddings on the CPU, rounded to fp16 as every cache keeps them."""
+    dev = next(teacher.parameters()).device
+    return (teacher.encode_image(pixels.to(dev), normalize=True).half().cpu(),
+            teacher.encode_text(ids.to(dev), normalize=True).half().cpu())
+
+
 class TeacherCache:
     """Teacher embeddings per sample key (fp16, in memory; saved/loaded as .npz with the checkpoints, because
     recomputing them after a kill differs by ulps and resume must be exact)."""
@@ -39,9 +47,7 @@ class TeacherCache:
         self.misses += len(miss)
         self.hits += len(keys) - len(miss)
         if miss:
-            dev = next(teacher.parameters()).device
-            ti = teacher.encode_image(pixels[miss].to(dev), normalize=True).half().cpu().numpy()
-            tt = teacher.encode_text(ids[miss].to(dev), normalize=True).half().cpu().numpy()
+            ti, tt = (t.numpy() for t in teacher_embeddings(teacher, pixels[miss], ids[miss]))
             for j, a, b in zip(miss, ti, tt):
                 self.img[keys[j]], self.txt[keys[j]] = a, b
         return (torch.from_numpy(np.stack([self.img[k] for k in keys])).float(),
@@ -57,9 +63,7 @@ class NoCache:
     def __init__(self):
         self.hits = self.misses = 0
 
-    @torch.no_grad()
     def get(self, teacher, keys: list, pixels: torch.Tensor, ids: torch.Tensor):
         self.misses += len(keys)
-        dev = next(teacher.parameters()).device
-        return (teacher.encode_image(pixels.to(dev), normalize=True).half().cpu().float(),
-                teacher.encode_text(ids.to(dev), normalize=True).half().cpu().float())
+        ti, tt = teacher_embeddings(teacher, pixels, ids)
+        return ti.float(), tt.float()

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from ..outputs import atomic_path, write_json
 from ..data.keys import key_hash64
 from ..errors import ConfigError, DataError
-from .cache import TeacherCache
+from .cache import teacher_embeddings
 
 KIND = "teacher-store"
 SHARD_ROWS = 100_000
@@ -55,7 +55,6 @@ class TeacherStore:
         self.shards = [(np.load(path / f"{s['name']}.img.npy", mmap_mode="r"),
                         np.load(path / f"{s['name']}.txt.npy", mmap_mode="r")) for s in manifest["shards"]]
         self.hits = self.misses = 0
-        self._live = TeacherCache()  # misses: the teacher on the fly (kept for this run only)
 
     @classmethod
     def open(cls, path, teacher: torch.nn.Module, preprocess: dict) -> "TeacherStore":
@@ -115,9 +114,8 @@ class TeacherStore:
                 s, r = int(x) >> 32, int(x) & 0xFFFFFFFF
                 img[j], txt[j] = self.shards[s][0][r], self.shards[s][1][r]
         if miss:
-            ti, tt = self._live.get(teacher, [keys[j] for j in miss], pixels[miss], ids[miss])
-            img[miss], txt[miss] = ti.half().numpy(), tt.half().numpy()
-            self._live = TeacherCache()  # keep nothing: RAM stays flat however many misses a run has
+            ti, tt = teacher_embeddings(teacher, pixels[miss], ids[miss])  # kept nowhere: RAM stays flat
+            img[miss], txt[miss] = ti.numpy(), tt.numpy()
         self.misses += len(miss)
         self.hits += len(keys) - len(miss)
         return torch.from_numpy(img).float(), torch.from_numpy(txt).float()
@@ -218,13 +216,13 @@ def teach(teacher, data, out, batch_size: int = 256, workers: int | None = None,
         with atomic_path(out) as tmp:
             tmp.mkdir(parents=True)
             w = StoreWriter(tmp, "r0", shard_rows)
-            dims = [_embed(teacher, loader, steps, device, w) for loader, steps in loaders()][-1]
+            dims = [_embed(teacher, loader, steps, w) for loader, steps in loaders()][-1]
             _finish(tmp, teacher, pre, pairs, dims, views)
         return json.loads((out / "manifest.json").read_text())
     parts = out.parent / f".{out.name}.parts"  # every rank writes its shards here; rank 0 moves them in
     parts.mkdir(parents=True, exist_ok=True)
     w = StoreWriter(parts, f"r{rank}", shard_rows)
-    dims = [_embed(teacher, loader, steps, device, w) for loader, steps in loaders()][-1]
+    dims = [_embed(teacher, loader, steps, w) for loader, steps in loaders()][-1]
     (parts / f"r{rank}.json").write_text(json.dumps({"shards": w_shards(parts, rank), "dims": dims}))
     ddp_env.barrier()
     if not ddp_env.is_main():
@@ -249,15 +247,14 @@ def w_shards(folder: Path, rank: int) -> list[dict]:
             for f in sorted(folder.glob(f"r{rank}-*.hash.npy"))]
 
 
-def _embed(teacher, loader, steps, device, w: StoreWriter):
+def _embed(teacher, loader, steps, w: StoreWriter):
     """One pass of the teacher over this rank's data into ``w``; returns (image dim, text dim) or None."""
     from . import dist as ddp_env
     dims = None
     with torch.no_grad(), ddp_env.guard("teach"):
         for keys, px, ids, _ in tqdm(loader.one_epoch(steps), desc="teacher embeddings", total=steps,
                                      disable=not ddp_env.is_main(), mininterval=2):
-            ti = teacher.encode_image(px.to(device), normalize=True).half().cpu().numpy()
-            tt = teacher.encode_text(ids.to(device), normalize=True).half().cpu().numpy()
+            ti, tt = (t.numpy() for t in teacher_embeddings(teacher, px, ids))
             w.add(keys, ti, tt)
             dims = (ti.shape[1], tt.shape[1])
     w.flush()
