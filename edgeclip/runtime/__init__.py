@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifact import IMAGE_INPUT, MANIFEST, TEXT_INPUT, check_manifest_version
+from ..artifact import IMAGE_INPUT, TEXT_INPUT
 from ..errors import ConfigError
 from ..imageio import MAX_PIXELS, open_image
-from .integrity import check_artifact, read_json
+from .integrity import check_artifact, load_manifest, read_json
 from .preprocess import Preprocess
 from .tokenizer import Tokenizer
 
@@ -32,11 +32,7 @@ class Runtime:
                  backend: str | None = None, batch: int = 1):
         from .backends import AUTO, backend_for, open_session, resolve_choice
         self.dir = Path(artifact)
-        mpath = self.dir / MANIFEST
-        if not mpath.is_file():
-            raise ConfigError(f"{str(artifact)!r} is not an edgeclip artifact folder (no {MANIFEST})")
-        self.manifest = read_json(mpath)
-        check_manifest_version(self.manifest, str(artifact))
+        self.manifest = load_manifest(self.dir)
         variants = self.manifest.get("variants", {})
         if not isinstance(variants, dict):
             raise ConfigError(f"{str(artifact)!r} has a malformed manifest (variants is not a mapping)")

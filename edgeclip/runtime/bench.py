@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifact import MANIFEST, check_manifest_version
 from ..errors import BackendError, ConfigError
 from .backends import ONNX_BACKENDS, available_backends, parse_backend
 from .targets import TARGETS, base_precision, runs_here, target_runtime, variant_target
@@ -145,13 +144,10 @@ def bench(artifact: str | Path, backends=None, variants=None, batches=BATCHES, t
     """
     from tqdm import tqdm
 
-    from .integrity import read_json as _read_json
+    from .integrity import load_manifest
     from .limits import GEMM_KINDS, encoder_flops
     art = Path(artifact)
-    if not (art / MANIFEST).is_file():
-        raise ConfigError(f"{str(artifact)!r} is not an edgeclip artifact folder (no manifest.json)")
-    m = _read_json(art / MANIFEST)
-    check_manifest_version(m, str(artifact))
+    m = load_manifest(art)
     backends, variants, threads = _resolve(m, backends, variants, threads)
     if any(int(b) < 1 for b in batches):
         raise ConfigError(f"batch sizes must be >= 1, got {list(batches)}")

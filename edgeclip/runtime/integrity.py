@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifact import PREPROCESS, TOKENIZER
+from ..artifact import MANIFEST, PREPROCESS, TOKENIZER, check_manifest_version
 from ..errors import ConfigError, IntegrityError, ParityError
 
 _LOCATION = b"\x0a\x08location\x12"  # protobuf bytes of an ONNX external-data entry: key "location", value next
@@ -41,6 +41,17 @@ def read_json(path: Path) -> dict:
     if not isinstance(obj, dict):
         raise ConfigError(f"{path.name} of the artifact is not a JSON object")
     return obj
+
+
+def load_manifest(artifact: str | Path) -> dict:
+    """An artifact folder's ``manifest.json``: one line when the folder is no artifact, the file is unreadable, or
+    its format is newer than this edgeclip reads (what ``load`` and ``bench`` open first)."""
+    path = Path(artifact) / MANIFEST
+    if not path.is_file():
+        raise ConfigError(f"{str(artifact)!r} is not an edgeclip artifact folder (no {MANIFEST})")
+    manifest = read_json(path)
+    check_manifest_version(manifest, str(artifact))
+    return manifest
 
 
 def inside(root: Path, rel, what: str) -> Path:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifact import TEXT_INPUT
+from ..artifact import IMAGE_INPUT, TEXT_INPUT
 from ..errors import BackendError
 from .session import SessionInput
-from .targets import MAX_BATCH
+from .targets import MAX_BATCH, Target, runs_on_this_platform
 
 _TYPES = {np.dtype(np.float32): "tensor(float)", np.dtype(np.int64): "tensor(int64)",
           np.dtype(np.int32): "tensor(int64)"}  # int32 ids: the session narrows int64 ids itself (vocab < 2**31)
@@ -100,7 +100,7 @@ class CoreMLSession:
     ``MLModel.predict``, never run on the Linux machines this project is tested on)."""
 
     def __init__(self, path: str | Path, input_name: str, threads: int | None = None):
-        if sys.platform != "darwin":
+        if not runs_on_this_platform(Target.COREML):
             raise BackendError(f"Core ML predictions need macOS; on {sys.platform} the .mlpackage files are "
                                "conversion only (their parity is recorded as 'not run')")
         try:
@@ -110,9 +110,9 @@ class CoreMLSession:
         self.model = ct.models.MLModel(str(path))
         spec = self.model.get_spec().description
         self._name, self._out = spec.input[0].name, spec.output[0].name
-        ids = input_name == TEXT_INPUT.name
-        self._dtype = np.int32 if ids else np.float32
-        self._inputs = [SessionInput(input_name, "tensor(int64)" if ids else "tensor(float)", [None] * (2 if ids else 4))]
+        io = TEXT_INPUT if input_name == TEXT_INPUT.name else IMAGE_INPUT
+        self._dtype = np.int32 if io is TEXT_INPUT else np.float32  # Core ML takes int32 ids
+        self._inputs = [SessionInput(input_name, io.ort_type, [None] * io.rank)]
 
     def get_inputs(self) -> list[SessionInput]:
         return self._inputs
