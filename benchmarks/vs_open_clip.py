@@ -226,6 +226,8 @@ def main(argv=None) -> dict:
     torch.set_num_threads(a.threads)
     from edgeclip.distill.compress import _shapes_eval_fn
     from edgeclip.models import load_teacher
+    if a.work is not None and Path(a.work).exists() and any(Path(a.work).iterdir()):
+        raise SystemExit(f"--work {a.work!r} is not empty: give a new or empty folder (its files would be replaced)")
     tmp = tempfile.TemporaryDirectory() if a.work is None else None
     work = Path(a.work or tmp.name)
     prep = prepare(work, a)
