@@ -21,6 +21,9 @@ needs_executorch = pytest.mark.skipif(importlib.util.find_spec("executorch") is 
 needs_coreml = pytest.mark.skipif(importlib.util.find_spec("coremltools") is None,
                                   reason="coremltools not installed (pip install 'edgeclip[coreml]')")
 LITERT_PYTHON = os.environ.get("EDGECLIP_LITERT_PYTHON") or str(ROOT / ".venv-litert" / "bin" / "python")
+# one block per tower: the formats' tracing and lowering cost grows with the graph, and a block covers every op kind
+MOBILE_CFG = {**TINY_CFG, "vision_cfg": {**TINY_CFG["vision_cfg"], "layers": 1},
+              "text_cfg": {**TINY_CFG["text_cfg"], "layers": 1}}
 TEXTS = ["a red star", "", "naïve café 🐶", "dog " * 40] + [f"a photo of thing {i}" for i in range(36)]  # 40 > MAX_BATCH
 
 
@@ -45,7 +48,7 @@ def mobile(tmp_path_factory):
     from edgeclip.export import export_artifact
     from edgeclip.models import create_model
     d = tmp_path_factory.mktemp("mobile")
-    model = create_model(TINY_CFG, seed=0)
+    model = create_model(MOBILE_CFG, seed=0)
     res = export_artifact(model, d / "art", ["fp32", "int8-dynamic", "int8-static"], calib_dir=_photos(d / "calib"),
                           targets=["executorch", "coreml", "ort-mobile"], int8_targets=True)
     return res, model
@@ -189,10 +192,11 @@ def test_gate_precision_reads_the_variant_name():
                     "makes it; litert-torch cannot share a venv with gradio 6, see the README)")
 @pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None,
                     reason="ai-edge-litert not installed (pip install 'edgeclip[litert-runtime]')")
-def test_litert_export_in_its_venv_then_runs_here(tmp_path, tiny_model):
+def test_litert_export_in_its_venv_then_runs_here(tmp_path):
     """The LiteRT venv converts (litert-torch) and gates; this venv's torch-free interpreter embeds the same."""
     from edgeclip import runtime
-    from edgeclip.models import save_student
+    from edgeclip.models import create_model, save_student
+    tiny_model = create_model(MOBILE_CFG, seed=0)
     save_student(tiny_model, tmp_path / "student")
     r = subprocess.run([LITERT_PYTHON, "-m", "edgeclip.cli", "export", str(tmp_path / "student"), "--litert",
                         "--int8", "--out", str(tmp_path / "art")], capture_output=True, text=True, timeout=900,

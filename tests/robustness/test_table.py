@@ -2,6 +2,8 @@
 import shutil
 import subprocess
 import sys
+
+import pytest
 from pathlib import Path
 
 CASES = '''
@@ -33,11 +35,13 @@ def test_fails_before_recording(robust):
 '''
 
 
-def test_rows_carry_the_real_verdict(tmp_path):
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_rows_carry_the_real_verdict(tmp_path, workers):
+    """Also under pytest-xdist (the README's ``-n auto``): each worker's rows reach the controller's one table."""
     (tmp_path / "tests").mkdir()
     shutil.copy(Path(__file__).resolve().parents[1] / "conftest.py", tmp_path / "tests" / "conftest.py")
     (tmp_path / "tests" / "test_rows.py").write_text(CASES)
-    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=tmp_path,
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *workers, "tests"], cwd=tmp_path,
                    capture_output=True, timeout=300)
     lines = (tmp_path / "docs" / "robustness.md").read_text().splitlines()
     rows = {ln.split(" | ")[1]: ln for ln in lines if ln.startswith("| a |")}
