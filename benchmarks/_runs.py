@@ -81,12 +81,12 @@ def _one(spec: dict, opts: dict) -> dict:
     import torch
     torch.set_num_threads(opts["threads"])
     from edgeclip import compress
-    from edgeclip.distill.compress import _shapes_eval_fn
+    from edgeclip.distill.report import shapes_eval_fn
     from edgeclip.models import load_teacher
     from edgeclip.models.params import count_params
     run = Run(**spec)
     teacher = load_teacher(opts["teacher"])
-    eval_fn = _shapes_eval_fn(n_zeroshot=opts["eval_images"], n_retrieval=1000)
+    eval_fn = shapes_eval_fn(n_zeroshot=opts["eval_images"], n_retrieval=1000)
     t_eval = eval_fn(teacher)
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:

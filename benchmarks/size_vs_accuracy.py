@@ -16,7 +16,7 @@ import torch
 
 from _common import plot_path, write
 from edgeclip import compress
-from edgeclip.distill.compress import _shapes_eval_fn
+from edgeclip.distill.report import shapes_eval_fn
 from edgeclip.models import load_teacher
 from edgeclip.models.params import count_params
 
@@ -42,7 +42,7 @@ def main(argv=None):
     a = parse_args(argv)
     torch.set_num_threads(a.threads)
     teacher = load_teacher(a.teacher)
-    eval_fn = _shapes_eval_fn(n_zeroshot=a.eval_images, n_retrieval=1000)
+    eval_fn = shapes_eval_fn(n_zeroshot=a.eval_images, n_retrieval=1000)
     t_eval = eval_fn(teacher)
     tv = count_params(teacher).vision
     runs = [(s, 1) for s in a.sizes.split(",")] + [(s, "auto") for s in a.multistage.split(",") if s]

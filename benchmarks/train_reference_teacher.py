@@ -40,16 +40,16 @@ def parse_args(argv=None):
 
 def write_card(folder: str) -> None:
     """CARD.md: how the teacher was trained and what it scores (full evaluation sets)."""
-    from edgeclip.models import load_student
+    from edgeclip.models import load_student, model_config, model_meta
     from edgeclip.models.params import count_params
     model = load_student(folder)
-    info = model.edgeclip_meta["reference_teacher"]
+    info = model_meta(model)["reference_teacher"]
     ev = evaluate_shapes(model, get_tokenizer(model))
     c, z, r, a = count_params(model), ev.zero_shot, ev.retrieval, info["args"]
     text = f"""# ShapesWorld reference teacher
 
-An open_clip `CLIP` shaped like a real one (config `{a['model']}`: ViT, {model.edgeclip_cfg['vision_cfg']['layers']}
-layers, width {model.edgeclip_cfg['vision_cfg']['width']}, head width 32, patch 8 at 32 px; 4-layer text
+An open_clip `CLIP` shaped like a real one (config `{a['model']}`: ViT, {model_config(model)['vision_cfg']['layers']}
+layers, width {model_config(model)['vision_cfg']['width']}, head width 32, patch 8 at 32 px; 4-layer text
 transformer, open_clip's BPE tokenizer, context 32), trained from scratch on ShapesWorld by
 `benchmarks/train_reference_teacher.py` with the CLIP contrastive loss (captions that repeat inside a batch are
 all positives). Stored in fp16 safetensors; loads with `edgeclip.load_teacher("reference")` or plain

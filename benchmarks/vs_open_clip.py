@@ -224,14 +224,14 @@ def main(argv=None) -> dict:
         raise SystemExit("--epochs must be >= 2 (the cache arms are measured from epoch 2)")
     import torch
     torch.set_num_threads(a.threads)
-    from edgeclip.distill.compress import _shapes_eval_fn
+    from edgeclip.distill.report import shapes_eval_fn
     from edgeclip.models import load_teacher
     if a.work is not None and Path(a.work).exists() and any(Path(a.work).iterdir()):
         raise SystemExit(f"--work {a.work!r} is not empty: give a new or empty folder (its files would be replaced)")
     tmp = tempfile.TemporaryDirectory() if a.work is None else None
     work = Path(a.work or tmp.name)
     prep = prepare(work, a)
-    eval_fn = _shapes_eval_fn(n_zeroshot=a.eval_images, n_retrieval=1000)
+    eval_fn = shapes_eval_fn(n_zeroshot=a.eval_images, n_retrieval=1000)
     t_eval = eval_fn(load_teacher("reference"))
     res = {"name": a.name, "options": vars(a), "prepare": prep, "teacher_eval": t_eval,
            "pairs": a.samples // a.batch_size * a.batch_size * a.epochs, "runs": []}

@@ -21,6 +21,8 @@ _LAZY = {  # public name -> (module, attribute in it)
     "student_config": ("edgeclip.models.params", "student_config"),
     "inherit_weights": ("edgeclip.inherit", "inherit_weights"),
     "plan_stages": ("edgeclip.distill", "plan_stages"), "compress": ("edgeclip.distill", "compress"),
+    "Recipe": ("edgeclip.distill.options", "Recipe"), "Schedule": ("edgeclip.distill.options", "Schedule"),
+    "RunConfig": ("edgeclip.distill.options", "RunConfig"),
     "evaluate_model": ("edgeclip.evaluate", "evaluate_model"),
     "export_onnx": ("edgeclip.export", "export_onnx"), "export_artifact": ("edgeclip.export", "export_artifact"),
     "check_parity": ("edgeclip.export", "check_parity"),

@@ -140,7 +140,7 @@ def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET, check: bool 
 
     from edgeclip import __version__
     from edgeclip.models.factory import model_config
-    from edgeclip.models.io import default_preprocess_cfg
+    from edgeclip.models.io import preprocess_cfg
     from edgeclip.models.towers import text_cfg, vision_cfg
 
     if opset not in (17, 18):
@@ -163,7 +163,7 @@ def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET, check: bool 
                 except Exception as e:
                     raise ExportError(f"onnx.checker rejected {name}: {str(e).splitlines()[0][:200]}") from None
         write_tokenizer_files(tmp, ctx)
-        pre = dict(getattr(model, "edgeclip_preprocess", None) or default_preprocess_cfg(cfg))
+        pre = dict(preprocess_cfg(model))
         (tmp / PREPROCESS).write_text(json.dumps(pre, indent=2) + "\n")
         files = {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         manifest = {

@@ -33,9 +33,10 @@ def _documented_params(sig: str) -> tuple[list[tuple[str, object]], bool]:
     more = sig.rstrip().endswith("...")
     sig = re.sub(r",?\s*\.\.\.\s*$", "", sig)
     fn = ast.parse(f"def f({sig}): pass").body[0].args
-    params = fn.args + fn.kwonlyargs
+    params = fn.args + fn.kwonlyargs + ([fn.kwarg] if fn.kwarg else [])
     defaults = [inspect.Parameter.empty] * (len(fn.args) - len(fn.defaults)) + [ast.literal_eval(d) for d in fn.defaults]
     defaults += [inspect.Parameter.empty if d is None else ast.literal_eval(d) for d in fn.kw_defaults]
+    defaults += [inspect.Parameter.empty] if fn.kwarg else []
     return [(p.arg, d) for p, d in zip(params, defaults)], more
 
 

@@ -244,3 +244,20 @@ def test_the_artifact_format_is_spelled_only_in_its_contract():
                 if any(lit in line for lit in literals):
                     bad.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
     assert not bad, "spell these through edgeclip.artifact (IMAGE_INPUT / TEXT_INPUT):\n" + "\n".join(bad)
+
+
+def test_model_facts_are_read_through_the_models_package():
+    """The config, preprocessing and provenance a loader pins on a model are read through ``edgeclip.models``
+    (``model_config``, ``preprocess_cfg``, ``model_meta``), never as attributes from outside it (issue #23)."""
+    import re
+    attr = re.compile(r"""\.edgeclip_(cfg|preprocess|meta)\b|["']edgeclip_(cfg|preprocess|meta)["']""")
+    bad = []
+    for tree in [*TREES.values(), ROOT / "benchmarks"]:
+        for path in tree.rglob("*.py"):
+            if (ROOT / "edgeclip" / "models") in path.parents:
+                continue
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                if attr.search(line):
+                    bad.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not bad, "read these through edgeclip.models (model_config / preprocess_cfg / model_meta):\n" + \
+        "\n".join(bad)

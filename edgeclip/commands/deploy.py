@@ -58,6 +58,7 @@ def _cmd_export(a) -> int:
 def _cmd_parity(a) -> int:
     from ..outputs import write_json, write_text
     from ..export import check_parity, parity_markdown, read_manifest
+    from ..models import model_config
     if a.report:  # PATH.json and PATH.md, both checked before anything is loaded
         inputs = [a.artifact, spec_path(a.against), a.images]
         report = [check_output(Path(a.report).with_suffix(s), "parity-report", a.overwrite, inputs)
@@ -66,7 +67,7 @@ def _cmd_parity(a) -> int:
     variants = a.variant or _runnable(m, a.backend)
     _check_runnable(m, variants, a.backend)
     model = load_model(a.against, a.pretrained)
-    if m.get("model_cfg") and m["model_cfg"] != model.edgeclip_cfg:
+    if m.get("model_cfg") and m["model_cfg"] != model_config(model):
         raise ConfigError(f"artifact {a.artifact!r} was exported from another architecture than {a.against!r}")
     from tqdm import tqdm
     reports = [check_parity(a.artifact, model, v, a.images, raise_on_fail=False, backend=a.backend)

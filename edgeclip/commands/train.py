@@ -28,18 +28,28 @@ def _check_views(value: str) -> None:
 
 _data = checked(_check_data)
 _POSITIVE = number(float, 1e-300, "a positive finite number")
+S = argparse.SUPPRESS  # a setting not given on the command line keeps its group's default (or --config's value)
+# CLI flags that say a setting the other way round: flag -> (setting, value when the flag is given)
+_NEGATED = {"per_layer": ("tie_layers", False), "drop_ckpt": ("keep_ckpt", False)}
+
+
+def _settings(a) -> dict:
+    """The group settings given on the command line, by their field names (``options.FIELDS``)."""
+    from ..distill.options import FIELDS
+    given = {k: v for k, v in vars(a).items() if k in FIELDS}
+    given.update({field: value for flag, (field, value) in _NEGATED.items() if getattr(a, flag, False)})
+    if "views" in given:
+        given["views"] = int(given["views"])
+    return given
 
 
 def _cmd_compress(a) -> int:
     from ..distill import compress
+    from ..distill.options import Settings, read_config
+    base = read_config(a.config) if a.config else Settings()  # the flags given override the file
     teacher = _model(a.teacher, a.pretrained) if a.pretrained else a.teacher
-    res = compress(teacher, a.target, data=_csv_data(a, a.data), steps=a.steps, epochs=a.epochs, method=a.method,
-                   stages=a.stages, out=a.out, device=a.device,
-                   batch_size=a.batch_size, lr=a.lr, resume=a.resume, seed=a.seed, depth=a.depth, width=a.width,
-                   hf=a.hf, tie_layers=not a.per_layer,
-                   prune_steps=a.prune_steps, workers=a.workers, precision=a.precision,
-                   teacher_store=a.teacher_store, keep_ckpt=not a.drop_ckpt, overwrite=a.overwrite,
-                   decode=a.decode, loss=a.loss, views=None if a.views is None else int(a.views), shape=a.shape)
+    res = compress(teacher, a.target, data=_csv_data(a, a.data), out=a.out, resume=a.resume,
+                   overwrite=a.overwrite, recipe=base.recipe, schedule=base.schedule, run=base.run, **_settings(a))
     if not res.report:  # a torchrun rank other than 0: rank 0 prints
         return 0
     print((res.out / "report.md").read_text())
@@ -66,7 +76,11 @@ def _cmd_prepare(a) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register compress, teach and prepare on the ``edgeclip`` subparsers."""
-    q = sub.add_parser("compress", help="distill a teacher into a smaller student")
+    # the defaults named in the help texts are the groups' (tests/test_cli.py holds them in step); the parser is
+    # built without importing them, so that 'edgeclip --help' works on a torch-free install
+    q = sub.add_parser("compress", help="distill a teacher into a smaller student",
+                       description="Settings not given keep the defaults of edgeclip.distill.options (Recipe, "
+                       "Schedule, RunConfig) or, with --config, that file's values.")
     q.add_argument("teacher", help="'reference', an open_clip name, a student folder or an HF CLIPModel folder")
     q.add_argument("--target", required=True, type=_budget, help="vision budget ('8M', '500k', '25%%') or JSON "
                    "'{\"image\": \"8M\", \"text\": \"3M\"}'")
@@ -75,41 +89,52 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--data", default=None, type=_data, help="a CSV (open_clip's filepath/title columns), webdataset "
                    "shards ('shards/{00000..00099}.tar', a folder of .tar, 'pipe:CMD'), or 'shapes[:N]' (the default "
                    "only for the reference teacher and its students)")
+    q.add_argument("--config", default=None, help="JSON of settings {\"recipe\": {...}, \"schedule\": {...}, "
+                   "\"run\": {...}}, such as an earlier run's OUT/run.json (flags given here override it)")
     _add_csv_flags(q)
-    q.add_argument("--steps", type=_STEPS, default=800, help="optimizer steps in total (split across stages)")
-    q.add_argument("--epochs", type=_POSITIVE, default=None, help="epochs over the data (overrides --steps)")
-    q.add_argument("--method", choices=("manual", "auto", "scratch"), default="manual", help="weight inheritance")
-    q.add_argument("--stages", default="auto", type=_stages, help="'auto' (<= ~50%% cut per stage) or a number")
+    q.add_argument("--steps", type=_STEPS, default=S, help="optimizer steps in total, split across stages "
+                   "(default 800)")
+    q.add_argument("--epochs", type=_POSITIVE, default=S, help="epochs over the data (overrides --steps)")
+    q.add_argument("--method", choices=("manual", "auto", "scratch"), default=S, help="weight inheritance "
+                   "(default manual)")
+    q.add_argument("--stages", default=S, type=_stages, help="'auto' (<= ~50%% cut per stage; the default) or a "
+                   "number")
     q.add_argument("--per-layer", action="store_true", help="auto method: untie masks so each layer of the last "
                    "stage keeps its own head/MLP counts (loads through edgeclip, not plain open_clip)")
-    q.add_argument("--prune-steps", type=_STEPS, default=200, help="auto method: L0-mask steps per stage")
-    q.add_argument("--depth", choices=("interval", "uniform"), default="interval", help="layer selection rule")
-    q.add_argument("--width", choices=("leading", "magnitude"), default="leading", help="channel selection rule")
-    q.add_argument("--batch-size", type=_BATCH, default=128, help="pairs per step")
-    q.add_argument("--lr", type=_POSITIVE, default=None, help="peak learning rate (default 5e-4 * batch/128)")
-    q.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under torchrun: cuda:LOCAL_RANK, nccl)")
-    q.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+    q.add_argument("--prune-steps", type=_STEPS, default=S, help="auto method: L0-mask steps per stage (default 200)")
+    q.add_argument("--depth", choices=("interval", "uniform"), default=S, help="layer selection rule (default "
+                   "interval)")
+    q.add_argument("--width", choices=("leading", "magnitude"), default=S, help="channel selection rule (default "
+                   "leading)")
+    q.add_argument("--batch-size", type=_BATCH, default=S, help="pairs per step (default 128)")
+    q.add_argument("--lr", type=_POSITIVE, default=S, help="peak learning rate (default 5e-4 * batch/128)")
+    q.add_argument("--device", default=S, help="cpu (the default), cuda or cuda:N (under torchrun: "
+                   "cuda:LOCAL_RANK, nccl)")
+    q.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=S,
                    help="autocast precision on CUDA (loss and softmax stay fp32); fp32 on the CPU")
-    q.add_argument("--workers", type=int, default=None, help="DataLoader workers decoding images "
+    q.add_argument("--workers", type=int, default=S, help="DataLoader workers decoding images "
                    "(default min(8, cores-1); 0: decode in the training process)")
-    q.add_argument("--teacher-store", default=None, help="teacher embeddings written by 'edgeclip teach' "
+    q.add_argument("--teacher-store", default=S, help="teacher embeddings written by 'edgeclip teach' "
                    "(stored samples never run the teacher)")
-    q.add_argument("--decode", choices=("cpu", "gpu"), default="cpu", help="where images are decoded: cpu "
+    q.add_argument("--no-teacher-cache", dest="cache_teacher", action="store_false", default=S,
+                   help="run the teacher on every step instead of keeping its embeddings (flat memory)")
+    q.add_argument("--decode", choices=("cpu", "gpu"), default=S, help="where images are decoded: cpu "
                    "(DataLoader workers) or gpu (nvjpeg on --device cuda; webdataset shards only; unverified)")
-    q.add_argument("--loss", type=checked(_check_loss), default=None, help="loss terms and weights, e.g. "
+    q.add_argument("--loss", type=checked(_check_loss), default=S, help="loss terms and weights, e.g. "
                    "'affinity=1,feature=2000' (terms: affinity, feature, icl, contrastive; default: the measured "
                    "best recipe, edgeclip.distill.recipe)")
-    q.add_argument("--views", type=checked(_check_views), default=None, help="augmented views per sample: 1 = "
+    q.add_argument("--views", type=checked(_check_views), default=S, help="augmented views per sample: 1 = "
                    "plain images, K = the image + K-1 seeded random-resized crops/flips whose teacher embeddings "
                    "are cached (default: the recipe's)")
-    q.add_argument("--shape", choices=("auto", "deep", "wide", "balanced"), default=None, help="which student of "
+    q.add_argument("--shape", choices=("auto", "deep", "wide", "balanced"), default=S, help="which student of "
                    "the budget: deep (teacher's depth, narrower), wide (teacher's width, fewer layers), balanced, or "
                    "auto (wide while >= 1/4 of the layers stay, else deep; the default)")
-    q.add_argument("--seed", type=int, default=0, help="seed for init and data order")
+    q.add_argument("--seed", type=int, default=S, help="seed for init and data order (default 0)")
     q.add_argument("--resume", action="store_true", help="continue from OUT/ckpt after an interruption")
     q.add_argument("--drop-ckpt", action="store_true", help="delete OUT/ckpt (resumable checkpoints, several "
                    "times the student's size) once the run has succeeded")
-    q.add_argument("--hf", action="store_true", help="also save a Hugging Face CLIPModel copy (student/hf)")
+    q.add_argument("--hf", action="store_true", default=S, help="also save a Hugging Face CLIPModel copy "
+                   "(student/hf)")
     q.add_argument("--out", default="runs/student", help="output folder")
     q.add_argument("--overwrite", action="store_true", help="start over in an --out that holds an earlier run "
                    "(it is replaced only once the new run is complete)")

@@ -24,17 +24,27 @@ from .augment import check_views, make_view, view_for_stream, view_key, views_fo
 from .wds import skip_delta, split_sample
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_workers() -> int:
     """min(8, cores - 1): one core stays with the training process."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(8, max(0, cores - 1))
+    return min(8, max(0, _cores() - 1))
 
 
 def check_workers(workers: int | None) -> int:
+    """None: ``default_workers()``; more than the machine's cores: capped to them with a one-line note (each
+    worker is a process holding its own copy of the loader: 100,000 of them exhaust memory before any decode)."""
+    import sys
     if workers is None:
         return default_workers()
-    if not isinstance(workers, int) or workers < 0:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"workers must be an integer >= 0 (0: decode in the training process), got {workers!r}")
+    if workers > _cores():
+        print(f"note: {workers} workers asked for; this machine has {_cores()} cores, using {_cores()}",
+              file=sys.stderr)
+        return _cores()
     return workers
 
 

@@ -98,10 +98,10 @@ def prepare_shards(data: str, out: str | Path, size: int = 256, quality: int = 9
     from webdataset import ShardWriter
     from tqdm import tqdm
 
-    from .loader import default_workers
+    from .loader import check_workers
 
     check_prepare_args(size, quality, workers)
-    workers = default_workers() if workers is None else workers
+    workers = check_workers(workers)
     pairs = WdsPairs(data, shuffle_buffer=0)  # one line on no/unreadable shards, before anything is written
     local = [u.removeprefix("file:") for u in pairs.urls if not u.startswith("pipe:") and "://" not in u]
     if Path(str(data)).is_dir():  # never write into the folder of shards being read

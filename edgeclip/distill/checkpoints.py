@@ -10,6 +10,7 @@ import torch
 
 from ..outputs import atomic_path
 from ..errors import ConfigError, StorageError
+from ..models import model_config
 from ..models.weights import config_fingerprint
 
 
@@ -75,7 +76,7 @@ def _check_recipe(path: Path, state: dict, recipe: dict | None) -> None:
 
 
 def fingerprint(model) -> str | None:
-    cfg = getattr(model, "edgeclip_cfg", None)
+    cfg = model_config(model, required=False)
     return config_fingerprint(cfg) if cfg is not None else None
 
 

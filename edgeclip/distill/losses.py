@@ -41,6 +41,8 @@ def parse_loss(spec: str | dict | None) -> dict[str, float]:
             name, eq, value = part.partition("=")
             if not eq:
                 raise ConfigError(f"loss term {part!r} has no weight; write NAME=WEIGHT, e.g. affinity=1,feature=2000")
+            if name.strip() in items:  # a dict cannot say a term twice; the string must not either
+                raise ConfigError(f"loss term {name.strip()!r} is given twice in {spec!r}; give each term once")
             items[name.strip()] = value.strip()
         spec = items
     if not isinstance(spec, dict) or not spec:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..errors import NonFiniteError
+from ..models import model_config
 from ..data.loader import BatchLoader
 from . import dist as ddp_env
 from .cache import TeacherCache
@@ -23,7 +24,7 @@ from .losses import Embeddings, distill_loss, gather_features
 
 def embed_dim(model) -> int:
     """The width of a CLIP's joint embedding space (what ``encode_image`` returns)."""
-    cfg = getattr(model, "edgeclip_cfg", None)
+    cfg = model_config(model, required=False)
     if cfg is not None:
         return int(cfg["embed_dim"])
     return int(model.text_projection.shape[1])

@@ -61,9 +61,16 @@ def create_model(model: str | dict, device: str | torch.device = "cpu", seed: in
     return clip.to(device).eval()
 
 
-def model_config(model) -> dict:
-    """The config a canonical model was built from (set by ``create_model`` and the loaders)."""
+def model_config(model, required: bool = True) -> dict | None:
+    """The config a canonical model was built from (set by ``create_model`` and the loaders); ``required=False``
+    gives None for a module edgeclip did not build."""
     cfg = getattr(model, "edgeclip_cfg", None)
-    if cfg is None:
+    if cfg is None and required:
         raise ConfigError("model carries no edgeclip config; build it with edgeclip.create_model or load_teacher")
     return cfg
+
+
+def model_meta(model) -> dict:
+    """What the loaders know about where a model came from (the reference teacher's provenance, a student's
+    training data); empty for a model built in memory."""
+    return getattr(model, "edgeclip_meta", None) or {}

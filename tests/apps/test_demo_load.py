@@ -1,4 +1,4 @@
-"""The demo under load, bounded: ``edgeclip demo`` on loopback (tiny models), 20 concurrent gradio_client users x 5
+"""The demo under load, bounded: ``edgeclip demo`` on loopback (tiny models), 20 concurrent gradio_client users x 2
 text queries downloading every gallery image, then 3 concurrent decompression-bomb uploads; the server stops at the
 end. Runs ``benchmarks/demo_load.py`` in a subprocess (benchmarks/ is never imported)."""
 import json
@@ -19,7 +19,7 @@ def load_run(tiny_demo, tmp_path_factory):
     out = tmp_path_factory.mktemp("load")
     env = {**os.environ, "EDGECLIP_BENCH_RESULTS": str(out), "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "demo_load.py"), "--artifact", str(artifact),
-                        "--teacher", str(teacher), "--clients", "20", "--queries", "5", "--big-png", "3"],
+                        "--teacher", str(teacher), "--clients", "20", "--queries", "2", "--big-png", "3"],
                        env=env, capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     return json.loads((out / "demo_load.json").read_text())
@@ -32,7 +32,7 @@ def test_twenty_concurrent_clients_all_get_answers(load_run, robust):
            f"{load['failed']} failed {load['errors'] or ''}; p50 {load['p50_s']} s, p95 {load['p95_s']} s; "
            f"server RSS {rss['start']['rss']} -> {rss['after_load']['rss']} MB; "
            f"protocol-error log lines: {load_run['server_protocol_error_lines']}")
-    assert load["requests"] == 100 and load["failed"] == 0, load
+    assert load["requests"] == 40 and load["failed"] == 0, load
     assert load_run["server_protocol_error_lines"] == 0, load_run["server_protocol_error_sample"]
 
 

@@ -5,7 +5,7 @@ import re
 import sys
 
 from edgeclip.distill import compress
-from edgeclip.distill.compress import report_markdown, write_plots
+from edgeclip.distill.report import report_markdown, write_plots
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
