@@ -79,3 +79,35 @@ def test_folder_without_labels_is_one_error_line(tmp_path, tiny_model, capsys):
     assert one_error_line(code, err) and "no readable labelled images" in err[0] and "'corrupt image': 1" in err[0]
     with pytest.raises(ConfigError, match="not found"):
         load_photos(tmp_path / "nowhere")
+
+
+def test_eval_json_records_its_prompts_so_another_client_reproduces_top1(tmp_path, tiny_model):
+    """From the JSON alone (prompts, class names) and the images, open_clip gets the same top-1."""
+    import json
+
+    import numpy as np
+    import torch
+    from open_clip import get_tokenizer as oc_tokenizer
+    from edgeclip.cli import main
+    from edgeclip.models import save_student
+    from edgeclip.models.io import image_transform, preprocess_cfg
+    d = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for cls in ("dog", "cat", "ship"):
+        for i in range(4):
+            _png(d / cls / f"{i}.png", tuple(int(v) for v in rng.integers(0, 255, 3)))
+    student = save_student(tiny_model, out=tmp_path / "student")
+    assert main(["eval", str(student), "--data", str(d), "--out", str(tmp_path / "eval.json")]) == 0
+    res = json.loads((tmp_path / "eval.json").read_text())
+    p = res["zero_shot_prompts"]
+    assert p["class_names"] == ["cat", "dog", "ship"] and p["templates"] == ["a photo of a {}."]
+    assert p["prompts"] == [p["templates"][0].format(c) for c in p["class_names"]]
+    tf = image_transform(preprocess_cfg(tiny_model))
+    files = sorted(d.glob("*/*.png"))
+    with torch.no_grad():
+        img = tiny_model.encode_image(torch.stack([tf(Image.open(f).convert("RGB")) for f in files]), normalize=True)
+        txt = tiny_model.encode_text(oc_tokenizer("ViT-B-32", context_length=16)(p["prompts"]), normalize=True)
+    top1 = float(((img @ txt.T).argmax(1).numpy() == [p["class_names"].index(f.parent.name) for f in files]).mean())
+    assert abs(100 * top1 - res["zero_shot"]["top1"]) < 1e-6, (top1, res["zero_shot"])
+    shapes = evaluate_model(tiny_model, "shapes")["zero_shot_prompts"]
+    assert len(shapes["class_names"]) == len(shapes["prompts"]) and "{colour}" in shapes["templates"][0]

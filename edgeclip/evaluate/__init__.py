@@ -52,7 +52,9 @@ def evaluate_model(model, data="shapes", teacher=None, class_names=None, limit=N
         csv_img_key, csv_caption_key, csv_separator: open_clip's ``--csv-*`` conventions for a CSV path.
 
     Returns:
-        JSON-ready dict: ``data`` plus ``zero_shot`` / ``retrieval`` / ``agreement`` and what was ``skipped``.
+        JSON-ready dict: ``data`` plus ``zero_shot`` / ``retrieval`` / ``agreement`` and what was ``skipped``;
+        zero-shot results carry ``zero_shot_prompts`` (templates, class names and the prompts built from them, in
+        class order), so another client can rebuild the classifier.
         A CSV may hold several captions per image: rows are grouped by image and scored as clip_benchmark does.
 
     Raises:
@@ -63,8 +65,11 @@ def evaluate_model(model, data="shapes", teacher=None, class_names=None, limit=N
     from ..models import get_tokenizer
     if str(data) == "shapes":
         from .shapes import evaluate_shapes
+        from ..data.shapes import CLASSES, ZERO_SHOT_TEMPLATE, class_prompts
         r = evaluate_shapes(model, get_tokenizer(model), teacher, get_tokenizer(teacher) if teacher else None)
-        return {"data": "shapes", **r.to_dict()}
+        prompts = {"templates": [ZERO_SHOT_TEMPLATE], "class_names": [f"{c} {s}" for c, s in CLASSES],
+                   "prompts": class_prompts()}
+        return {"data": "shapes", **r.to_dict(), "zero_shot_prompts": prompts}
     p = Path(data.path if isinstance(data, CsvPairs) else data)
     if p.is_dir():
         return _evaluate_folder(model, p, teacher, class_names, limit, template)
@@ -88,7 +93,8 @@ def _evaluate_folder(model, folder: Path, teacher, class_names, limit, template:
     y = np.array([classes.index(l) for l in labels])
     prompts = [template.format(c) for c in classes]
     img, cls = embed_pil_images(model, imgs), embed_texts(model, get_tokenizer(model), prompts)
-    out = {"data": str(folder), "skipped": skipped.total, "zero_shot": zero_shot_metrics(img, cls, y)}
+    out = {"data": str(folder), "skipped": skipped.total, "zero_shot": zero_shot_metrics(img, cls, y),
+           "zero_shot_prompts": {"templates": [template], "class_names": classes, "prompts": prompts}}
     if teacher is not None:
         out["agreement"] = agreement_metrics(embed_pil_images(teacher, imgs),
                                              embed_texts(teacher, get_tokenizer(teacher), prompts), img, cls)

@@ -187,6 +187,7 @@ def save_hf(model, folder: str | os.PathLike, preprocess_cfg: dict | None = None
     write_hf_tokenizer(folder, text_cfg(cfg).context_length)
     pre = preprocess_cfg or getattr(model, "edgeclip_preprocess", None) or default_preprocess_cfg(cfg)
     (folder / "preprocessor_config.json").write_text(json.dumps(hf_image_processor_config(pre), indent=2) + "\n")
+    (folder / "README.md").write_text(hf_model_card(pre))
 
 
 SPECIAL = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
@@ -228,6 +229,53 @@ def hf_image_processor_config(pre: dict) -> dict:
             "do_center_crop": not squash, "crop_size": {"height": size, "width": size}, "do_rescale": True,
             "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": list(pre["mean"]),
             "image_std": list(pre["std"]), "do_convert_rgb": True}
+
+
+def open_clip_geometry(pre: dict) -> str:
+    """The geometric half of open_clip's eval transform, as torchvision code a transformers user can paste."""
+    size = pre["size"] if isinstance(pre["size"], int) else pre["size"][0]
+    interp = f"InterpolationMode.{pre.get('interpolation', 'bicubic').upper()}"
+    if pre.get("resize_mode", "shortest") == "squash":
+        return f"Resize(({size}, {size}), interpolation={interp})(image.convert('RGB'))"
+    return f"CenterCrop({size})(Resize({size}, interpolation={interp})(image.convert('RGB')))"
+
+
+def hf_model_card(pre: dict) -> str:
+    """``README.md`` of an HF copy: how to get open_clip's pixels from ``CLIPProcessor``.
+
+    Why: ``preprocessor_config.json`` names the same steps, but CLIPProcessor's centre crop rounds its offset down
+    where torchvision (open_clip) rounds half to even, so on some images the crop sits one pixel off, and it
+    resizes uint8 tensors with torchvision rather than PIL. transformers has no setting for either; doing the
+    geometric step first, the open_clip way, leaves the processor only rescaling and normalising.
+    """
+    return f"""# CLIP model written by edgeclip
+
+Plain transformers loads it offline:
+
+```python
+from transformers import CLIPModel, CLIPProcessor
+model, processor = CLIPModel.from_pretrained(FOLDER), CLIPProcessor.from_pretrained(FOLDER)
+```
+
+## Same pixels as open_clip
+
+The model was trained and checked on open_clip's eval transform. `CLIPProcessor` names the same steps
+(`preprocessor_config.json`) but does not give the same pixels on every image:
+
+- its centre crop rounds the offset down; torchvision, which open_clip uses, rounds half to even. When the
+  resized long side exceeds the crop by 3 (mod 4) pixels, the crop sits one pixel off: a visible shift at small
+  input sizes;
+- it resizes a uint8 tensor with torchvision instead of the PIL image with PIL: up to 2/255 per pixel.
+
+For open_clip's pixels, do the geometric step on the PIL image first; the processor then only rescales and
+normalises:
+
+```python
+from torchvision.transforms import CenterCrop, InterpolationMode, Resize
+square = {open_clip_geometry(pre)}
+inputs = processor(images=square, return_tensors="pt")
+```
+"""
 
 
 def check_hf_tokenizer(folder: Path, vocab_size: int) -> None:
