@@ -18,8 +18,8 @@ from pathlib import Path
 from .artifact import IMAGE_ONNX, MANIFEST
 from .errors import ConfigError
 
-__all__ = ["check_output", "output_kind", "atomic_path", "staging_path", "replace_with", "drop_own_staging",
-           "write_json", "write_text"]
+__all__ = ["check_output", "output_kind", "one_writer", "atomic_path", "staging_path", "replace_with",
+           "drop_own_staging", "write_json", "write_text"]
 KEY = "edgeclip_output"
 # the JSON that names a folder's kind, in the order they are read; "run" has run.json from its first step on
 MAIN_JSON = ("report.json", "run.json", "open_clip_config.json", MANIFEST, "index.json", "bench.json")
@@ -279,6 +279,74 @@ def check_output(path: str | os.PathLike, kind: str, overwrite: bool = False, in
                           "choose another output path")
     raise ConfigError(f"{shown} exists and is not an edgeclip output ({_describe(p)}); edgeclip never replaces "
                       "it: choose a new or empty output folder")
+
+
+_HELD: dict[Path, int] = {}  # outputs this process holds the lock of -> nesting depth
+
+
+def _lock_path(p: Path) -> Path:
+    return p.parent / f".{p.name}.lock"
+
+
+@contextlib.contextmanager
+def one_writer(path: str | os.PathLike, enabled: bool = True):
+    """Hold ``path`` for one writer: a second edgeclip process writing the same output is refused in one line,
+    instead of both exiting 0 with their files mixed (run.json from one run, the report from the other).
+
+    The lock is ``fcntl.flock`` on a hidden ``.NAME.lock`` beside ``path``, removed on release. flock locks die
+    with their process, so a writer killed with -9 leaves no stale lock. Re-entrant within a process (a
+    ``compress`` that writes its ``--hf`` copy); a parent that cannot be made is left to ``check_output`` to name.
+
+    Raises:
+        ConfigError: another process holds ``path``.
+    """
+    p = _normal(path)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; the writes stay atomic, only the second-writer refusal is lost
+        fcntl = None
+    if not enabled or fcntl is None:
+        yield p
+        return
+    if p in _HELD:
+        _HELD[p] += 1
+        try:
+            yield p
+        finally:
+            _HELD[p] -= 1
+        return
+    lock = _lock_path(p)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        yield p
+        return
+    while True:  # the holder unlinks the file on release: make sure we locked the file that is still there
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise ConfigError(f"{os.fspath(path)!r} is being written by another edgeclip process"
+                              f"{f' (pid {holder})' if holder.isdigit() else ''}; wait for it to finish or choose "
+                              "another output path") from None
+        try:
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _HELD[p] = 1
+    try:
+        yield p
+    finally:
+        del _HELD[p]
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

@@ -54,11 +54,19 @@ def export_artifact(model, out: str | Path, variants=("fp32",), images_dir: str 
         ConfigError: ``out`` may not be written.
         ExportError / BackendError: export, a variant or TensorRT could not be built.
     """
-    from edgeclip.outputs import atomic_path, check_output, write_json, write_text
+    from edgeclip.outputs import check_output, one_writer
 
     from .mobile import parse_targets
     targets = parse_targets(targets)  # unknown or not installed: one line, before anything is written
-    out = check_output(out, "artifact", overwrite)
+    with one_writer(check_output(out, "artifact", overwrite)):  # a second export to ``out`` is refused
+        return _export_locked(model, check_output(out, "artifact", overwrite), variants, images_dir, calib_dir,
+                              trt, trt_precision, opset, targets, int8_targets)
+
+
+def _export_locked(model, out: Path, variants, images_dir, calib_dir, trt, trt_precision, opset, targets,
+                   int8_targets) -> ArtifactResult:
+    """``export_artifact`` once ``out`` is checked (again, under the lock) and held."""
+    from edgeclip.outputs import atomic_path, write_json, write_text
     calib = load_photos(calib_dir, 64)[0] if calib_dir else None  # read once: ONNX and device INT8 share them
     with atomic_path(out) as tmp:
         res = _build_artifact(model, tmp, variants, images_dir, calib, trt, trt_precision, opset)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..outputs import replace_with, write_json, write_text
+from ..outputs import one_writer, replace_with, write_json, write_text
 from ..errors import ConfigError
 from ..models import get_tokenizer, load_teacher, model_config, model_meta, save_student
 from ..models.io import image_transform, preprocess_cfg
@@ -97,123 +97,125 @@ def compress(teacher, target_params, data=None, *, out: str | Path = "runs/stude
     check_gpu_decode(run.decode, run.device)  # --decode gpu without CUDA: one line, before the output is claimed
     if overwrite and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each rank would stage its own copy
         raise ConfigError("--overwrite is not supported under torchrun; remove the earlier run or pick a new --out")
-    final, out = claim_output(out, teacher, data, resume, overwrite)  # every rank, before the process group
-    device = ddp_env.check_device(run.device)
-    workers = check_workers(run.workers)
-    device = ddp_env.init_from_env(device)
-    rank, world, main = ddp_env.rank(), ddp_env.world(), ddp_env.is_main()
-    if schedule.batch_size % world:
-        raise ConfigError(f"batch size {schedule.batch_size} is not divisible by the {world} ranks")
-    teacher_arg = teacher
-    if isinstance(teacher, torch.nn.Module):
-        check_finite(teacher.state_dict(), "the teacher")
-    else:
-        teacher = load_teacher(teacher)
-    t_cfg = model_config(teacher)
-    t_pre = preprocess_cfg(teacher)
-    target_arg, target_params = target_params, parse_budget(target_params, config_params(t_cfg))
-    plan = plan_stages(t_cfg, target_params, recipe.stages, shape=recipe.shape)
-    data_arg, data = data, default_data(data, teacher)
-    pairs = open_pairs(data, t_pre["size"] if isinstance(t_pre["size"], int) else t_pre["size"][0])
-    stream = getattr(pairs, "streaming", False)
-    if stream and recipe.method == "auto":
-        raise ConfigError("method auto prunes on index-addressable data (shapes, CSV); use manual with shards")
-    if run.decode == "gpu" and not stream:
-        raise ConfigError("--decode gpu is supported for webdataset shards only; CSV and shapes decode on the CPU")
-    if stream and schedule.epochs is not None:
-        raise ConfigError("--epochs needs a dataset of known length; give --steps for webdataset shards")
-    batch_size = schedule.batch_size if stream else _fit_batch(schedule.batch_size, len(pairs))
-    steps = schedule.steps if schedule.epochs is None else max(1, round(schedule.epochs * len(pairs) / batch_size))
-    if steps < len(plan):
-        raise ConfigError(f"{steps} steps cannot train the {len(plan)} stages of the plan; ask for at least "
-                          f"{len(plan)} steps or fewer stages")
-    per_stage = [steps // len(plan) + (1 if i < steps % len(plan) else 0) for i in range(len(plan))]
-    ckpt_recipe = recipe.checkpoint_key()  # stored with each checkpoint: a resume must train the same way
-    if resume and recipe.method != "auto":  # auto students take their fused config only after pruning: checked on load
-        for st in plan:
-            check_resume(out / "ckpt" / f"stage{st.index}.pt", st.cfg, ckpt_recipe)
-    if main:
-        print("plan: " + " -> ".join(["teacher"] + [f"{s.vision / 1e6:.2f}M" for s in plan]))
-        for st in plan:
-            print("  " + st.describe())
-    cfg = DistillConfig(batch_size=batch_size, lr=schedule.lr, seed=schedule.seed, device=device,
-                        eval_every=schedule.eval_every, ckpt_every=schedule.ckpt_every, workers=workers,
-                        precision=run.precision, loss=recipe.loss)
-    tf = image_transform(t_pre)
-    if run.teacher_store is not None:
-        from .store import TeacherStore
-        cache = TeacherStore.open(run.teacher_store, teacher, t_pre)
-    else:
-        cache = TeacherCache() if run.cache_teacher else NoCache()  # None would make the trainer cache in memory
-        if run.cache_teacher:  # saved with each checkpoint: recomputing it after a kill differs by ulps
-            cache.path = out / "ckpt" / f"teacher-cache-r{rank}.npz"
-            if resume and cache.path.is_file():
-                cache = TeacherCache(cache.path)
-    eval_fn = shapes_eval_fn() if run.evaluate and _is_shapes(pairs) else None
-    if main:
-        write_run_json(out, teacher_arg, target_arg, data_arg, opts)
+    # one writer per --out (rank 0 of a torchrun job speaks for it): a second run is refused, not mixed in
+    with one_writer(out, enabled=os.environ.get("RANK", "0") == "0"):
+        final, out = claim_output(out, teacher, data, resume, overwrite)  # every rank, before the process group
+        device = ddp_env.check_device(run.device)
+        workers = check_workers(run.workers)
+        device = ddp_env.init_from_env(device)
+        rank, world, main = ddp_env.rank(), ddp_env.world(), ddp_env.is_main()
+        if schedule.batch_size % world:
+            raise ConfigError(f"batch size {schedule.batch_size} is not divisible by the {world} ranks")
+        teacher_arg = teacher
+        if isinstance(teacher, torch.nn.Module):
+            check_finite(teacher.state_dict(), "the teacher")
+        else:
+            teacher = load_teacher(teacher)
+        t_cfg = model_config(teacher)
+        t_pre = preprocess_cfg(teacher)
+        target_arg, target_params = target_params, parse_budget(target_params, config_params(t_cfg))
+        plan = plan_stages(t_cfg, target_params, recipe.stages, shape=recipe.shape)
+        data_arg, data = data, default_data(data, teacher)
+        pairs = open_pairs(data, t_pre["size"] if isinstance(t_pre["size"], int) else t_pre["size"][0])
+        stream = getattr(pairs, "streaming", False)
+        if stream and recipe.method == "auto":
+            raise ConfigError("method auto prunes on index-addressable data (shapes, CSV); use manual with shards")
+        if run.decode == "gpu" and not stream:
+            raise ConfigError("--decode gpu is supported for webdataset shards only; CSV and shapes decode on the CPU")
+        if stream and schedule.epochs is not None:
+            raise ConfigError("--epochs needs a dataset of known length; give --steps for webdataset shards")
+        batch_size = schedule.batch_size if stream else _fit_batch(schedule.batch_size, len(pairs))
+        steps = schedule.steps if schedule.epochs is None else max(1, round(schedule.epochs * len(pairs) / batch_size))
+        if steps < len(plan):
+            raise ConfigError(f"{steps} steps cannot train the {len(plan)} stages of the plan; ask for at least "
+                              f"{len(plan)} steps or fewer stages")
+        per_stage = [steps // len(plan) + (1 if i < steps % len(plan) else 0) for i in range(len(plan))]
+        ckpt_recipe = recipe.checkpoint_key()  # stored with each checkpoint: a resume must train the same way
+        if resume and recipe.method != "auto":  # auto students take their fused config only after pruning: checked on load
+            for st in plan:
+                check_resume(out / "ckpt" / f"stage{st.index}.pt", st.cfg, ckpt_recipe)
+        if main:
+            print("plan: " + " -> ".join(["teacher"] + [f"{s.vision / 1e6:.2f}M" for s in plan]))
+            for st in plan:
+                print("  " + st.describe())
+        cfg = DistillConfig(batch_size=batch_size, lr=schedule.lr, seed=schedule.seed, device=device,
+                            eval_every=schedule.eval_every, ckpt_every=schedule.ckpt_every, workers=workers,
+                            precision=run.precision, loss=recipe.loss)
+        tf = image_transform(t_pre)
+        if run.teacher_store is not None:
+            from .store import TeacherStore
+            cache = TeacherStore.open(run.teacher_store, teacher, t_pre)
+        else:
+            cache = TeacherCache() if run.cache_teacher else NoCache()  # None would make the trainer cache in memory
+            if run.cache_teacher:  # saved with each checkpoint: recomputing it after a kill differs by ulps
+                cache.path = out / "ckpt" / f"teacher-cache-r{rank}.npz"
+                if resume and cache.path.is_file():
+                    cache = TeacherCache(cache.path)
+        eval_fn = shapes_eval_fn() if run.evaluate and _is_shapes(pairs) else None
+        if main:
+            write_run_json(out, teacher_arg, target_arg, data_arg, opts)
 
-    source = StageData(pairs, tf, teacher, batch_size, schedule.seed, recipe.views, workers, device, run.decode,
-                       rank, world)
-    how = Inheritance(recipe.method, recipe.depth, recipe.width, schedule.seed, device, recipe.tie_layers,
-                      recipe.prune_steps)
+        source = StageData(pairs, tf, teacher, batch_size, schedule.seed, recipe.views, workers, device, run.decode,
+                           rank, world)
+        how = Inheritance(recipe.method, recipe.depth, recipe.width, schedule.seed, device, recipe.tie_layers,
+                          recipe.prune_steps)
 
-    def run_stages():
-        prev, stage_reports = teacher, []
-        for st in plan:
-            last = st.index == len(plan)  # only the last stage may leave per-layer sizes
-            student, inh = how.make(prev, st.cfg, source, per_layer_ok=last)
-            batches = source.batches(student)
-            n = per_stage[st.index - 1]
-            stage_cfg = replace(cfg, seed=schedule.seed + st.index, steps=n, warmup=min(50, max(1, n // 10)))
-            student, hist = distill(student, teacher, batches, stage_cfg,
-                                    ckpt=out / "ckpt" / f"stage{st.index}.pt", cache=cache, resume=resume,
-                                    eval_fn=eval_fn, desc=f"stage {st.index}/{len(plan)}",
-                                    recipe=ckpt_recipe)
-            if main:
-                save_student(student, out / "stages" / f"stage{st.index}", preprocess_cfg=t_pre, overwrite=True,
-                             extra={"data": pairs.describe()})
-            stage_reports.append({"stage": st.index, "config": st.cfg, "params": count_params(student).__dict__,
-                                  "inherit": inh, "final_loss": hist.loss[-1],
-                                  "loss_steps": hist.steps[:: max(1, len(hist.loss) // 50)],
-                                  "loss_curve": hist.loss[:: max(1, len(hist.loss) // 50)],
-                                  "terms_final": {k: v[-1] for k, v in hist.terms.items()},
-                                  "term_curves": {k: v[:: max(1, len(v) // 50)] for k, v in hist.terms.items()},
-                                  "evals": hist.evals, "wall_s": hist.wall_s, "samples_per_s": hist.samples_per_s,
-                                  "skipped_steps": hist.skipped_steps, "step_s": hist.step_s})
-            prev = student
-        return prev, stage_reports
+        def run_stages():
+            prev, stage_reports = teacher, []
+            for st in plan:
+                last = st.index == len(plan)  # only the last stage may leave per-layer sizes
+                student, inh = how.make(prev, st.cfg, source, per_layer_ok=last)
+                batches = source.batches(student)
+                n = per_stage[st.index - 1]
+                stage_cfg = replace(cfg, seed=schedule.seed + st.index, steps=n, warmup=min(50, max(1, n // 10)))
+                student, hist = distill(student, teacher, batches, stage_cfg,
+                                        ckpt=out / "ckpt" / f"stage{st.index}.pt", cache=cache, resume=resume,
+                                        eval_fn=eval_fn, desc=f"stage {st.index}/{len(plan)}",
+                                        recipe=ckpt_recipe)
+                if main:
+                    save_student(student, out / "stages" / f"stage{st.index}", preprocess_cfg=t_pre, overwrite=True,
+                                 extra={"data": pairs.describe()})
+                stage_reports.append({"stage": st.index, "config": st.cfg, "params": count_params(student).__dict__,
+                                      "inherit": inh, "final_loss": hist.loss[-1],
+                                      "loss_steps": hist.steps[:: max(1, len(hist.loss) // 50)],
+                                      "loss_curve": hist.loss[:: max(1, len(hist.loss) // 50)],
+                                      "terms_final": {k: v[-1] for k, v in hist.terms.items()},
+                                      "term_curves": {k: v[:: max(1, len(v) // 50)] for k, v in hist.terms.items()},
+                                      "evals": hist.evals, "wall_s": hist.wall_s, "samples_per_s": hist.samples_per_s,
+                                      "skipped_steps": hist.skipped_steps, "step_s": hist.step_s})
+                prev = student
+            return prev, stage_reports
 
-    with ddp_env.guard("compress"):  # a rank that dies: one line on the others, not a hang or a traceback
-        prev, stage_reports = run_stages()
-    if not main:  # only rank 0 writes the student and the report
-        return CompressResult(prev, out, {})
-    save_student(prev, out / "student", preprocess_cfg=t_pre, hf=run.hf, overwrite=True,  # out was checked above
-                 extra={"data": pairs.describe()})
-    report = {
-        "edgeclip_output": "run",
-        "teacher": {"config": t_cfg, "params": count_params(teacher).__dict__},
-        "student": {"config": model_config(prev), "params": count_params(prev).__dict__},
-        "target_params": str(target_arg), "method": recipe.method, "data": pairs.describe(),
-        "recipe": {**ckpt_recipe, "shape": recipe.shape},
-        "settings": opts.to_dict(),  # everything that repeats the run (seed included); also in run.json
-        "skipped_items": dict(getattr(pairs, "skipped", None).counts) if hasattr(pairs, "skipped") else {},
-        "plan": [s.describe() for s in plan], "stages": stage_reports,
-        "teacher_cache": {"hits": cache.hits, "misses": cache.misses} if cache else None,
-        "teacher_store": run.teacher_store,
-        "ranks": world, "workers": workers, "precision": run.precision, "device": device,
-    }
-    if eval_fn:
-        report["eval"] = {"teacher": eval_fn(teacher), "student": eval_fn(prev)}
-    report["ckpt"] = checkpoint_summary(out / "ckpt", run.keep_ckpt)
-    report["wall_s"] = time.time() - t_start
-    report["plots"] = write_plots(report, out)
-    write_json(out / "report.json", report)
-    write_text(out / "report.md", report_markdown(report))
-    if out != final:  # the new run is complete: swap it in for the old one
-        replace_with(out, final)
-        out.parent.rmdir()
-    return CompressResult(prev, final, report)
+        with ddp_env.guard("compress"):  # a rank that dies: one line on the others, not a hang or a traceback
+            prev, stage_reports = run_stages()
+        if not main:  # only rank 0 writes the student and the report
+            return CompressResult(prev, out, {})
+        save_student(prev, out / "student", preprocess_cfg=t_pre, hf=run.hf, overwrite=True,  # out was checked above
+                     extra={"data": pairs.describe()})
+        report = {
+            "edgeclip_output": "run",
+            "teacher": {"config": t_cfg, "params": count_params(teacher).__dict__},
+            "student": {"config": model_config(prev), "params": count_params(prev).__dict__},
+            "target_params": str(target_arg), "method": recipe.method, "data": pairs.describe(),
+            "recipe": {**ckpt_recipe, "shape": recipe.shape},
+            "settings": opts.to_dict(),  # everything that repeats the run (seed included); also in run.json
+            "skipped_items": dict(getattr(pairs, "skipped", None).counts) if hasattr(pairs, "skipped") else {},
+            "plan": [s.describe() for s in plan], "stages": stage_reports,
+            "teacher_cache": {"hits": cache.hits, "misses": cache.misses} if cache else None,
+            "teacher_store": run.teacher_store,
+            "ranks": world, "workers": workers, "precision": run.precision, "device": device,
+        }
+        if eval_fn:
+            report["eval"] = {"teacher": eval_fn(teacher), "student": eval_fn(prev)}
+        report["ckpt"] = checkpoint_summary(out / "ckpt", run.keep_ckpt)
+        report["wall_s"] = time.time() - t_start
+        report["plots"] = write_plots(report, out)
+        write_json(out / "report.json", report)
+        write_text(out / "report.md", report_markdown(report))
+        if out != final:  # the new run is complete: swap it in for the old one
+            replace_with(out, final)
+            out.parent.rmdir()
+        return CompressResult(prev, final, report)
 
 
 @dataclass(frozen=True)

@@ -355,3 +355,40 @@ def test_quickstart_refuses_user_folders_and_earlier_runs_before_training(run, u
     robust("outputs", "quickstart --out RUN (an earlier run) without --overwrite", "refused, exit 2, RUN untouched",
            f"exit {code}: {err[-1] if err else ''}")
     assert one_error_line(code, err) and "--overwrite" in err[0] and _snapshot(run) == before
+
+
+HOLD = """
+import sys, time
+from edgeclip.outputs import one_writer
+with one_writer(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(300)
+"""
+
+
+def test_a_second_writer_of_the_same_output_is_refused(run, tmp_path, tiny_model, capsys, robust):
+    """Two compress runs into one --out used to both exit 0 with their files mixed; now the second is refused
+    in one line while the first holds it, and a holder killed with -9 leaves no stale lock behind."""
+    from edgeclip.models import save_student
+    teacher = save_student(tiny_model, tmp_path / "teacher")
+    out, art = tmp_path / "X", tmp_path / "A"
+    holders = [subprocess.Popen([sys.executable, "-c", HOLD, str(p)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+               for p in (out, art)]
+    try:
+        assert [h.stdout.readline().strip() for h in holders] == ["held", "held"]
+        code, err = _cli(capsys, "compress", teacher, "--target", "0.12M", "--data", "shapes:32", "--steps", "1",
+                         "--batch-size", "8", "--out", out)
+        robust("outputs", "compress --out X while another process writes X", "refused, exit 2, nothing written",
+               f"exit {code}: {err[-1] if err else ''}")
+        assert one_error_line(code, err) and "being written by another edgeclip process" in err[0], err
+        assert f"pid {holders[0].pid}" in err[0] and not out.exists()
+        code, err = _cli(capsys, "export", run / "student", "--onnx", "--out", art)
+        assert one_error_line(code, err) and "being written by another" in err[0] and not art.exists()
+    finally:
+        for h in holders:
+            h.kill()
+            h.wait()
+    code, err = _cli(capsys, "compress", teacher, "--target", "0.12M", "--data", "shapes:32", "--steps", "1",
+                     "--batch-size", "8", "--stages", "1", "--out", out)
+    assert code == 0, err  # the killed holder's lock died with it
+    assert output_kind(out) == "run" and not (tmp_path / ".X.lock").exists()  # taken over, then removed
