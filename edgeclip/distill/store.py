@@ -2,7 +2,8 @@
 
 Layout of a store folder::
 
-    manifest.json                 {"edgeclip_output": "teacher-store", teacher weights sha256, preprocessing, data}
+    manifest.json                 {"edgeclip_output": "teacher-store", teacher weights sha256, preprocessing, data,
+                                   the sha256 of every file below, checked on open}
     r0-00000.img.npy / .txt.npy   fp16 [n, D] image / text embeddings, one row per sample (per rank, per shard)
     index-hash.npy / index-loc.npy  sorted uint64 hash of the sample key -> (shard << 32 | row)
 
@@ -86,6 +87,7 @@ class TeacherStore:
                 if n != s["count"]:
                     raise DataError(f"teacher store {str(path)!r} is damaged: {f.name} has {n} rows, "
                                     f"manifest says {s['count']}")
+        _verify_files(path, m)
         try:
             store = cls(path, m)
         except (OSError, ValueError):
@@ -119,6 +121,34 @@ class TeacherStore:
         self.misses += len(miss)
         self.hits += len(keys) - len(miss)
         return torch.from_numpy(img).float(), torch.from_numpy(txt).float()
+
+
+def _sha256(f: Path) -> str:
+    with open(f, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _store_files(m: dict) -> list[str]:
+    """Every file a store's rows come from: each shard's embeddings and key hashes, and the sorted index."""
+    return [f"{s['name']}.{part}.npy" for s in m["shards"] for part in ("img", "txt", "hash")] + \
+        ["index-hash.npy", "index-loc.npy"]
+
+
+def _verify_files(path: Path, m: dict) -> None:
+    """Each file against its sha256 in the manifest, the way artifacts are checked: a shard whose rows were
+    reordered or rewritten keeps its shape, and would otherwise train the student on the wrong targets."""
+    recorded = m.get("sha256")
+    if not isinstance(recorded, dict):
+        raise DataError(f"teacher store {str(path)!r} records no sha256 for its files (written by an older "
+                        "edgeclip); rebuild it with 'edgeclip teach'")
+    for name in _store_files(m):
+        try:
+            ok = recorded.get(name) == _sha256(path / name)
+        except OSError:
+            raise DataError(f"teacher store {str(path)!r} is damaged: {name} is missing or unreadable") from None
+        if not ok:
+            raise DataError(f"teacher store {str(path)!r} is damaged: {name} does not match its sha256 in "
+                            "manifest.json (altered after 'edgeclip teach'); rebuild it with 'edgeclip teach'")
 
 
 class StoreWriter:
@@ -170,7 +200,7 @@ def write_manifest(folder: Path, teacher, preprocess: dict, data: str, shards: l
         "preprocess": json.loads(json.dumps(preprocess)), "data": data, "count": count, "dims": list(dims),
         "views": views,  # augmented views per sample stored (keys 'KEY#viewV' for V >= 1: edgeclip.data.augment)
         "dtype": "float16", "key": "webdataset __key__ | CSV 'path<TAB>caption' | 'shapes:INDEX' (blake2b-64)",
-        "shards": shards})
+        "shards": shards, "sha256": {f: _sha256(folder / f) for f in _store_files({"shards": shards})}})
 
 
 def teach(teacher, data, out, batch_size: int = 256, workers: int | None = None, device: str = "cpu",

@@ -108,6 +108,33 @@ def test_store_of_another_teacher_or_damaged_is_refused(made, tmp_path):
     assert one_error_line(code, err) and "workers" in err[0]
 
 
+def test_a_shard_with_its_rows_reversed_is_refused_by_its_checksum(made, tmp_path):
+    """Same shape, same dtype, wrong targets: it used to train silently (exit 0, '0 misses')."""
+    import shutil
+
+    import numpy as np
+    root, teacher, _ = made
+    shutil.copytree(root / "store", tmp_path / "s")
+    assert set(json.loads((tmp_path / "s" / "manifest.json").read_text())["sha256"]) >= {
+        "r0-00000.img.npy", "r0-00000.txt.npy", "r0-00000.hash.npy", "index-hash.npy", "index-loc.npy"}
+    f = tmp_path / "s" / "r0-00000.img.npy"
+    np.save(f, np.load(f)[::-1])
+    with pytest.raises(DataError, match="r0-00000.img.npy does not match its sha256"):
+        TeacherStore.open(tmp_path / "s", teacher, preprocess_cfg(teacher))
+    save_student(teacher, tmp_path / "t")
+    code, err = run_cli("compress", tmp_path / "t", "--target", json.dumps(TARGET), "--data", root / "d.csv",
+                        "--steps", "2", "--batch-size", "8", "--workers", "0", "--teacher-store", tmp_path / "s",
+                        "--out", tmp_path / "run")
+    assert one_error_line(code, err) and "does not match its sha256" in err[0] and not (tmp_path / "run").exists()
+    m = json.loads((root / "store" / "manifest.json").read_text())
+    del m["sha256"]  # a store of an edgeclip before the checksums
+    shutil.rmtree(tmp_path / "s")
+    shutil.copytree(root / "store", tmp_path / "s")
+    (tmp_path / "s" / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(DataError, match="records no sha256"):
+        TeacherStore.open(tmp_path / "s", teacher, preprocess_cfg(teacher))
+
+
 def test_teach_on_webdataset_shards_keys_by_sample_key(tmp_path):
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "data"))
     from test_wds import write_shards
