@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ..artifact import IMAGE_INPUT, TEXT_INPUT
-from ..errors import ConfigError
-from ..imageio import MAX_PIXELS, open_image
+from ..errors import ConfigError, IntegrityError
+from ..imageio import MAX_PIXELS, open_image, to_rgb
 from .integrity import check_artifact, load_manifest, read_json
 from .preprocess import Preprocess
 from .tokenizer import Tokenizer
@@ -76,9 +76,13 @@ class Runtime:
         return self._embed(self.image_session, IMAGE_INPUT, pixels, batch_size)
 
     def embed_images(self, images, batch_size: int = 64, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
-        """PIL images or paths --> L2-normalised float32 [N, D] ([0, D] for none). Files are decoded by
-        ``edgeclip.imageio.open_image`` (the training loader's rule; more than ``max_pixels`` is refused)."""
-        imgs = [open_image(i, max_pixels) if isinstance(i, (str, Path)) else i for i in images]
+        """PIL images, paths or uint8 arrays ([H, W], [H, W, 3|4], or a batch [N, H, W, 3|4]) --> L2-normalised
+        float32 [N, D] ([0, D] for none). Files and arrays go through ``edgeclip.imageio``'s one rule (the training
+        loader's; more than ``max_pixels`` is refused)."""
+        if isinstance(images, np.ndarray) and images.ndim != 4:
+            raise ConfigError(f"embed_images takes a batch array [N, H, W, C] or a list of images; got an array of "
+                              f"shape {list(images.shape)}: wrap one image in a list")
+        imgs = [_as_image(i, max_pixels) for i in images]
         if not imgs:
             return np.zeros((0, self.dim), np.float32)
         return self.embed_pixels(self.preprocess.batch(imgs), batch_size)
@@ -124,6 +128,30 @@ def load(artifact: str | Path, variant: str = "fp32", providers: list[str] | Non
         BackendError: the backend cannot open a graph (or OpenVINO is not installed).
     """
     return Runtime(artifact, variant, providers, threads, verify, allow_failed_parity, backend, batch)
+
+
+def _as_image(i, max_pixels: int | None):
+    """A path, PIL image or uint8 array as the RGB image the model sees."""
+    if isinstance(i, (str, Path)):
+        return open_image(i, max_pixels)
+    if isinstance(i, np.ndarray):
+        from PIL import Image
+        ok = i.dtype == np.uint8 and (i.ndim == 2 or (i.ndim == 3 and i.shape[2] in (1, 3, 4)))
+        if not ok:
+            raise ConfigError(f"an image array must be uint8 [H, W], [H, W, 3] or [H, W, 4]; got {i.dtype} "
+                              f"{list(i.shape)}")
+        return to_rgb(Image.fromarray(i[..., 0] if i.ndim == 3 and i.shape[2] == 1 else i))
+    return i
+
+
+def _index_json(path: Path, where: str) -> dict:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise IntegrityError(f"index {where} is damaged: index.json: {str(e).splitlines()[0][:200]}") from None
+    if not isinstance(meta, dict) or meta.get("edgeclip_output") != "index":
+        raise ConfigError(f"{where} is not an edgeclip index (index.json has no \"edgeclip_output\": \"index\")")
+    return meta
 
 
 @dataclass
@@ -183,8 +211,42 @@ class Index:
         return out
 
     @classmethod
-    def load(cls, folder: str | Path) -> "Index":
+    def load(cls, folder: str | Path, unchecked: bool = False) -> "Index":
+        """Read a folder written by ``save``; anything else or anything tampered with is one line.
+
+        ``index.json`` names the artifact that built the index; without it nothing can refuse a search with
+        another artifact's runtime, so such a folder is refused unless ``unchecked=True`` (an index made by
+        hand, or by edgeclip <= 0.2).
+
+        Raises:
+            ConfigError: not an index folder, or no index.json and not ``unchecked``.
+            IntegrityError: unreadable or inconsistent files (bad JSON, a short items list, NaN embeddings).
+        """
         folder = Path(folder)
-        meta = json.loads((folder / "index.json").read_text()) if (folder / "index.json").is_file() else {}
-        return cls(np.load(folder / "embeddings.npy", allow_pickle=False), json.loads((folder / "items.json").read_text()),
-                   meta.get("artifact"), meta.get("variant"))
+        where = repr(str(folder))
+        if not (folder / "embeddings.npy").is_file() or not (folder / "items.json").is_file():
+            raise ConfigError(f"{where} is not an edgeclip index (needs embeddings.npy and items.json)")
+        meta = {}
+        if (folder / "index.json").is_file():
+            meta = _index_json(folder / "index.json", where)
+        elif not unchecked:
+            raise ConfigError(f"{where} has no index.json, so the artifact that built it is unknown; rebuild it with "
+                              "Index.build(rt, images).save(...), or pass unchecked=True to load it anyway")
+        try:
+            emb = np.load(folder / "embeddings.npy", allow_pickle=False)
+            items = json.loads((folder / "items.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise IntegrityError(f"index {where} is damaged: {str(e).splitlines()[0][:200]}") from None
+        if emb.ndim != 2 or emb.dtype.kind != "f":
+            raise IntegrityError(f"index {where} is damaged: embeddings.npy must be a float [N, D] array, got "
+                                 f"{emb.dtype} {list(emb.shape)}")
+        if not np.isfinite(emb).all():
+            raise IntegrityError(f"index {where} is damaged: embeddings.npy holds NaN/Inf")
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items) or len(items) != len(emb):
+            n = len(items) if isinstance(items, list) else type(items).__name__
+            raise IntegrityError(f"index {where} is damaged: items.json must list one name per embedding "
+                                 f"({len(emb)}), got {n}")
+        if meta and (meta.get("count", len(items)) != len(items) or meta.get("dim", emb.shape[1]) != emb.shape[1]):
+            raise IntegrityError(f"index {where} is damaged: index.json says {meta.get('count')} x {meta.get('dim')}, "
+                                 f"the files hold {len(items)} x {emb.shape[1]}")
+        return cls(emb.astype(np.float32, copy=False), items, meta.get("artifact"), meta.get("variant"))

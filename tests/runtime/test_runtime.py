@@ -5,6 +5,8 @@ import time
 
 import numpy as np
 import pytest
+
+from tiny_artifact import tiny_artifact_fixture  # noqa: F401  (fixture)
 from PIL import Image
 
 from edgeclip.runtime import Index, Preprocess, Tokenizer
@@ -229,3 +231,57 @@ def test_empty_inputs_and_bad_k(tiny_rt, robust):
         seen.append(str(e.value))
     robust("runtime", "embed_texts([]) / embed_images([]) / Index.build([]) / search(k=-1, 0, 2.5)",
            "[0, D] arrays; one-line errors", f"shapes (0, {d}); " + " | ".join(seen[:1]))
+
+
+def test_index_load_refuses_missing_marker_and_tampered_files_in_one_line(tmp_path):
+    import json
+    import shutil
+
+    from edgeclip.errors import ConfigError, IntegrityError
+    good = Index(np.eye(3, dtype=np.float32), ["a", "b", "c"]).save(tmp_path / "good")
+
+    def tampered(name, edit):
+        d = tmp_path / name
+        shutil.copytree(good, d)
+        edit(d)
+        return d
+
+    with pytest.raises(ConfigError, match="not an edgeclip index"):
+        Index.load(tmp_path / "nowhere")
+    bare = tampered("bare", lambda d: (d / "index.json").unlink())
+    with pytest.raises(ConfigError, match="no index.json"):
+        Index.load(bare)
+    assert Index.load(bare, unchecked=True).items == ["a", "b", "c"]
+    cases = {
+        "short items": (lambda d: (d / "items.json").write_text('["a", "b"]'), "one name per embedding"),
+        "bad json": (lambda d: (d / "items.json").write_text("[\"a\","), "damaged"),
+        "nan": (lambda d: np.save(d / "embeddings.npy", np.full((3, 3), np.nan, np.float32)), "NaN"),
+        "1-d": (lambda d: np.save(d / "embeddings.npy", np.ones(3, np.float32)), r"float \[N, D\]"),
+        "count": (lambda d: (d / "index.json").write_text(json.dumps(
+            {**json.loads((d / "index.json").read_text()), "count": 7})), "index.json says 7"),
+        "bad marker json": (lambda d: (d / "index.json").write_text("{"), "damaged"),
+    }
+    for name, (edit, msg) in cases.items():
+        with pytest.raises((ConfigError, IntegrityError), match=msg) as e:
+            Index.load(tampered(name.replace(" ", "-"), edit))
+        assert "\n" not in str(e.value), name
+
+
+def test_embed_images_takes_uint8_arrays_like_the_pil_images_they_are(tiny_artifact):
+    from PIL import Image
+
+    import edgeclip.runtime as rt
+    from edgeclip.errors import ConfigError
+    r = rt.load(tiny_artifact[0])
+    rng = np.random.default_rng(0)
+    batch = rng.integers(0, 255, (3, 40, 36, 3), dtype=np.uint8)
+    want = r.embed_images([Image.fromarray(a) for a in batch])
+    np.testing.assert_allclose(r.embed_images(batch), want, atol=1e-6)  # [N, H, W, 3]
+    np.testing.assert_allclose(r.embed_images(list(batch)), want, atol=1e-6)  # a list of [H, W, 3]
+    grey = batch[0].mean(-1).astype(np.uint8)
+    np.testing.assert_allclose(r.embed_images([grey]), r.embed_images([Image.fromarray(grey).convert("RGB")]),
+                               atol=1e-6)
+    for bad in (batch[0], [batch[0].astype(np.float32)], [np.zeros((4, 4, 2), np.uint8)]):
+        with pytest.raises(ConfigError, match="array") as e:
+            r.embed_images(bad)
+        assert "\n" not in str(e.value)
