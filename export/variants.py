@@ -132,21 +132,28 @@ def add_int8_variant(artifact_dir: str | Path, variant: str, calib_pixels: np.nd
     """
     d = Path(artifact_dir)
     img, txt = f"image_encoder.{variant}.onnx", f"text_encoder.{variant}.onnx"
-    px = [calib_pixels[i:i + 8] for i in range(0, len(calib_pixels), 8)]
-    ids = [calib_ids[i:i + 16] for i in range(0, len(calib_ids), 16)]
     try:
-        for src, dst, name, batches in ((IMAGE_ONNX, img, IMAGE_INPUT.name, px),
-                                        (TEXT_ONNX, txt, TEXT_INPUT.name, ids)):
-            if recipe == "nncf":
-                _int8_nncf(d / src, d / dst, name, batches)
-            else:
-                _int8_static(d / src, d / dst, name, batches, recipe)
+        _static_pair(d, img, txt, _chunks(calib_pixels, 8), _chunks(calib_ids, 16), recipe)
     except ExportError:
         raise
     except Exception as e:
         raise ExportError(f"building variant {variant} failed: {str(e).splitlines()[0][:240]}") from None
     update_manifest(d, variants={variant: {"image": img, "text": txt}})
     return {"image": img, "text": txt}
+
+
+def _chunks(a: np.ndarray, n: int) -> list[np.ndarray]:
+    return [a[i:i + n] for i in range(0, len(a), n)]
+
+
+def _static_pair(d: Path, img: str, txt: str, px: list[np.ndarray], ids: list[np.ndarray],
+                 recipe: Int8Recipe | str = Int8Recipe()) -> None:
+    """Both encoders calibrated on their batches into ``img`` / ``txt`` (``recipe`` "nncf": NNCF's PTQ)."""
+    for src, dst, name, batches in ((IMAGE_ONNX, img, IMAGE_INPUT.name, px), (TEXT_ONNX, txt, TEXT_INPUT.name, ids)):
+        if recipe == "nncf":
+            _int8_nncf(d / src, d / dst, name, batches)
+        else:
+            _int8_static(d / src, d / dst, name, batches, recipe)
 
 
 def calibration_inputs(artifact_dir: Path, calib_images: list | None) -> tuple[np.ndarray, np.ndarray]:
@@ -197,8 +204,7 @@ def build_variants(artifact_dir: str | Path, variants: list[Precision | str],
                 _int8_dynamic(d / TEXT_ONNX, d / txt)
             elif v is Precision.INT8_STATIC:
                 px, ids = calibration_inputs(d, calib_images)
-                _int8_static(d / IMAGE_ONNX, d / img, IMAGE_INPUT.name, [px[i:i + 8] for i in range(0, len(px), 8)])
-                _int8_static(d / TEXT_ONNX, d / txt, TEXT_INPUT.name, [ids])
+                _static_pair(d, img, txt, _chunks(px, 8), [ids])  # the parity prompts as one text batch
         except ExportError:
             raise
         except Exception as e:

@@ -120,16 +120,81 @@ def pytest_runtest_makereport(item, call):
                 "pass" if rep.passed else "skipped"
 
 
+EXPORT_CACHE = "EDGECLIP_TEST_EXPORT_CACHE"  # shared by the workers and the pytest children they start
+
+
 def pytest_configure(config):
+    import tempfile
     if not hasattr(config, "workerinput"):  # the controller (or a plain run): workers hand their rows in here
-        import tempfile
         config.robust_dir = tempfile.mkdtemp(prefix="edgeclip-robustness-")
+        if EXPORT_CACHE not in os.environ and not os.environ.get("EDGECLIP_TEST_NO_EXPORT_CACHE"):
+            config.export_cache = os.environ[EXPORT_CACHE] = tempfile.mkdtemp(prefix="edgeclip-export-cache-")
+    elif config.workerinput.get("export_cache"):
+        os.environ[EXPORT_CACHE] = config.workerinput["export_cache"]
+    if os.environ.get(EXPORT_CACHE):
+        _cache_onnx_exports(Path(os.environ[EXPORT_CACHE]))
+
+
+def _cache_onnx_exports(root: Path, max_bytes: int = 64 << 20) -> None:
+    """Reuse ``torch.onnx.export``'s output for a module already exported in this test run.
+
+    Why: the dynamo exporter takes ~20 s for the 4-layer test CLIP, and the suite exports the same seeded models
+    dozens of times (fixtures of each worker, OpenVINO's child processes, CLI tests in-process). The key is
+    everything the exporter reads: each submodule's class and plain attributes, every parameter and buffer,
+    the example input, names and opset. A miss runs the real exporter and keeps its files; a test that wants a
+    fresh export can set EDGECLIP_TEST_NO_EXPORT_CACHE=1. Subprocess runs (the CLI, kill tests) never use it.
+    """
+    import hashlib
+    import shutil
+    import tempfile
+
+    import edgeclip.export.onnx_export as ox
+    real = ox._export_one
+
+    def key(module, example, path, in_name, out_name, opset) -> str | None:
+        h, size = hashlib.sha256(f"{torch.__version__}|{path.name}|{in_name}|{out_name}|{opset}".encode()), 0
+        for name, m in module.named_modules():
+            plain = {k: v for k, v in vars(m).items() if isinstance(v, (int, float, str, bool, tuple, type(None)))}
+            h.update(f"{name}:{type(m).__qualname__}:{sorted(plain.items(), key=str)}".encode())
+        for name, t in [*module.named_parameters(), *module.named_buffers(), ("example", example)]:
+            t = t.detach().contiguous().cpu()
+            size += t.numel() * t.element_size()
+            if size > max_bytes:
+                return None  # ViT-B-32-sized: the copy would cost more than it saves
+            h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        return h.hexdigest()
+
+    def cached(module, example, path, in_name, out_name, opset) -> None:
+        k = key(module, example, path, in_name, out_name, opset)
+        files = [path.name, f"{path.name}.data"]
+        hit = root / k if k else None
+        if hit is not None and hit.is_dir():
+            for f in files:
+                if (hit / f).is_file():
+                    shutil.copyfile(hit / f, path.parent / f)
+            return
+        real(module, example, path, in_name, out_name, opset)
+        if hit is None:
+            return
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
+        for f in files:
+            if (path.parent / f).is_file():
+                shutil.copyfile(path.parent / f, tmp / f)
+        try:
+            tmp.rename(hit)  # atomic: another worker may have stored the same export meanwhile
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    ox._export_one = cached
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node):
-    """pytest-xdist: tell each worker where to leave its robustness rows for the controller."""
+    """pytest-xdist: tell each worker where to leave its robustness rows for the controller, and where the
+    export cache is."""
     node.workerinput["robust_dir"] = node.config.robust_dir
+    node.workerinput["export_cache"] = getattr(node.config, "export_cache", None)
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -145,6 +210,8 @@ def pytest_sessionfinish(session, exitstatus):
     for f in sorted(Path(session.config.robust_dir).glob("*.json")):
         ROBUSTNESS_ROWS.update(json.loads(f.read_text()))
     shutil.rmtree(session.config.robust_dir, ignore_errors=True)
+    if getattr(session.config, "export_cache", None):
+        shutil.rmtree(session.config.export_cache, ignore_errors=True)
     opt = session.config.option
     whole = [Path(a).resolve() for a in session.config.args] == [Path(__file__).resolve().parent]
     if not ROBUSTNESS_ROWS or opt.keyword or opt.markexpr or not whole:
