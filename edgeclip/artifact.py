@@ -31,6 +31,7 @@ IMAGE_OUTPUT, TEXT_OUTPUT = "image_embeds", "text_embeds"  # [B, D] float32, L2-
 IMAGE_ONNX, TEXT_ONNX = "image_encoder.onnx", "text_encoder.onnx"
 MANIFEST, TOKENIZER, PREPROCESS = "manifest.json", "tokenizer.json", "preprocess.json"
 VOCAB = "bpe_simple_vocab_16e6.txt.gz"  # open_clip's BPE merges, copied into every artifact
+PARITY_JSON, PARITY_MD = "parity.json", "parity.md"  # the export's parity reports, hashed like every other file
 
 SOT_ID, EOT_ID, PAD_ID = 49406, 49407, 0  # open_clip's SimpleTokenizer: <start_of_text>, <end_of_text>, padding
 

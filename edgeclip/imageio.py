@@ -3,20 +3,22 @@
 Why one rule: the student is trained on what ``edgeclip.data`` decodes and queried with what ``edgeclip.runtime``
 decodes; when the two disagree (a 16-bit PNG clipped to white by ``convert("RGB")``), the runtime embeds a
 different picture than the user sees. The pixel cap is checked on the header, before any pixel is decoded, so a
-tiny file that inflates to gigabytes is refused without allocating them.
+tiny file that inflates to gigabytes is refused without allocating them. Photos are turned upright by their EXIF
+orientation (as a viewer, a browser and transformers' ``load_image`` show them): a phone photo stored sideways is
+embedded the way the user sees it, in training and at run time alike.
 """
 from __future__ import annotations
 
 import warnings
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .errors import DataError
 
 MAX_PIXELS = 64_000_000  # 8,000 x 8,000; a decoded RGB image of this size is ~190 MB
 
-__all__ = ["MAX_PIXELS", "open_image", "to_rgb"]
+__all__ = ["MAX_PIXELS", "open_image", "to_rgb", "upright"]
 
 
 def open_image(src, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
@@ -46,7 +48,18 @@ def open_image(src, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
             raise DataError(f"image is {w}x{h} = {w * h:,} pixels, more than the limit of {max_pixels:,}; "
                             "downscale it first")
         img.load()  # decode fully here, so a truncated file fails now and not halfway through a batch
-    return to_rgb(img)
+    return to_rgb(upright(img))
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """``img`` rotated/flipped by its EXIF orientation tag (1..8), the tag removed; unchanged without one.
+
+    A malformed EXIF block leaves the picture as stored (viewers ignore it too): the pixels themselves are fine.
+    """
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # PIL raises assorted errors (SyntaxError, struct.error, ...) for broken EXIF blocks
+        return img
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -213,6 +213,19 @@ def output_kind(path: str | os.PathLike) -> str | None:
     return None
 
 
+def _not_written_by_edgeclip(p: Path) -> list[str]:
+    """Entries of an artifact folder that its manifest's ``files`` does not list (a user's notes, say); an artifact
+    without ``files`` (older than the hashes) cannot tell and gives []."""
+    try:
+        files = json.loads((p / MANIFEST).read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not isinstance(files, dict) or not files:
+        return []
+    return sorted(e.name for e in p.iterdir() if e.name not in files and e.name != MANIFEST
+                  and not e.name.startswith("."))  # hidden: edgeclip's own locks and staging
+
+
 def _describe(p: Path) -> str:
     if p.is_dir():
         n = sum(1 for _ in p.iterdir())
@@ -269,6 +282,11 @@ def check_output(path: str | os.PathLike, kind: str, overwrite: bool = False, in
         return p
     found = output_kind(p)
     if found == kind and overwrite:
+        foreign = _not_written_by_edgeclip(p) if kind == "artifact" else []
+        if foreign:
+            raise ConfigError(f"{shown} is an edgeclip {kind}, but holds {len(foreign)} file(s) its manifest does not "
+                              f"list ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); --overwrite "
+                              "would delete them: move them out first, or choose another output path")
         return p
     if found == kind:
         raise ConfigError(f"{shown} is an existing edgeclip {kind}; pass --overwrite to replace it, "

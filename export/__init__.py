@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeclip.artifact import IMAGE_INPUT, IMAGE_ONNX, TEXT_INPUT, TEXT_ONNX
+from edgeclip.artifact import IMAGE_INPUT, IMAGE_ONNX, PARITY_JSON, PARITY_MD, TEXT_INPUT, TEXT_ONNX
 
 from .onnx_export import ExportResult, export_onnx, read_manifest, update_manifest
 from .parity import ParityReport, check_parity, load_photos, parity_markdown
@@ -72,8 +72,9 @@ def _export_locked(model, out: Path, variants, images_dir, calib_dir, trt, trt_p
         res = _build_artifact(model, tmp, variants, images_dir, calib, trt, trt_precision, opset)
         if targets:
             res.parity += _build_targets(model, tmp, targets, int8_targets, images_dir, calib)
-        write_json(tmp / "parity.json", [r.to_dict() for r in res.parity])
-        write_text(tmp / "parity.md", parity_markdown(res.parity))
+        write_json(tmp / PARITY_JSON, [r.to_dict() for r in res.parity])
+        write_text(tmp / PARITY_MD, parity_markdown(res.parity))
+        update_manifest(tmp)  # the reports' sha256 too: a report edited afterwards is refused on load like a graph
     res.out = out
     return res
 

@@ -29,6 +29,7 @@ import edgeclip
 import edgeclip.runtime as runtime
 from edgeclip.data.pairs import open_image
 from edgeclip.errors import ConfigError
+from edgeclip.imageio import upright
 from edgeclip.evaluate import embed_pil_images, embed_texts
 
 MAX_UPLOAD = "8mb"  # request size limit (Gradio refuses larger uploads with HTTP 413)
@@ -124,8 +125,8 @@ def open_upload(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
                 f.draft("RGB", (max(1, int(w * s)), max(1, int(h * s))))
             if f.size[0] * f.size[1] > max_pixels:
                 raise ConfigError(f"That image is {w} x {h} pixels ({w * h / 1e6:.0f} M); {limit}")
-            if f.size != (w, h):  # draft-decoded JPEG (8-bit, no conversion rule needed)
-                return f.convert("RGB")
+            if f.size != (w, h):  # draft-decoded JPEG (8-bit: only the orientation rule applies)
+                return upright(f).convert("RGB")
         return open_image(path)  # the training loader's decode: CMYK / greyscale / 16-bit -> RGB
     except ConfigError:
         raise

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
+from .. import limits
 from ..errors import EdgeClipError, ParityError
+from ..limits import Text
 
 # The shared ImageNet sample beside the checkout (../shared); without it parity runs on ShapesWorld scenes alone.
 SHARED_PHOTOS = Path(__file__).resolve().parents[3] / "shared" / "data" / "imagenet-sample-200"
@@ -16,38 +17,36 @@ def photos_default() -> str | None:
     return str(SHARED_PHOTOS) if SHARED_PHOTOS.is_dir() else None
 
 
+TEXT = Text("a non-empty value")  # paths and model specs: what they name is checked when opened
+
+
 def stages(value: str):
-    """argparse type of --stages: 'auto' or an integer >= 1."""
+    """argparse type of --stages: 'auto' or a number of stages (``limits.STAGES``)."""
     if value == "auto":
         return value
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"must be 'auto' or an integer >= 1, got {value!r}")
-    return int(value)
+    try:
+        return limits.STAGES.parse(value)
+    except EdgeClipError:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or {limits.STAGES.describe()}, got {value!r}") from None
 
 
-def number(kind, lo: float, what: str):
-    """argparse type: a finite ``kind`` (int or float) >= ``lo``; anything else is one usage error line."""
-    def parse(value: str):
-        try:
-            x = kind(value)
-        except ValueError:
-            x = None
-        if x is None or not math.isfinite(x) or x < lo:
-            raise argparse.ArgumentTypeError(f"must be {what}, got {value!r}")
-        return x
-    return parse
+stages.bad = ("", "0", "-1", "17", "1.5", "x", "Auto", "nan")  # what tests/robustness/test_cli_ranges.py tries
 
 
-def checked(check):
+class checked:
     """argparse type that runs one of edgeclip's own checkers on the string (its one-line error becomes argparse's)
-    and keeps the string: the checker stays the only home of the rule."""
-    def parse(value: str) -> str:
+    and keeps the string: the checker stays the only home of the rule. ``bad``: values it refuses (for the tests
+    that walk every option)."""
+
+    def __init__(self, check, bad: tuple[str, ...] = ("",)):
+        self.check, self.bad = check, bad
+
+    def __call__(self, value: str) -> str:
         try:
-            check(value)
+            self.check(value)
         except EdgeClipError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
         return value
-    return parse
 
 
 def _check_budget(value: str) -> None:
@@ -56,9 +55,8 @@ def _check_budget(value: str) -> None:
     budget_spec(value)
 
 
-budget = checked(_check_budget)
-STEPS = number(int, 1, "an integer >= 1")
-BATCH = number(int, 2, "an integer >= 2 (the affinity loss compares pairs within a batch)")
+budget = checked(_check_budget, bad=("", "0", "-8M", "abc", "nan", "150%", "0%", '{"image": "x"}'))
+device = checked(limits.check_device_name, bad=("", "gpu", "cuda:", "cuda:-1", "cuda:x", "cpu:0"))
 
 
 def spec_path(spec):
@@ -75,10 +73,10 @@ def load_model(spec, pretrained):
 
 def add_csv_flags(q) -> None:
     """open_clip's CSV flags, same names and defaults (the separator is sniffed when not given)."""
-    q.add_argument("--csv-separator", default=None, help="CSV separator (default: sniffed among tab, comma, "
+    q.add_argument("--csv-separator", type=TEXT, default=None, help="CSV separator (default: sniffed among tab, comma, "
                    "semicolon and pipe, else tab as open_clip); '\\t' means tab")
-    q.add_argument("--csv-img-key", default="filepath", help="CSV column of image paths (default: filepath)")
-    q.add_argument("--csv-caption-key", default="title", help="CSV column of captions (default: title)")
+    q.add_argument("--csv-img-key", type=TEXT, default="filepath", help="CSV column of image paths (default: filepath)")
+    q.add_argument("--csv-caption-key", type=TEXT, default="title", help="CSV column of captions (default: title)")
 
 
 def csv_data(a, data):

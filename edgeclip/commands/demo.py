@@ -5,9 +5,10 @@ import argparse
 from pathlib import Path
 
 from ..outputs import check_output
-from ..artifact import MANIFEST
+from ..artifact import MANIFEST, PARITY_MD
 from ..errors import ConfigError
-from .common import BATCH, STEPS, budget, photos_default, spec_path, stages, verdict
+from .. import limits as L
+from .common import TEXT, budget, photos_default, spec_path, stages, verdict
 
 QUICKSTART_OUT = "runs/quickstart"
 QUICKSTART_ARTIFACT = f"{QUICKSTART_OUT}/artifact"  # where 'edgeclip demo' looks by default
@@ -57,7 +58,7 @@ def _cmd_quickstart(a) -> int:
         replace_with(work, out)
         work.parent.rmdir()
     print((out / "report.md").read_text())
-    print((out / "artifact" / "parity.md").read_text())
+    print((out / "artifact" / PARITY_MD).read_text())
     print(f"student: {out / 'student'}\nartifact: {out / 'artifact'}")
     return verdict(art.parity)
 
@@ -65,23 +66,25 @@ def _cmd_quickstart(a) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register demo and quickstart on the ``edgeclip`` subparsers."""
     q = sub.add_parser("demo", help="launch the Gradio demo (student ONNX next to teacher PyTorch)")
-    q.add_argument("--artifact", default=QUICKSTART_ARTIFACT, help="exported student artifact folder (default: the "
+    q.add_argument("--artifact", type=TEXT, default=QUICKSTART_ARTIFACT,
+                   help="exported student artifact folder (default: the "
                    "quickstart's, built first when missing)")
-    q.add_argument("--teacher", default="reference", help="teacher spec")
-    q.add_argument("--teacher-pretrained", default=None, help="checkpoint FILE of the --teacher named")
-    q.add_argument("--gallery", default=None, help="image folder for the gallery (default: ShapesWorld scenes)")
-    q.add_argument("--host", default="127.0.0.1", help="bind address")
-    q.add_argument("--port", type=int, default=7860, help="port")
+    q.add_argument("--teacher", type=TEXT, default="reference", help="teacher spec")
+    q.add_argument("--teacher-pretrained", type=TEXT, default=None, help="checkpoint FILE of the --teacher named")
+    q.add_argument("--gallery", type=TEXT, default=None,
+                   help="image folder for the gallery (default: ShapesWorld scenes)")
+    q.add_argument("--host", type=TEXT, default="127.0.0.1", help="bind address")
+    q.add_argument("--port", type=L.PORT, default=7860, help="port")
     q.set_defaults(func=_cmd_demo)
 
     q = sub.add_parser("quickstart", help="compress the reference teacher, export it, check parity, print the report")
     q.add_argument("--target", default="25%", type=budget, help="vision budget (default 25%% of the teacher)")
-    q.add_argument("--steps", type=STEPS, default=800, help="distillation steps")
-    q.add_argument("--samples", type=BATCH, default=12_800, help="ShapesWorld training pairs")
+    q.add_argument("--steps", type=L.STEPS, default=800, help="distillation steps")
+    q.add_argument("--samples", type=L.SHAPES_PAIRS, default=12_800, help="ShapesWorld training pairs")
     q.add_argument("--stages", default=1, type=stages, help="'auto' or a number of stages")
-    q.add_argument("--batch-size", type=BATCH, default=128, help="pairs per step")
-    q.add_argument("--seed", type=int, default=0, help="seed")
-    q.add_argument("--images", default=photos_default(), help="photos for parity")
-    q.add_argument("--out", default=QUICKSTART_OUT, help="output folder")
+    q.add_argument("--batch-size", type=L.BATCH, default=128, help="pairs per step")
+    q.add_argument("--seed", type=L.SEED, default=0, help="seed")
+    q.add_argument("--images", type=TEXT, default=photos_default(), help="photos for parity")
+    q.add_argument("--out", type=TEXT, default=QUICKSTART_OUT, help="output folder")
     q.add_argument("--overwrite", action="store_true", help="replace an earlier quickstart run at --out")
     q.set_defaults(func=_cmd_quickstart)

@@ -5,9 +5,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..artifact import PARITY_MD
 from ..outputs import check_output
 from ..errors import ConfigError
-from .common import load_model, photos_default, spec_path, verdict
+from .. import limits as L
+from .common import TEXT, load_model, photos_default, spec_path, verdict
 
 VARIANT_CHOICES = ("fp32-opt", "fp16", "int8-dynamic", "int8-static")
 
@@ -51,7 +53,7 @@ def _cmd_export(a) -> int:
     res = export_artifact(model, out, _variants(a), images_dir=a.images, calib_dir=a.calib, trt=a.trt,
                           trt_precision=a.trt_precision, opset=a.opset, overwrite=a.overwrite, targets=targets,
                           int8_targets=a.int8)
-    print((res.out / "parity.md").read_text())
+    print((res.out / PARITY_MD).read_text())
     return verdict(res.parity)
 
 
@@ -113,8 +115,7 @@ def _check_runnable(manifest: dict, variants: list[str], backend: str | None) ->
 def _cmd_bench(a) -> int:
     from ..runtime.bench import bench, bench_markdown, write_report
     out = check_output(a.out, "bench", a.overwrite, inputs=[a.artifact])
-    rep = bench(a.artifact, a.backend, a.variant, [int(b) for b in a.batches.split(",")],
-                [int(t) for t in a.threads.split(",")] if a.threads else None, a.repeat, a.warmup, a.rounds,
+    rep = bench(a.artifact, a.backend, a.variant, a.batches, a.threads, a.repeat, a.warmup, a.rounds,
                 peaks=not a.no_peaks)
     write_report(rep, out)
     print(bench_markdown(rep))
@@ -126,18 +127,11 @@ def _cmd_bench(a) -> int:
     return 0
 
 
-def _batches(value: str) -> str:
-    """argparse type of --batches: comma-separated integers >= 1."""
-    if not all(p.isdigit() and int(p) >= 1 for p in value.split(",")):
-        raise argparse.ArgumentTypeError(f"must be comma-separated integers >= 1, got {value!r}")
-    return value
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register export, parity and bench on the ``edgeclip`` subparsers."""
     q = sub.add_parser("export", help="export a model to ONNX / TensorRT; parity runs automatically")
-    q.add_argument("model", help="student folder (or any teacher spec)")
-    q.add_argument("--pretrained", default=None, help="checkpoint FILE of the model named")
+    q.add_argument("model", type=TEXT, help="student folder (or any teacher spec)")
+    q.add_argument("--pretrained", type=TEXT, default=None, help="checkpoint FILE of the model named")
     q.add_argument("--onnx", action="store_true", help="export ONNX encoders (always written: the artifact's base)")
     q.add_argument("--executorch", action="store_true", help="also ExecuTorch .pte programs (XNNPACK; the "
                    "[executorch] extra)")
@@ -150,23 +144,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--fp16", action="store_true", help="also an fp16 variant")
     q.add_argument("--int8", action="store_true", help="also INT8 (dynamic; static too with --calib), of every "
                    "format asked for")
-    q.add_argument("--calib", default=None, help="image folder for INT8 static calibration")
+    q.add_argument("--calib", type=TEXT, default=None, help="image folder for INT8 static calibration")
     q.add_argument("--variant", action="append", choices=VARIANT_CHOICES, help="extra variant (repeatable)")
     q.add_argument("--trt", action="store_true", help="build TensorRT engines (needs tensorrt + an NVIDIA GPU)")
     q.add_argument("--trt-precision", choices=("fp32", "fp16", "int8"), default="fp16", help="engine precision")
-    q.add_argument("--images", default=photos_default(), help="photos for parity (default: shared ImageNet sample)")
+    q.add_argument("--images", type=TEXT, default=photos_default(),
+                   help="photos for parity (default: shared ImageNet sample)")
     q.add_argument("--opset", type=int, choices=(17, 18), default=18, help="ONNX opset")
-    q.add_argument("--out", required=True, help="artifact folder (new or empty)")
+    q.add_argument("--out", type=TEXT, required=True, help="artifact folder (new or empty)")
     q.add_argument("--overwrite", action="store_true", help="replace an earlier artifact at --out")
     q.set_defaults(func=_cmd_export)
 
     q = sub.add_parser("parity", help="check an exported artifact against PyTorch")
-    q.add_argument("artifact", help="artifact folder written by 'edgeclip export'")
-    q.add_argument("--against", required=True, help="the PyTorch model it came from")
-    q.add_argument("--pretrained", default=None, help="checkpoint FILE of the --against model named")
-    q.add_argument("--variant", action="append", default=None, help="variants to check (default: all)")
-    q.add_argument("--images", default=photos_default(), help="image folder (default: shared ImageNet sample)")
-    q.add_argument("--report", default=None, help="write PATH.json and PATH.md")
+    q.add_argument("artifact", type=TEXT, help="artifact folder written by 'edgeclip export'")
+    q.add_argument("--against", type=TEXT, required=True, help="the PyTorch model it came from")
+    q.add_argument("--pretrained", type=TEXT, default=None, help="checkpoint FILE of the --against model named")
+    q.add_argument("--variant", type=TEXT, action="append", default=None, help="variants to check (default: all)")
+    q.add_argument("--images", type=TEXT, default=photos_default(),
+                   help="image folder (default: shared ImageNet sample)")
+    q.add_argument("--report", type=TEXT, default=None, help="write PATH.json and PATH.md")
     q.add_argument("--overwrite", action="store_true", help="replace an earlier parity report at --report")
     q.add_argument("--backend", choices=("onnxruntime", "openvino"), default=None,
                    help="runtime that runs the ONNX variants (same gates for both; default onnxruntime); the device "
@@ -175,18 +171,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     q = sub.add_parser("bench", help="time every backend x variant x batch x threads of an artifact; record the "
                        "fastest passing pair per batch size in its manifest")
-    q.add_argument("artifact", help="artifact folder written by 'edgeclip export'")
+    q.add_argument("artifact", type=TEXT, help="artifact folder written by 'edgeclip export'")
     q.add_argument("--backend", action="append", choices=("onnxruntime", "openvino", "executorch", "litert"),
                    default=None, help="backend to time (repeatable; default: every installed one; the device formats "
                    "run on their own runtime and are timed, never recorded for 'auto')")
-    q.add_argument("--variant", action="append", default=None, help="variant to time (repeatable; default: all)")
-    q.add_argument("--batches", type=_batches, default="1,8,32", help="comma-separated image batch sizes")
-    q.add_argument("--threads", type=_batches, default=None, help="comma-separated thread counts (default: 1,all)")
-    q.add_argument("--repeat", type=int, default=5, help="timed calls per config and round (median)")
-    q.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
-    q.add_argument("--rounds", type=int, default=1, help="passes over all configs (alternating order)")
+    q.add_argument("--variant", type=TEXT, action="append", default=None,
+                   help="variant to time (repeatable; default: all)")
+    q.add_argument("--batches", type=L.RangeList(L.BENCH_BATCH), default="1,8,32",
+                   help="comma-separated image batch sizes")
+    q.add_argument("--threads", type=L.RangeList(L.BENCH_THREADS), default=None,
+                   help="comma-separated thread counts (default: 1,all)")
+    q.add_argument("--repeat", type=L.REPEAT, default=5, help="timed calls per config and round (median)")
+    q.add_argument("--warmup", type=L.WARMUP, default=2, help="untimed calls before timing")
+    q.add_argument("--rounds", type=L.ROUNDS, default=1, help="passes over all configs (alternating order)")
     q.add_argument("--no-peaks", action="store_true", help="skip the GEMM peak measurement")
     q.add_argument("--no-record", action="store_true", help="do not write the fastest pairs into the manifest")
-    q.add_argument("--out", default="runs/bench", help="report folder (bench.json, bench.md, bench.png)")
+    q.add_argument("--out", type=TEXT, default="runs/bench", help="report folder (bench.json, bench.md, bench.png)")
     q.add_argument("--overwrite", action="store_true", help="replace an earlier bench report in --out")
     q.set_defaults(func=_cmd_bench)

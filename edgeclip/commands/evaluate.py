@@ -5,7 +5,8 @@ import argparse
 import json
 
 from ..outputs import check_output
-from .common import add_csv_flags, load_model, spec_path
+from .. import limits as L
+from .common import TEXT, add_csv_flags, load_model, spec_path
 
 
 def _cmd_eval(a) -> int:
@@ -40,22 +41,22 @@ def _cmd_models(a) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register eval, info and models on the ``edgeclip`` subparsers."""
     q = sub.add_parser("eval", help="zero-shot and retrieval metrics of a model")
-    q.add_argument("model", help="model to evaluate (name, student folder, HF folder, 'reference')")
-    q.add_argument("--data", default="shapes", help="'shapes', an image folder (class per sub-folder or "
+    q.add_argument("model", type=TEXT, help="model to evaluate (name, student folder, HF folder, 'reference')")
+    q.add_argument("--data", type=TEXT, default="shapes", help="'shapes', an image folder (class per sub-folder or "
                    "manifest.csv) or a CSV of image,caption pairs")
-    q.add_argument("--pretrained", default=None, help="checkpoint FILE of the model named")
+    q.add_argument("--pretrained", type=TEXT, default=None, help="checkpoint FILE of the model named")
     add_csv_flags(q)
-    q.add_argument("--classes", default=None, help="class-name file (one per line) for an image folder")
-    q.add_argument("--teacher", default=None, help="also report teacher-student agreement")
-    q.add_argument("--teacher-pretrained", default=None, help="checkpoint FILE of the --teacher named")
-    q.add_argument("--limit", type=int, default=None, help="evaluate at most N items (images for a CSV)")
-    q.add_argument("--out", default=None, help="write the JSON report here")
+    q.add_argument("--classes", type=TEXT, default=None, help="class-name file (one per line) for an image folder")
+    q.add_argument("--teacher", type=TEXT, default=None, help="also report teacher-student agreement")
+    q.add_argument("--teacher-pretrained", type=TEXT, default=None, help="checkpoint FILE of the --teacher named")
+    q.add_argument("--limit", type=L.LIMIT, default=None, help="evaluate at most N items (images for a CSV)")
+    q.add_argument("--out", type=TEXT, default=None, help="write the JSON report here")
     q.add_argument("--overwrite", action="store_true", help="replace an earlier eval report at --out")
     q.set_defaults(func=_cmd_eval)
 
     q = sub.add_parser("info", help="print the parameter table of a teacher or student")
-    q.add_argument("model", help="model name (e.g. ViT-B-32), student folder, HF folder, or 'reference'")
-    q.add_argument("--pretrained", default=None, help="local checkpoint file for a model name")
+    q.add_argument("model", type=TEXT, help="model name (e.g. ViT-B-32), student folder, HF folder, or 'reference'")
+    q.add_argument("--pretrained", type=TEXT, default=None, help="local checkpoint file for a model name")
     q.set_defaults(func=_cmd_info)
 
     q = sub.add_parser("models", help="list edgeclip's model configs")

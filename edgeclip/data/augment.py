@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from ..errors import ConfigError
+from ..limits import VIEWS
 from .keys import stable_hash
 
 CROP_SCALE = (0.5, 1.0)  # of the image area: ShapesWorld's 32 px scenes lose whole objects below ~half
@@ -15,8 +16,7 @@ CROP_SCALE = (0.5, 1.0)  # of the image area: ShapesWorld's 32 px scenes lose wh
 
 def check_views(views: int, gpu_decode: bool = False) -> int:
     """1..64 views; views are made from decoded PIL images, so not with ``--decode gpu``."""
-    if isinstance(views, bool) or not isinstance(views, int) or not 1 <= views <= 64:
-        raise ConfigError(f"views must be an integer from 1 (no augmentation) to 64, got {views!r}")
+    VIEWS.check(views)
     if gpu_decode and views > 1:
         raise ConfigError("augmented views are made on the CPU: use --decode cpu with --views > 1")
     return views

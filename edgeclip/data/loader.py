@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from ..errors import ConfigError, DataError
+from ..limits import WORKERS
 from .augment import check_views, make_view, view_for_stream, view_key, views_for_step
 from .wds import skip_delta, split_sample
 
@@ -39,8 +40,7 @@ def check_workers(workers: int | None) -> int:
     import sys
     if workers is None:
         return default_workers()
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ConfigError(f"workers must be an integer >= 0 (0: decode in the training process), got {workers!r}")
+    WORKERS.check(workers)
     if workers > _cores():
         print(f"note: {workers} workers asked for; this machine has {_cores()} cores, using {_cores()}",
               file=sys.stderr)

@@ -132,8 +132,9 @@ def shapes_count(data) -> int | None:
     if s != "shapes" and not s.startswith("shapes:"):
         return None
     n = s.split(":", 1)[1].strip() if ":" in s else "12800"
-    if not n.isdigit() or int(n) < 1:
-        raise DataError(f"bad data {s!r}: N in 'shapes:N' must be a whole number of pairs >= 1")
+    from ..limits import SHAPES_PAIRS
+    if not SHAPES_PAIRS.holds(int(n) if n.isdigit() and n.isascii() else None):
+        raise DataError(f"bad data {s!r}: {SHAPES_PAIRS.name} must be {SHAPES_PAIRS.describe()}")
     return int(n)
 
 

@@ -20,12 +20,12 @@ from pathlib import Path
 from PIL import Image
 
 from ..outputs import KEY, atomic_path, check_output, write_json
-from ..errors import ConfigError, DataError
+from ..errors import DataError
+from ..limits import JPEG_QUALITY, PREPARE_SIZE, WORKERS
 from ..imageio import open_image
 from .wds import WdsPairs, split_sample
 
 KIND = "prepared-shards"
-MIN_SIZE = 16
 SHARD_SAMPLES = 10_000
 SHARD_PATTERN = "shard-%06d.tar"
 CHUNK = 64  # samples per task list handed to the pool per worker (bounded memory: Pool.imap would read ahead all)
@@ -33,12 +33,10 @@ CHUNK = 64  # samples per task list handed to the pool per worker (bounded memor
 
 def check_prepare_args(size: int, quality: int, workers: int | None) -> None:
     """One line for each bad argument, before anything is read or written."""
-    if not isinstance(size, int) or size < MIN_SIZE:
-        raise ConfigError(f"size must be an integer >= {MIN_SIZE} px (the student's shortest side), got {size!r}")
-    if not isinstance(quality, int) or not 1 <= quality <= 100:
-        raise ConfigError(f"JPEG quality must be an integer in 1..100, got {quality!r}")
-    if workers is not None and (not isinstance(workers, int) or workers < 0):
-        raise ConfigError(f"workers must be an integer >= 0 (0: re-encode in this process), got {workers!r}")
+    PREPARE_SIZE.check(size)
+    JPEG_QUALITY.check(quality)
+    if workers is not None:
+        WORKERS.check(workers)
 
 
 def shrink(img: Image.Image, size: int) -> Image.Image:

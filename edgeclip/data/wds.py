@@ -63,6 +63,39 @@ def _is_tar_header(head: bytes) -> bool:
         return False
 
 
+def truncated(url: str) -> bool:
+    """A local tar that does not end in whole 512-byte blocks with zero blocks last (its end-of-archive marker):
+    it was cut (a copy or download that stopped). Python's tarfile reads such a stream up to the cut without an
+    error, so the member at the cut (a JPEG or a caption) comes out short. Remote and ``pipe:`` shards: False."""
+    if url.startswith("pipe:") or "://" in url:
+        return False
+    p = Path(url.removeprefix("file:"))
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as f:
+            f.seek(max(0, size - 1024))
+            tail = f.read()
+    except OSError:
+        return False  # unreadable: counted by the reader's handler
+    return size % 512 != 0 or tail.count(0) != len(tail)
+
+
+def drop_cut_samples(samples: Iterator[dict], cut: set[str], skipped) -> Iterator[dict]:
+    """``samples`` minus the last one read from each shard in ``cut`` (it may be short), counted."""
+    held = None
+    for s in samples:
+        if held is not None and (held.get("__url__") not in cut or s.get("__url__") == held.get("__url__")):
+            yield held
+        elif held is not None:
+            skipped.add("last sample of a truncated tar")
+        held = s
+    if held is not None:
+        if held.get("__url__") in cut:
+            skipped.add("last sample of a truncated tar")
+        else:
+            yield held
+
+
 def check_shards(urls: list[str], spec: str) -> None:
     """Fail in one line before training: no shards, a missing or non-tar local shard, a failing pipe."""
     if not urls:
@@ -118,6 +151,9 @@ class WdsPairs:
             return True
 
         it = tarfile_samples(src, handler=handler)
+        cut = {s["url"] for s in src if truncated(s["url"])}
+        if cut:
+            it = drop_cut_samples(it, cut, counts)
         if not by_shard:
             it = (s for n, s in enumerate(it) if n % slots == slot)
         if shuffle and self.shuffle_buffer > 1:

@@ -103,9 +103,8 @@ def shutdown() -> None:
 
 def check_device(device: str) -> str:
     """``cpu``, ``cuda`` or ``cuda:N`` that exists here; anything else is one ``ConfigError`` line."""
-    d = str(device)
-    if d != "cpu" and not (d == "cuda" or (d.startswith("cuda:") and d[5:].isdigit())):
-        raise ConfigError(f"unknown device {d!r}; use cpu, cuda or cuda:N")
+    from ..limits import check_device_name
+    d = check_device_name(device)
     if d.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} asked for, but no CUDA GPU is available; use --device cpu")
     if d.startswith("cuda:") and int(d[5:]) >= torch.cuda.device_count():

@@ -37,7 +37,9 @@ def parse_loss(spec: str | dict | None) -> dict[str, float]:
         return dict(DEFAULT_LOSS)
     if isinstance(spec, str):
         items = {}
-        for part in filter(None, (p.strip() for p in spec.split(","))):
+        for part in (p.strip() for p in spec.split(",")):
+            if not part:
+                raise ConfigError(f"loss {spec!r} has an empty term; write NAME=WEIGHT pairs separated by commas")
             name, eq, value = part.partition("=")
             if not eq:
                 raise ConfigError(f"loss term {part!r} has no weight; write NAME=WEIGHT, e.g. affinity=1,feature=2000")

@@ -9,27 +9,17 @@ from its folder.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from ..errors import ConfigError
+from .. import limits
 from .recipe import DEFAULT_SHAPE, DEFAULT_VIEWS
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _at_least(name: str, v, lo: int, why: str = "") -> None:
-    if not _is_int(v) or v < lo:
-        raise ConfigError(f"{name} must be an integer >= {lo}{why}, got {v!r}")
-
-
-def _positive_or_none(name: str, v) -> None:
-    ok = v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0)
-    if not ok:
-        raise ConfigError(f"{name} must be a positive finite number, got {v!r}")
+def _optional(r: limits.Range, v) -> None:
+    if v is not None:
+        r.check(v)
 
 
 def _choice(name: str, v, ok: tuple[str, ...]) -> None:
@@ -60,11 +50,11 @@ class Recipe:
         _choice("method", self.method, ("manual", "auto", "scratch"))
         _choice("depth", self.depth, ("interval", "uniform"))
         _choice("width", self.width, ("leading", "magnitude"))
-        if self.stages != "auto" and not (_is_int(self.stages) and self.stages >= 1):
-            raise ConfigError(f"stages must be 'auto' or an integer >= 1, got {self.stages!r}")
+        if self.stages != "auto" and not limits.STAGES.holds(self.stages):
+            raise ConfigError(f"stages must be 'auto' or {limits.STAGES.describe()}, got {self.stages!r}")
         if not isinstance(self.tie_layers, bool):
             raise ConfigError(f"tie_layers must be true or false, got {self.tie_layers!r}")
-        _at_least("prune_steps", self.prune_steps, 1)
+        limits.PRUNE_STEPS.check(self.prune_steps)
         check_shape(self.shape)
         check_views(self.views)
         object.__setattr__(self, "loss", parse_loss(self.loss))  # the one loss parser; a dict from here on
@@ -86,13 +76,10 @@ class Schedule:
     ckpt_every: int = 50             # steps between resumable checkpoints
 
     def __post_init__(self):
-        _at_least("steps", self.steps, 1)
-        _at_least("batch_size", self.batch_size, 2, " (the affinity loss compares pairs within a batch)")
-        _at_least("eval_every", self.eval_every, 0)
-        _at_least("ckpt_every", self.ckpt_every, 1)
-        _at_least("seed", self.seed, 0, " (numpy and torch seeds are non-negative)")
-        _positive_or_none("epochs", self.epochs)
-        _positive_or_none("lr", self.lr)
+        for r in (limits.STEPS, limits.BATCH, limits.EVAL_EVERY, limits.CKPT_EVERY, limits.SEED):
+            r.check(getattr(self, r.name))
+        _optional(limits.EPOCHS, self.epochs)
+        _optional(limits.LR, self.lr)
 
 
 @dataclass(frozen=True)
@@ -114,9 +101,7 @@ class RunConfig:
         if self.precision != "fp32" and not str(self.device).startswith("cuda"):
             raise ConfigError(f"precision {self.precision} is for CUDA (autocast); on the CPU use fp32")
         _choice("decode", self.decode, ("cpu", "gpu"))
-        if self.workers is not None and (not _is_int(self.workers) or self.workers < 0):
-            raise ConfigError(f"workers must be an integer >= 0 (0: decode in the training process), got "
-                              f"{self.workers!r}")
+        _optional(limits.WORKERS, self.workers)  # above the machine's cores: capped when the loader starts
         for name in ("cache_teacher", "evaluate", "hf", "keep_ckpt"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")

@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..limits import STAGES
 from ..models.params import config_params, parse_budget, student_config
 
 MAX_CUT = 0.5
@@ -35,8 +36,8 @@ def plan_stages(teacher_cfg: dict, target, stages: int | str = "auto", shape: st
     tv, tt = config_params(teacher_cfg)
     budget = parse_budget(target, (tv, tt))
     frac = budget.image / tv
-    if stages != "auto" and not (isinstance(stages, int) and stages >= 1):
-        raise ConfigError(f"stages must be 'auto' or an integer >= 1, got {stages!r}")
+    if stages != "auto" and not STAGES.holds(stages):
+        raise ConfigError(f"stages must be 'auto' or {STAGES.describe()}, got {stages!r}")
     final = student_config(teacher_cfg, budget, shape=shape)
     n = max(1, math.ceil(math.log(frac) / math.log(1 - MAX_CUT) - 0.1)) if stages == "auto" else stages
     plan, prev = [], teacher_cfg

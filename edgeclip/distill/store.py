@@ -192,12 +192,13 @@ def build_index(folder: Path, shards: list[dict]) -> int:
 
 
 def write_manifest(folder: Path, teacher, preprocess: dict, data: str, shards: list[dict], count: int,
-                   dims: tuple[int, int], views: int = 1) -> None:
+                   dims: tuple[int, int], views: int = 1, skipped: dict | None = None) -> None:
     from ..models import model_config
     write_json(folder / "manifest.json", {
         "edgeclip_output": KIND, "format": 1,
         "teacher": {"weights_sha256": weights_sha256(teacher), "config": model_config(teacher)},
         "preprocess": json.loads(json.dumps(preprocess)), "data": data, "count": count, "dims": list(dims),
+        "skipped": dict(skipped or {}),  # items not embedded, by reason (corrupt image, empty caption, bad tar...)
         "views": views,  # augmented views per sample stored (keys 'KEY#viewV' for V >= 1: edgeclip.data.augment)
         "dtype": "float16", "key": "webdataset __key__ | CSV 'path<TAB>caption' | 'shapes:INDEX' (blake2b-64)",
         "shards": shards, "sha256": {f: _sha256(folder / f) for f in _store_files({"shards": shards})}})
@@ -220,6 +221,8 @@ def teach(teacher, data, out, batch_size: int = 256, workers: int | None = None,
     from . import dist as ddp_env
 
     from ..data.augment import check_views
+    from ..limits import TEACH_BATCH
+    TEACH_BATCH.check(batch_size)
     workers, views = check_workers(workers), check_views(views)
     device = ddp_env.init_from_env(ddp_env.check_device(device))
     from ..outputs import check_output
@@ -298,4 +301,5 @@ def _finish(folder: Path, teacher, pre: dict, pairs, dims, views: int = 1) -> No
     shards = [s for r in sorted({f.name.split("-")[0] for f in folder.glob("r*-*.hash.npy")})
               for s in w_shards(folder, int(r[1:]))]
     count = build_index(folder, shards)
-    write_manifest(folder, teacher, pre, pairs.describe(), shards, count, tuple(dims), views)
+    skipped = {k: v // views for k, v in getattr(getattr(pairs, "skipped", None), "counts", {}).items()}  # per pass
+    write_manifest(folder, teacher, pre, pairs.describe(), shards, count, tuple(dims), views, skipped)

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifact import MANIFEST, PREPROCESS, TOKENIZER, check_manifest_version
+from ..artifact import MANIFEST, PARITY_JSON, PARITY_MD, PREPROCESS, TOKENIZER, check_manifest_version
 from ..errors import ConfigError, IntegrityError, ParityError
 
 _LOCATION = b"\x0a\x08location\x12"  # protobuf bytes of an ONNX external-data entry: key "location", value next
@@ -97,8 +97,9 @@ def check_artifact(root: Path, manifest: dict, variant: str, verify: bool = True
         verified += _verify(root, manifest, [tok_path, pre_path, image, text])
     tok = read_json(tok_path)
     vocab = inside(root, tok.get("vocab_file"), "tokenizer vocabulary")
-    if verify:
-        verified += _verify(root, manifest, [vocab])
+    if verify:  # the parity reports of artifacts that recorded their hashes (older ones did not)
+        reports = [inside(root, n, "parity report") for n in (PARITY_JSON, PARITY_MD) if n in manifest.get("files", {})]
+        verified += _verify(root, manifest, [vocab, *reports])
     return ArtifactFiles(image, text, vocab, pre_path, tok, parity, fingerprint(manifest), tuple(verified))
 
 

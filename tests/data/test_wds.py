@@ -114,3 +114,18 @@ def test_streamed_views_are_keyed_per_view_and_repeat_exactly(tmp_path):
     assert views == {"0", "1", "2"}  # 28 samples over 3 views: every view is used
     with pytest.raises(ConfigError, match="use --decode cpu"):
         WdsBatches(pairs, 4, 0, _tf, _tok, _tok, workers=0, views=2, raw_images=True)
+
+
+@pytest.mark.parametrize("cut", [1500, 3000, 8192, 10340])
+def test_a_truncated_tar_never_yields_the_sample_at_the_cut(tmp_path, cut):
+    """tarfile reads a cut stream without an error, so the member at the cut comes out short: a caption cut
+    mid-word would train silently. The last sample read from a shard without its end marker is dropped, counted."""
+    from edgeclip.data.wds import truncated
+    write_shards(tmp_path, n_shards=1, per=6)
+    whole = (tmp_path / "s-000.tar").read_bytes()
+    (tmp_path / "s-001.tar").write_bytes(whole[:cut])
+    assert not truncated(str(tmp_path / "s-000.tar")) and truncated(str(tmp_path / "s-001.tar"))
+    pairs = WdsPairs(str(tmp_path / "s-{000..001}.tar"))
+    got = [pairs.decode(s) for s in pairs.raw(0, 0, 0, 1, shuffle=False)]
+    assert pairs.skipped.counts["last sample of a truncated tar"] == 1
+    assert all(g is None or g[2] == f"pair {int(g[0]) % 6}" for g in got)  # every caption whole

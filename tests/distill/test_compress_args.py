@@ -16,9 +16,9 @@ class _Unloadable:
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"steps": 0}, "steps must be an integer >= 1"), ({"steps": -5}, "steps must be"),
+    ({"steps": 0}, "steps must be an integer from 1"), ({"steps": -5}, "steps must be"),
     ({"lr": -1e-3}, "lr must be a positive finite"), ({"lr": float("nan")}, "lr must be"),
-    ({"batch_size": -4}, "batch_size must be an integer >= 2"), ({"batch_size": 1}, "affinity loss"),
+    ({"batch_size": -4}, "batch_size must be an integer from 2"), ({"batch_size": 1}, "affinity loss"),
     ({"epochs": float("nan")}, "epochs must be"), ({"data": "shapes:abc"}, "shapes:N"),
     ({"data": "shapes:-5"}, "shapes:N"), ({"target_params": '{"image": 2M}'}, "not valid JSON"),
     ({"target_params": "nan%"}, "bad parameter budget"), ({"stages": 0}, "stages must be"),

@@ -13,8 +13,8 @@ TARGET = {"image": 60_000, "text": 60_000}
 
 
 @pytest.mark.parametrize("make,match", [
-    (lambda: Schedule(seed=-1), "seed must be an integer >= 0"),
-    (lambda: Schedule(steps=0), "steps must be an integer >= 1"),
+    (lambda: Schedule(seed=-1), "seed must be an integer from 0"),
+    (lambda: Schedule(steps=0), "steps must be an integer from 1"),
     (lambda: Schedule(lr=float("inf")), "lr must be a positive finite"),
     (lambda: Recipe(loss="affinity=1,affinity=2"), "loss term 'affinity' is given twice"),
     (lambda: Recipe(method="magic"), "unknown method 'magic'"),
@@ -72,7 +72,7 @@ def test_run_json_and_report_record_the_settings_and_the_cli_repeats_a_run_from_
 
 
 @pytest.mark.parametrize("flags,match", [
-    (["--seed", "-1"], "seed must be an integer >= 0"),
+    (["--seed", "-1"], "seed must be an integer from 0"),
     (["--loss", "affinity=1,affinity=2"], "given twice"),
     (["--workers", "-2"], "workers must be an integer >= 0"),
     (["--config", "CONFIG"], "schedule has no setting 'step'"),

@@ -158,3 +158,26 @@ def test_teach_never_writes_over_the_data_it_reads(made):
             teach(teacher, root / "d.csv", out, workers=0, views=2, overwrite=True)
         assert "\n" not in str(e.value)
     assert {p.name: p.stat().st_mtime_ns for p in root.iterdir()} == before
+
+
+def test_teach_counts_caption_less_samples_and_a_truncated_tar(tmp_path, robust):
+    import io
+    import tarfile
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "data"))
+    from test_wds import _jpeg, write_shards
+    write_shards(tmp_path / "d", n_shards=2, per=6, bad={2})
+    with tarfile.open(tmp_path / "d" / "s-001.tar", "a") as tf:  # a sample with an image and no caption
+        info = tarfile.TarInfo("99999.jpg")
+        data = _jpeg(99)
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    whole = (tmp_path / "d" / "s-001.tar").read_bytes()
+    (tmp_path / "d" / "s-002.tar").write_bytes(whole[: len(whole) // 2 + 100])  # cut mid-member
+    spec = str(tmp_path / "d" / "s-{000..002}.tar")
+    m = teach(create_model(TINY_CFG, seed=0), spec, tmp_path / "store", batch_size=4, workers=0)
+    skipped = m["skipped"]
+    robust("bad data", "teach over shards with a corrupt image, a caption-less sample and a truncated tar",
+           "each skipped item counted by reason in the store's manifest", f"{m['count']} stored; skipped {skipped}")
+    assert skipped.get("corrupt image") == 1 and skipped.get("incomplete sample", 0) >= 1
+    assert skipped.get("last sample of a truncated tar") == 1, skipped
+    assert m["count"] >= 11  # the two whole shards' readable pairs (5 + 6) and what precedes the cut

@@ -111,3 +111,24 @@ def test_polygraphy_onnxruntime_runner_and_trt_readiness(artifact):
     assert y.shape == (2, 32)
     r = trt_readiness(out / "image_encoder.onnx", "pixel_values")
     assert r["ok"], r["problems"]
+
+
+@pytest.mark.parametrize("report", ["parity.json", "parity.md"])
+def test_parity_reports_are_hashed_and_an_edited_one_is_refused_on_load(artifact, tmp_path, report, robust):
+    import shutil
+
+    import edgeclip.runtime as rt
+    from edgeclip.errors import IntegrityError
+    from edgeclip.export.onnx_export import sha256
+    _, out, _ = artifact
+    assert read_manifest(out)["files"][report] == sha256(out / report)
+    art = tmp_path / "art"
+    shutil.copytree(out, art)
+    p = art / report
+    p.write_text(p.read_text().replace("true", "false ", 1).replace("pass", "PASS", 1))  # a verdict rewritten
+    with pytest.raises(IntegrityError) as e:
+        rt.load(art, "fp32")
+    msg = str(e.value)
+    assert report in msg and "\n" not in msg
+    robust("artifact integrity", f"{report} edited after export, then load", "IntegrityError in one line", msg)
+    assert rt.load(art, "fp32", verify=False).variant == "fp32"

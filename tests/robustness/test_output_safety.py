@@ -392,3 +392,19 @@ def test_a_second_writer_of_the_same_output_is_refused(run, tmp_path, tiny_model
                      "--batch-size", "8", "--stages", "1", "--out", out)
     assert code == 0, err  # the killed holder's lock died with it
     assert output_kind(out) == "run" and not (tmp_path / ".X.lock").exists()  # taken over, then removed
+
+
+def test_export_overwrite_refuses_to_delete_a_users_file_inside_the_old_artifact(run, tmp_path, capsys, robust):
+    from edgeclip.export import export_artifact
+    from edgeclip.models import load_teacher
+    art = tmp_path / "art"
+    export_artifact(load_teacher(run / "student"), art, ["fp32"])
+    (art / "notes.txt").write_text("my measurements")
+    before = _snapshot(art)
+    code, err = _cli(capsys, "export", run / "student", "--onnx", "--out", art, "--overwrite")
+    msg = err[-1] if err else ""
+    robust("outputs", "export --overwrite onto an artifact holding a file the user added (notes.txt)",
+           "refused in one line naming the file, exit 2, artifact untouched", f"exit {code}: {msg}")
+    assert one_error_line(code, err) and "notes.txt" in msg and _snapshot(art) == before
+    (art / "notes.txt").unlink()
+    assert check_output(art, "artifact", overwrite=True) == art  # only edgeclip's files: replaceable as before
