@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from edgeclip.distill import TeacherCache, compress, plan_stages
+from edgeclip.models import model_config
 from edgeclip.errors import ConfigError, DataError
 from edgeclip.models import create_model, get_model_config, load_student
 
@@ -47,12 +48,12 @@ def test_compress_end_to_end_writes_a_loadable_student(tmp_path, tiny_model):
     assert abs(sum(p.numel() for p in student.visual.parameters()) - 60_000) <= 3_000
     assert (tmp_path / "run" / "report.md").read_text().startswith("# edgeclip compress report")
     # the returned student is the saved one, at the asked size, and embeds to finite unit vectors
-    assert res.student.edgeclip_cfg == student.edgeclip_cfg
+    assert model_config(res.student) == model_config(student)
     got, saved = res.student.state_dict(), student.state_dict()
     assert got.keys() == saved.keys() and all(torch.equal(got[k], saved[k]) for k in got)
     assert abs(sum(p.numel() for p in res.student.visual.parameters()) - 60_000) <= 3_000
     with torch.no_grad():
-        cfg = res.student.edgeclip_cfg
+        cfg = model_config(res.student)
         size, ctx = cfg["vision_cfg"]["image_size"], cfg["text_cfg"]["context_length"]
         emb = torch.cat([res.student.encode_image(torch.randn(2, 3, size, size), normalize=True),
                          res.student.encode_text(torch.randint(0, cfg["text_cfg"]["vocab_size"], (2, ctx)),
@@ -103,7 +104,7 @@ def test_auto_per_layer_compress_cli_writes_a_student_with_exact_layer_shapes(tm
     r = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     student = load_student(tmp_path / "run" / "student")
-    layers = student.edgeclip_cfg.get("edgeclip_layers")
+    layers = model_config(student).get("edgeclip_layers")
     assert layers, "untied masks should leave per-layer sizes"
     stage1 = json.loads((tmp_path / "run" / "stages" / "stage1" / "open_clip_config.json").read_text())
     assert "edgeclip_layers" not in stage1["model_cfg"]  # intermediate stages stay uniform (chainable)

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from edgeclip.errors import InheritError
+from edgeclip.models import model_config
 from edgeclip.inherit import inherit_weights, select_layers
 from edgeclip.models import create_model
 from edgeclip.models.params import student_config
@@ -18,7 +19,7 @@ def test_layer_rules():
 @pytest.mark.parametrize("width", ["leading", "magnitude"])
 @pytest.mark.parametrize("depth", ["interval", "uniform"])
 def test_inheriting_own_config_reproduces_teacher(tiny_model, width, depth):
-    s, rep = inherit_weights(tiny_model, tiny_model.edgeclip_cfg, depth=depth, width=width)
+    s, rep = inherit_weights(tiny_model, model_config(tiny_model), depth=depth, width=width)
     x, ids = torch.randn(3, 3, 32, 32), torch.randint(1, 49000, (3, 16))
     with torch.no_grad():
         ref_i, ref_t = tiny_model.encode_image(x), tiny_model.encode_text(ids)  # unnormalised: relative tolerances
@@ -33,7 +34,7 @@ def test_hf_converted_teacher_reproduces_itself(tmp_path, tiny_model):
     from edgeclip.models.hf import save_hf
     save_hf(tiny_model, tmp_path)
     t = load_teacher(tmp_path)
-    s, _ = inherit_weights(t, t.edgeclip_cfg, width="magnitude")
+    s, _ = inherit_weights(t, model_config(t), width="magnitude")
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         ref = t.encode_image(x)
@@ -42,7 +43,7 @@ def test_hf_converted_teacher_reproduces_itself(tmp_path, tiny_model):
 
 def test_vit_b_32_to_8m_every_tensor_is_the_selected_slice():
     t = create_model("ViT-B-32", seed=0)
-    cfg = student_config(t.edgeclip_cfg, "8M")
+    cfg = student_config(model_config(t), "8M")
     s, rep = inherit_weights(t, cfg)  # leading + interval
     v = cfg["vision_cfg"]
     assert abs(sum(p.numel() for p in s.visual.parameters()) - 8e6) <= 0.4e6

@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from edgeclip.data.pairs import ShapesPairs
+from edgeclip.models.io import preprocess_cfg
+from edgeclip.models import model_config
 from edgeclip.distill.prune import AutoConfig, prune
 from edgeclip.data.loader import Batches
 from edgeclip.errors import ConfigError, InheritError
@@ -45,7 +47,7 @@ def _inputs(model):
 
 def test_fused_student_has_exact_per_layer_shapes_and_meets_the_target(fused):
     masked, student = fused
-    layers = student.edgeclip_cfg["edgeclip_layers"]
+    layers = model_config(student)["edgeclip_layers"]
     assert [e["heads"] for e in layers["vision"]] == [1, 2, 3, 4]
     assert [e["heads"] for e in layers["text"]] == [4, 1, 2]
     assert len({e["mlp"] for e in layers["vision"]}) > 1  # units spent globally, not per layer
@@ -55,7 +57,7 @@ def test_fused_student_has_exact_per_layer_shapes_and_meets_the_target(fused):
     c = count_params(student)
     assert abs(c.vision - TARGET["image"]) <= 0.01 * TARGET["image"]
     assert abs(c.text - TARGET["text"]) <= 0.01 * TARGET["text"]
-    assert config_params(student.edgeclip_cfg) == (c.vision, c.text)  # analytic count knows per-layer sizes
+    assert config_params(model_config(student)) == (c.vision, c.text)  # analytic count knows per-layer sizes
     x, ids = _inputs(student)
     with torch.no_grad():
         assert (masked.encode_image(x, True) - student.encode_image(x, True)).abs().max() <= 1e-5
@@ -66,7 +68,7 @@ def test_non_uniform_student_saves_and_loads_back_through_edgeclip(fused, tmp_pa
     _, student = fused
     save_student(student, tmp_path / "s")
     cfg = json.loads((tmp_path / "s" / "open_clip_config.json").read_text())["model_cfg"]
-    assert cfg["edgeclip_layers"] == student.edgeclip_cfg["edgeclip_layers"]
+    assert cfg["edgeclip_layers"] == model_config(student)["edgeclip_layers"]
     loaded = load_student(tmp_path / "s")
     x, ids = _inputs(student)
     with torch.no_grad():

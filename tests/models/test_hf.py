@@ -5,6 +5,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from edgeclip.models import create_model, load_teacher  # noqa: E402
+from edgeclip.models import model_config
 from edgeclip.models.hf import save_hf  # noqa: E402
 
 
@@ -34,4 +35,4 @@ def test_hf_round_trip_matches_transformers(name, tmp_path):
 def test_hf_quick_gelu_is_kept(tmp_path, tiny_cfg):
     tiny_cfg["quick_gelu"] = True
     save_hf(create_model(tiny_cfg), tmp_path)
-    assert load_teacher(tmp_path).edgeclip_cfg.get("quick_gelu") is True
+    assert model_config(load_teacher(tmp_path)).get("quick_gelu") is True

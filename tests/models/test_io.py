@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from edgeclip.errors import ConfigError
+from edgeclip.models.io import preprocess_cfg
 from edgeclip.models import create_model, load_student, load_teacher, save_student
 
 
@@ -26,7 +27,7 @@ def test_saved_student_loads_in_plain_open_clip(tmp_path, tiny_model):
 def test_student_round_trip_through_edgeclip(tmp_path, tiny_model):
     save_student(tiny_model, tmp_path / "s")
     back = load_student(tmp_path / "s")  # a model, like load_teacher; its preprocess config rides on it
-    assert back.edgeclip_preprocess["size"] == 32
+    assert preprocess_cfg(back)["size"] == 32
     for k, v in tiny_model.state_dict().items():
         assert torch.equal(back.state_dict()[k], v), k
 
