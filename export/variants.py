@@ -14,14 +14,40 @@ from edgeclip.artifact import IMAGE_INPUT, IMAGE_ONNX, PREPROCESS, TEXT_INPUT, T
 from edgeclip.errors import ExportError
 
 from .onnx_export import read_manifest, update_manifest
-from .tolerances import Precision
+from .tolerances import OPENVINO_ONLY, Precision
 
 FP16_KEEP_FP32 = ["LayerNormalization", "Softmax", "ReduceL2", "ReduceSumSquare", "ReduceMean", "Pow", "Sqrt",
                   "Div", "Clip", "Max", "Expand", "ArgMax", "Equal", "Cast"]
 
 
 def _names(variant: Precision) -> tuple[str, str]:
-    return f"image_encoder.{variant.value}.onnx", f"text_encoder.{variant.value}.onnx"
+    ext = ".xml" if variant is Precision.INT8_WEIGHTS else ".onnx"  # OpenVINO IR (+ its .bin) for weights-only INT8
+    return f"image_encoder.{variant.value}{ext}", f"text_encoder.{variant.value}{ext}"
+
+
+OPENVINO_HINT = {"INFERENCE_PRECISION_HINT": "bf16"}  # the bf16 variant: OpenVINO's own precision hint
+
+
+def require_openvino(variants) -> None:
+    """OpenVINO's own variants need openvino (and NNCF for int8-weights): one line before any work, else."""
+    import importlib.util
+
+    from edgeclip.errors import BackendError
+    want = {Precision(v) for v in variants} & OPENVINO_ONLY
+    need = (["openvino"] if want else []) + (["nncf"] if Precision.INT8_WEIGHTS in want else [])
+    missing = [m for m in need if importlib.util.find_spec(m) is None]
+    if missing:
+        raise BackendError(f"variants {sorted(v.value for v in want)} need {' and '.join(missing)}: "
+                           "pip install 'edgeclip[openvino]'")
+
+
+def _ov_int8_weights(src: Path, dst: Path) -> None:
+    """NNCF weight-only INT8 (asymmetric, per output channel: optimum-intel's ``--weight-format int8``) of the
+    fp32 graph, saved as OpenVINO IR: ``dst`` (.xml) and its weights (.bin). Activations stay fp32."""
+    import nncf
+    import openvino as ov
+    model = nncf.compress_weights(ov.Core().read_model(str(src)), mode=nncf.CompressWeightsMode.INT8_ASYM)
+    ov.save_model(model, str(dst), compress_to_fp16=False)
 
 
 def _ort_optimize(src: Path, dst: Path) -> None:
@@ -40,9 +66,12 @@ def _fp16(src: Path, dst: Path) -> None:
     onnx.save(m16, str(dst))
 
 
-def _int8_dynamic(src: Path, dst: Path) -> None:
+def _int8_dynamic(src: Path, dst: Path, every_matmul: bool = False) -> None:
+    """Weights INT8, activations quantised at run time. ``every_matmul``: also the MatMuls of two activations
+    (attention's QK^T and AV), which onnxruntime leaves in fp32 by default (``MatMulConstBOnly``)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
+                     extra_options={"MatMulConstBOnly": not every_matmul})
 
 
 class _Reader:
@@ -183,7 +212,8 @@ def build_variants(artifact_dir: str | Path, variants: list[Precision | str],
 
     Args:
         artifact_dir: folder written by ``export_onnx``.
-        variants: any of ``fp32-opt``, ``fp16``, ``int8-dynamic``, ``int8-static``.
+        variants: any of ``fp32-opt``, ``fp16``, ``int8-dynamic``, ``int8-dynamic-full``, ``int8-static``, and
+            OpenVINO's own ``bf16`` / ``int8-weights`` (``require_openvino``).
         calib_images: PIL images for ``int8-static`` calibration (real photos).
     """
     d = Path(artifact_dir)
@@ -192,16 +222,22 @@ def build_variants(artifact_dir: str | Path, variants: list[Precision | str],
         if v is Precision.FP32:
             continue
         img, txt = _names(v)
+        entry = {"image": img, "text": txt}
         try:
-            if v is Precision.FP32_OPT:
+            if v is Precision.BF16:  # no files of its own: the fp32 graphs, compiled by OpenVINO in bf16
+                entry = {"image": IMAGE_ONNX, "text": TEXT_ONNX}
+            elif v is Precision.INT8_WEIGHTS:
+                _ov_int8_weights(d / IMAGE_ONNX, d / img)
+                _ov_int8_weights(d / TEXT_ONNX, d / txt)
+            elif v is Precision.FP32_OPT:
                 _ort_optimize(d / IMAGE_ONNX, d / img)
                 _ort_optimize(d / TEXT_ONNX, d / txt)
             elif v is Precision.FP16:
                 _fp16(d / IMAGE_ONNX, d / img)
                 _fp16(d / TEXT_ONNX, d / txt)
-            elif v is Precision.INT8_DYNAMIC:
-                _int8_dynamic(d / IMAGE_ONNX, d / img)
-                _int8_dynamic(d / TEXT_ONNX, d / txt)
+            elif v in (Precision.INT8_DYNAMIC, Precision.INT8_DYNAMIC_FULL):
+                _int8_dynamic(d / IMAGE_ONNX, d / img, v is Precision.INT8_DYNAMIC_FULL)
+                _int8_dynamic(d / TEXT_ONNX, d / txt, v is Precision.INT8_DYNAMIC_FULL)
             elif v is Precision.INT8_STATIC:
                 px, ids = calibration_inputs(d, calib_images)
                 _static_pair(d, img, txt, _chunks(px, 8), [ids])  # the parity prompts as one text batch
@@ -209,6 +245,10 @@ def build_variants(artifact_dir: str | Path, variants: list[Precision | str],
             raise
         except Exception as e:
             raise ExportError(f"building variant {v.value} failed: {str(e).splitlines()[0][:240]}") from None
-        added[v.value] = {"image": img, "text": txt}
+        if v in OPENVINO_ONLY:
+            entry["backends"] = ["openvino"]
+        if v is Precision.BF16:
+            entry["openvino_config"] = dict(OPENVINO_HINT)
+        added[v.value] = entry
     update_manifest(d, variants=added)
     return added

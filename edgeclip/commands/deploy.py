@@ -11,7 +11,7 @@ from ..errors import ConfigError
 from .. import limits as L
 from .common import TEXT, load_model, photos_default, spec_path, verdict
 
-VARIANT_CHOICES = ("fp32-opt", "fp16", "int8-dynamic", "int8-static")
+VARIANT_CHOICES = ("fp32-opt", "fp16", "int8-dynamic", "int8-dynamic-full", "int8-static", "bf16", "int8-weights")
 
 
 def _variants(a) -> list[str]:
@@ -21,7 +21,9 @@ def _variants(a) -> list[str]:
     if a.fp16:
         v.append("fp16")
     if a.int8 and (a.onnx or a.ort_mobile or a.trt):
-        v += ["int8-dynamic"] + (["int8-static"] if a.calib else [])
+        v += ["int8-dynamic", "int8-dynamic-full"] + (["int8-static"] if a.calib else [])
+    if a.openvino:
+        v += ["bf16", "int8-weights"]
     return list(dict.fromkeys(v))
 
 
@@ -45,7 +47,9 @@ def _cmd_export(a) -> int:
                           "--coreml, --ort-mobile)")
     out = check_output(a.out, "artifact", a.overwrite, inputs=[spec_path(a.model), a.images, a.calib])
     if a.int8 and not a.calib:
-        print("note: --int8 without --calib builds int8-dynamic only", file=sys.stderr)
+        print("note: --int8 without --calib builds no int8-static variant", file=sys.stderr)
+    from ..export.variants import require_openvino
+    require_openvino(_variants(a))  # before the model is loaded
     if a.trt:  # fail before any work when TensorRT or the GPU is missing
         from ..export.trt import require_tensorrt
         require_tensorrt()
@@ -83,14 +87,15 @@ def _cmd_parity(a) -> int:
 
 def _runnable(manifest: dict, backend: str | None) -> list[str]:
     """The variants ``edgeclip parity`` checks by default: all that run here (on ``backend`` when it is named)."""
-    from ..runtime.targets import runs_on_this_platform, target_runtime, variant_target
+    from ..runtime.targets import entry_backends, runs_on_this_platform, target_runtime, variant_target
     out = []
     for v, e in manifest.get("variants", {}).items():
         t = variant_target(e)
         if t is not None and not runs_on_this_platform(t):
             print(f"note: {v} is conversion only on {sys.platform} (Core ML predictions need macOS); not checked",
                   file=sys.stderr)
-        elif backend is None or (target_runtime(e) or backend) == backend:
+        elif backend is None or ((target_runtime(e) or backend) == backend
+                                 and (not entry_backends(e) or backend in entry_backends(e))):
             out.append(v)
     return out
 
@@ -142,6 +147,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--ort-mobile", action="store_true", help="also the ONNX variants in onnxruntime's .ort format, "
                    "with a reduced-operator config")
     q.add_argument("--fp16", action="store_true", help="also an fp16 variant")
+    q.add_argument("--openvino", action="store_true", help="also OpenVINO's own variants: bf16 (its precision hint "
+                   "on the fp32 graphs) and int8-weights (NNCF weight-only INT8, IR files); the [openvino] extra")
     q.add_argument("--int8", action="store_true", help="also INT8 (dynamic; static too with --calib), of every "
                    "format asked for")
     q.add_argument("--calib", type=TEXT, default=None, help="image folder for INT8 static calibration")

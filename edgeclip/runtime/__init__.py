@@ -49,8 +49,9 @@ class Runtime:
             self.preprocess = Preprocess(read_json(files.preprocess))
         except (KeyError, TypeError, ValueError, OSError) as e:
             raise ConfigError(f"artifact {str(artifact)!r} has a broken tokenizer/preprocess file: {e}") from None
-        self.image_session = open_session(files.image, self.backend, threads, providers, IMAGE_INPUT.name)
-        self.text_session = open_session(files.text, self.backend, threads, providers, TEXT_INPUT.name)
+        ov = variants[variant].get("openvino_config")
+        self.image_session = open_session(files.image, self.backend, threads, providers, IMAGE_INPUT.name, ov)
+        self.text_session = open_session(files.text, self.backend, threads, providers, TEXT_INPUT.name, ov)
         for sess, spec in ((self.image_session, IMAGE_INPUT), (self.text_session, TEXT_INPUT)):
             got = [(i.name, i.type, len(i.shape)) for i in sess.get_inputs()]
             want = (spec.name, spec.ort_type, spec.rank)

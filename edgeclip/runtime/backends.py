@@ -62,12 +62,13 @@ class OpenVinoSession:
     ``threads`` sets ``INFERENCE_NUM_THREADS``; the latency hint keeps one stream, like onnxruntime.
     """
 
-    def __init__(self, path: str | Path, threads: int | None = None):
+    def __init__(self, path: str | Path, threads: int | None = None, config: dict | None = None):
         try:
             import openvino as ov
         except ImportError:
             raise BackendError("the openvino backend needs the [openvino] extra (pip install 'edgeclip[openvino]')") from None
         cfg = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}  # no silent bf16 on AVX512-BF16 CPUs
+        cfg.update(config or {})  # a variant's own settings (the bf16 variant's precision hint)
         if threads:
             cfg["INFERENCE_NUM_THREADS"] = int(threads)
         core = ov.Core()
@@ -94,15 +95,16 @@ def _ort_session(path: Path, threads: int | None, providers: list[str] | None):
 
 
 def open_session(path: str | Path, backend: Backend | str = Backend.ONNXRUNTIME, threads: int | None = None,
-                 providers: list[str] | None = None, input_name: str = ""):
+                 providers: list[str] | None = None, input_name: str = "", openvino_config: dict | None = None):
     """One encoder opened in ``backend``. Raises ``BackendError`` (one line) when it cannot load.
 
     ``input_name``: the contract's input name, which the device formats do not store (.pte, .tflite).
+    ``openvino_config``: the variant's own OpenVINO properties (its manifest ``"openvino_config"``).
     """
     backend = Backend(backend)
     try:
         if backend is Backend.OPENVINO:
-            return OpenVinoSession(path, threads)
+            return OpenVinoSession(path, threads, openvino_config)
         if backend in (Backend.EXECUTORCH, Backend.LITERT, Backend.COREML):
             from . import mobile
             cls = {Backend.EXECUTORCH: mobile.ExecuTorchSession, Backend.LITERT: mobile.LiteRtSession,
@@ -118,10 +120,11 @@ def open_session(path: str | Path, backend: Backend | str = Backend.ONNXRUNTIME,
 def backend_for(entry: dict, backend: str | None) -> str:
     """The backend that runs one variant: its target's own runtime for a device format (.pte, .tflite, .ort,
     .mlpackage), onnxruntime (or the ``backend`` asked for) for an ONNX graph. A mismatch is one line."""
-    from .targets import target_runtime, variant_target
+    from .targets import entry_backends, target_runtime, variant_target
     target, own = variant_target(entry), target_runtime(entry)
+    only = entry_backends(entry)
     if backend is None:
-        return own or Backend.ONNXRUNTIME.value
+        return own or (only[0] if only else Backend.ONNXRUNTIME.value)
     b = parse_backend(backend)
     if b == AUTO:
         raise ConfigError("backend 'auto' needs variant 'auto' (or name both)")
@@ -129,6 +132,8 @@ def backend_for(entry: dict, backend: str | None) -> str:
         raise ConfigError(f"a {target.value} variant runs on backend {own!r}, not {b.value!r}")
     if not own and b not in ONNX_BACKENDS:
         raise ConfigError(f"an ONNX variant runs on {[x.value for x in ONNX_BACKENDS]}, not {b.value!r}")
+    if only and b.value not in only:
+        raise ConfigError(f"this variant runs on {' / '.join(only)} only, not {b.value!r}")
     return b.value
 
 

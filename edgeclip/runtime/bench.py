@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import BackendError, ConfigError
 from .backends import ONNX_BACKENDS, available_backends, parse_backend
-from .targets import TARGETS, base_precision, runs_here, target_runtime, variant_target
+from .targets import TARGETS, base_precision, entry_backends, runs_here, target_runtime, variant_target
 
 __all__ = ["BenchConfig", "bench", "fastest_record", "bench_markdown", "write_report", "cpu_model"]
 
@@ -83,7 +83,9 @@ def run_isolated(spec: dict, timeout: float = 600) -> dict:
 
 
 def _file_mb(art: Path, name: str) -> float:
-    return sum(p.stat().st_size for p in art.glob(name + "*")) / 1e6
+    """An encoder's size with what it reads beside it (ONNX ``.data``; an OpenVINO ``.xml``'s ``.bin``)."""
+    extra = [art / Path(name).with_suffix(".bin").name] if name.endswith(".xml") else []
+    return sum(p.stat().st_size for p in [*art.glob(name + "*"), *extra] if p.is_file()) / 1e6
 
 
 def _agreement(art: Path, variant: str, n: int = 16) -> float:
@@ -123,8 +125,8 @@ def _pairs(manifest: dict, backends: list[str], variants: list[str]) -> list[tup
     """(backend, variant) to time: an ONNX variant on each ONNX backend, a device format on its own runtime."""
     out = []
     for v in variants:
-        own = target_runtime(manifest["variants"][v])
-        out += [(own, v)] if own else [(b, v) for b in backends]
+        own, only = target_runtime(manifest["variants"][v]), entry_backends(manifest["variants"][v])
+        out += [(own, v)] if own else [(b, v) for b in backends if not only or b in only]
     return out
 
 
@@ -155,7 +157,8 @@ def bench(artifact: str | Path, backends=None, variants=None, batches=BATCHES, t
         raise ConfigError(f"need --repeat >= 1, --rounds >= 1, --warmup >= 0; got {repeat}, {rounds}, {warmup}")
     parity = m.get("parity", {})
     onnx = [v for v in variants if variant_target(m["variants"][v]) is None]
-    agree = {v: _agreement(art, v) for v in onnx} if "openvino" in backends else {}
+    shared = [v for v in onnx if not entry_backends(m["variants"][v])]  # the same file on both backends
+    agree = {v: _agreement(art, v) for v in shared} if "openvino" in backends else {}
     configs = [BenchConfig(be, v, b, t) for b in batches for t in threads for be, v in _pairs(m, backends, variants)]
     times: dict[BenchConfig, list[float]] = {c: [] for c in configs}
     rss: dict[BenchConfig, float] = {}
@@ -179,7 +182,8 @@ def bench(artifact: str | Path, backends=None, variants=None, batches=BATCHES, t
         ms = statistics.median(times[c])
         passed = (parity.get(c.variant) or {}).get("passed")
         # "auto" picks among the ONNX graphs only: a device format is timed for its table, never chosen on this CPU
-        ok = bool(passed) and c.variant in onnx and (c.backend == "onnxruntime" or
+        # an OpenVINO-only variant was gated on OpenVINO itself; a shared one must also agree with onnxruntime
+        ok = bool(passed) and c.variant in onnx and (c.backend == "onnxruntime" or c.variant not in shared or
                                                      agree.get(c.variant, 0) >= AGREE_MIN_COSINE)
         best = mins[c]
         gflops = flops[c.batch] / best / 1e6  # best-case rate against the best-case (peak) GEMM rate

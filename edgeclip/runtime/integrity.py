@@ -147,7 +147,8 @@ def tree_sha256(folder: Path) -> str:
 
 
 def _hash_and_refs(path: Path) -> tuple[str, list[str]]:
-    """sha256 of a file in one streaming read; for ``.onnx`` files also the external-data file names it holds."""
+    """sha256 of a file in one streaming read; for ``.onnx`` files also the external-data file names it holds, for
+    an OpenVINO ``.xml`` its weights file (``.bin`` beside it, which OpenVINO opens by that rule)."""
     if path.is_dir():
         return tree_sha256(path), []
     h, refs, hits, tail, pos = hashlib.sha256(), [], [], b"", 0
@@ -169,6 +170,8 @@ def _hash_and_refs(path: Path) -> tuple[str, list[str]]:
                 refs.append(_read_string(f))
     except OSError as e:
         raise IntegrityError(f"cannot read {path.name} of the artifact: {e.strerror or e}") from None
+    if path.suffix == ".xml":
+        refs.append(path.with_suffix(".bin").name)
     return h.hexdigest(), sorted(set(refs))
 
 

@@ -13,7 +13,8 @@ from enum import Enum
 
 from ..errors import BackendError, ConfigError
 
-__all__ = ["Target", "TargetInfo", "TARGETS", "variant_target", "variant_name", "target_runtime", "require_target",
+__all__ = ["Target", "TargetInfo", "TARGETS", "variant_target", "variant_name", "target_runtime", "entry_backends",
+           "require_target",
            "runs_on_this_platform", "runs_here", "base_precision", "MAX_BATCH"]
 
 MAX_BATCH = 32  # ExecuTorch plans its memory for the largest batch it may see: inputs larger are run in chunks
@@ -71,6 +72,13 @@ def target_runtime(entry: dict) -> str | None:
     """The backend of a device-format variant (.pte, .tflite, .ort, .mlpackage); None for an ONNX graph."""
     t = variant_target(entry)
     return TARGETS[t].runtime if t else None
+
+
+def entry_backends(entry: dict) -> tuple[str, ...]:
+    """The ONNX backends a variant is restricted to (its manifest ``"backends"``); () for any. OpenVINO's own
+    variants (``bf16``: its precision hint on the fp32 graphs; ``int8-weights``: IR files) run nowhere else."""
+    b = entry.get("backends") if isinstance(entry, dict) else None
+    return tuple(b) if isinstance(b, list) and all(isinstance(x, str) for x in b) else ()
 
 
 def runs_on_this_platform(target: Target | str) -> bool:

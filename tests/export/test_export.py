@@ -132,3 +132,64 @@ def test_parity_reports_are_hashed_and_an_edited_one_is_refused_on_load(artifact
     assert report in msg and "\n" not in msg
     robust("artifact integrity", f"{report} edited after export, then load", "IntegrityError in one line", msg)
     assert rt.load(art, "fp32", verify=False).variant == "fp32"
+
+
+def test_pytorch_references_are_computed_once_per_export(tmp_path, monkeypatch):
+    """Every variant is checked against the same reference embeddings (issue #27: parity was most of an export);
+    the export records how long parity took, per variant."""
+    from conftest import TINY_CFG
+    from edgeclip.export.parity import References
+    from edgeclip.models import create_model
+    computed, real = [], References.embed
+
+    def spy(self, pixels, ids):
+        n = len(self._embeds)
+        out = real(self, pixels, ids)
+        computed.extend([pixels.shape] * (len(self._embeds) - n))
+        return out
+    monkeypatch.setattr(References, "embed", spy)
+    res = export_artifact(create_model(TINY_CFG, seed=0), tmp_path / "a", ["fp32", "fp32-opt", "fp16", "int8-dynamic"])
+    timings = read_manifest(tmp_path / "a")["timings"]
+    assert res.passed and len(computed) == 1, computed  # four variants, one PyTorch pass
+    assert set(timings["parity_s_by_variant"]) == {"fp32", "fp32-opt", "fp16", "int8-dynamic"}
+    assert timings["parity_s"] >= timings["references_s"] > 0
+
+
+def test_full_matmul_int8_quantises_attention_and_is_dropped_when_it_fails(tmp_path, monkeypatch):
+    """int8-dynamic-full makes attention's activation x activation MatMuls INT8 too (issue #27); it is optional:
+    a failed gate removes it from the artifact (recorded under "dropped") instead of failing the export."""
+    import edgeclip.runtime as rt
+    from conftest import TINY_CFG
+    from edgeclip.errors import ConfigError
+    from edgeclip.export import tolerances
+    from edgeclip.models import create_model
+    strict = {**tolerances.GATES, Precision.INT8_DYNAMIC_FULL: [("min_cosine", ">=", 1.1)]}  # cannot pass
+    monkeypatch.setattr(tolerances, "GATES", strict)
+    res = export_artifact(create_model(TINY_CFG, seed=0), tmp_path / "a", ["fp32", "int8-dynamic", "int8-dynamic-full"])
+    m = read_manifest(tmp_path / "a")
+    assert res.passed and "int8-dynamic-full" not in m["variants"] and "int8-dynamic-full" not in m["parity"]
+    assert m["dropped"]["int8-dynamic-full"] and not list((tmp_path / "a").glob("*int8-dynamic-full*"))
+    assert set(m["files"]) == {p.name for p in (tmp_path / "a").iterdir() if p.name != "manifest.json"}
+    with pytest.raises(ConfigError, match="no variant"):
+        rt.load(tmp_path / "a", "int8-dynamic-full")
+    from edgeclip.export.variants import _int8_dynamic
+    ops = {}
+    for full in (False, True):
+        dst = tmp_path / f"image.{full}.onnx"
+        _int8_dynamic(tmp_path / "a" / "image_encoder.onnx", dst, every_matmul=full)
+        nodes = onnx.load(str(dst)).graph.node
+        ops[full] = (sum(n.op_type == "MatMulInteger" for n in nodes), sum(n.op_type == "MatMul" for n in nodes))
+    assert ops[True][0] > ops[False][0] and ops[True][1] < ops[False][1], ops  # attention MatMuls moved to INT8
+
+
+def test_openvino_variants_without_their_packages_are_one_line_before_any_work(tmp_path, monkeypatch):
+    import importlib.util
+
+    from conftest import TINY_CFG
+    from edgeclip.errors import BackendError
+    from edgeclip.models import create_model
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nncf" else real(name, *a))
+    with pytest.raises(BackendError, match=r"need nncf: pip install 'edgeclip\[openvino\]'"):
+        export_artifact(create_model(TINY_CFG, seed=0), tmp_path / "a", ["fp32", "int8-weights"])
+    assert not (tmp_path / "a").exists()

@@ -118,3 +118,39 @@ def test_bad_backend_name_is_one_line(tiny_artifact):
     assert one_error_line(code, err) and "invalid choice" in err[0], err
     code, err = run_cli("bench", tiny_artifact[0], "--backend", "tpu")
     assert one_error_line(code, err) and "invalid choice" in err[0], err
+
+
+def test_openvino_own_variants_bf16_and_int8_weights(request, tmp_path):
+    """bf16 (OpenVINO's precision hint on the fp32 graphs) and int8-weights (NNCF weight-only INT8 IR): gated on
+    OpenVINO with their own gates, loaded only there, their files hashed like every other (issue #27)."""
+    if _openvino(request):
+        return
+    from edgeclip.errors import IntegrityError
+    from edgeclip.export import build_variants, check_parity, update_manifest
+    from edgeclip.runtime.bench import _pairs
+    art = tiny.copy_to(tmp_path / "artifact")
+    model = tiny.build()[1]
+    build_variants(art, ["bf16", "int8-weights"])
+    reports = {v: check_parity(art, model, v, raise_on_fail=False) for v in ("bf16", "int8-weights")}
+    update_manifest(art, parity={v: {"passed": r.passed, "failed": r.failed} for v, r in reports.items()})
+    m = json_manifest(art)
+    assert m["variants"]["int8-weights"]["image"].endswith(".xml") and m["variants"]["bf16"]["openvino_config"]
+    for v, r in reports.items():
+        assert r.backend == "openvino" and r.passed, (v, r.failed)
+    w = rt.load(art, "int8-weights")
+    assert w.backend == "openvino" and np.isfinite(w.embed_texts(PROMPTS)).all()
+    with pytest.raises(ConfigError, match="openvino only"):
+        rt.load(art, "bf16", backend="onnxruntime")
+    assert _pairs(m, ["onnxruntime", "openvino"], ["fp32", "bf16", "int8-weights"]) == [
+        ("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8-weights")]
+    weights = art / m["variants"]["int8-weights"]["image"].replace(".xml", ".bin")
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x5A
+    weights.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=weights.name):
+        rt.load(art, "int8-weights")
+
+
+def json_manifest(art):
+    import json
+    return json.loads((art / "manifest.json").read_text())
