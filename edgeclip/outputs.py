@@ -300,6 +300,22 @@ def check_output(path: str | os.PathLike, kind: str, overwrite: bool = False, in
 
 
 _HELD: dict[Path, int] = {}  # outputs this process holds the lock of -> nesting depth
+_LOCK_FDS: dict[Path, int] = {}  # and the descriptor that holds each lock
+
+
+def _forget_locks_in_child() -> None:
+    """A forked child (a DataLoader worker) shares the parent's lock descriptors, and an flock lives while any
+    copy is open: close the child's copies, so that a writer killed with -9 frees its output at once, not when
+    its workers notice and exit."""
+    for fd in _LOCK_FDS.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _LOCK_FDS.clear()
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_locks_in_child)
 
 
 def _lock_path(p: Path) -> Path:
@@ -357,14 +373,15 @@ def one_writer(path: str | os.PathLike, enabled: bool = True):
         os.close(fd)
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
-    _HELD[p] = 1
+    _HELD[p], _LOCK_FDS[p] = 1, fd
     try:
         yield p
     finally:
-        del _HELD[p]
-        with contextlib.suppress(OSError):
-            os.unlink(lock)
-        os.close(fd)
+        if _LOCK_FDS.pop(p, None) == fd:  # not in a forked child, whose copy was closed at the fork
+            del _HELD[p]
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+            os.close(fd)
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

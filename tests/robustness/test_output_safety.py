@@ -366,6 +366,35 @@ with one_writer(sys.argv[1]):
 """
 
 
+HOLD_WITH_WORKER = """
+import os, sys, time
+from edgeclip.outputs import one_writer
+with one_writer(sys.argv[1]):
+    if os.fork() == 0:  # a forked worker (as DataLoader's) that outlives its parent's kill -9 for a while
+        time.sleep(60)
+        os._exit(0)
+    print("held", flush=True)
+    time.sleep(300)
+"""
+
+
+def test_a_writer_killed_with_9_frees_its_output_although_its_forked_worker_lives_on(tmp_path):
+    """CI found it: compress killed with -9 left its DataLoader workers alive for a moment, and they held its
+    flock (a fork shares the descriptor), so the --resume that followed was refused as a second writer."""
+    from edgeclip.outputs import one_writer
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_WITH_WORKER, str(out)], stdout=subprocess.PIPE, text=True,
+                              cwd=ROOT, start_new_session=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        holder.kill()
+        holder.wait(timeout=30)
+        with one_writer(out):  # the worker still sleeps, its copy of the lock closed at the fork
+            pass
+    finally:
+        os.killpg(holder.pid, 9)
+
+
 def test_a_second_writer_of_the_same_output_is_refused(run, tmp_path, tiny_model, capsys, robust):
     """Two compress runs into one --out used to both exit 0 with their files mixed; now the second is refused
     in one line while the first holds it, and a holder killed with -9 leaves no stale lock behind."""
