@@ -44,8 +44,11 @@ def require_openvino(variants) -> None:
 def _ov_int8_weights(src: Path, dst: Path) -> None:
     """NNCF weight-only INT8 (asymmetric, per output channel: optimum-intel's ``--weight-format int8``) of the
     fp32 graph, saved as OpenVINO IR: ``dst`` (.xml) and its weights (.bin). Activations stay fp32."""
+    import logging
+
     import nncf
     import openvino as ov
+    logging.getLogger("nncf").setLevel(logging.WARNING)  # its per-call bit-width tables would flood the export log
     model = nncf.compress_weights(ov.Core().read_model(str(src)), mode=nncf.CompressWeightsMode.INT8_ASYM)
     ov.save_model(model, str(dst), compress_to_fp16=False)
 
