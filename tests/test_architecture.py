@@ -19,11 +19,11 @@ TREES = {"edgeclip": ROOT / "edgeclip", "edgeclip.export": ROOT / "export", "edg
 # cli and apps on top (the cli launches the demo app, so apps sits below it). Two deliberate moves from style.md's
 # list: evaluate comes before distill (a stage is scored while it trains), and the torch-free runtime before
 # export (export verifies its artifacts through the very runtime that will run them; data on disk still flows
-# export -> runtime). errors, limits (the declared ranges), artifact (the format's names), outputs (the output rule) and imageio serve every
-# stage; the lazy package root ``edgeclip`` re-exports the stages, so only the top may import it (plus its version
-# string, which names no stage).
-ORDER = ["errors", "limits", "artifact", "outputs", "imageio", "models", "data", "inherit", "evaluate", "distill", "runtime",
-         "export", "<root>", "apps", "commands", "cli"]
+# export -> runtime). errors, limits (the declared ranges), artifact (the format's names), outputs (the output
+# rule) and imageio serve every stage; the lazy package root ``edgeclip`` re-exports the stages, so only the top may
+# import it (plus its version string, which names no stage).
+ORDER = ["errors", "limits", "artifact", "outputs", "imageio", "models", "data", "inherit", "evaluate", "distill",
+         "runtime", "export", "<root>", "apps", "commands", "cli"]
 
 
 def _modules() -> dict[str, Path]:
