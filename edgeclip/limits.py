@@ -3,7 +3,7 @@ both read, so ``--seed -1`` and ``Schedule(seed=-1)`` fail with the same line.
 
 Why bounds above as well as below: a value past what a 2-core, 24 GiB machine (or any sane run) can hold, such as a
 batch of a billion pairs, fails in one line before anything is loaded, instead of exhausting memory an hour in.
-Resource counts the machine can cap (``workers``) are capped with a note, never refused (``capped=True``).
+Resource counts the machine can cap (``workers``) have no bound above: the loader caps them with a note.
 Free-text options (paths, model specs) are ``Text``: they must not be empty; what they name is checked when opened.
 """
 from __future__ import annotations
@@ -23,7 +23,6 @@ class Range:
     lo: float
     hi: float | None = None
     why: str = ""               # appended to the error: what the bound protects
-    capped: bool = False        # above the bound the caller caps to what the machine has (a note, no error)
 
     def describe(self) -> str:
         def num(x) -> str:
@@ -31,14 +30,14 @@ class Range:
         if self.kind is float and 0 < self.lo < 1e-5:
             return "a positive finite number" + ("" if self.hi is None else f" up to {num(self.hi)}")
         what = "an integer" if self.kind is int else "a finite number"
-        if self.hi is None or self.capped:
+        if self.hi is None:
             return f"{what} >= {num(self.lo)}"
         return f"{what} from {num(self.lo)} to {num(self.hi)}"
 
     def holds(self, value) -> bool:
         ok_type = isinstance(value, int) if self.kind is int else isinstance(value, (int, float))
         return ok_type and not isinstance(value, bool) and math.isfinite(value) and value >= self.lo \
-            and (self.hi is None or self.capped or value <= self.hi)
+            and (self.hi is None or value <= self.hi)
 
     def check(self, value, name: str | None = None):
         """``value`` itself when inside the range, else one ``ConfigError`` line naming the setting."""
@@ -107,7 +106,7 @@ EVAL_EVERY = Range("eval_every", int, 0)  # intervals: a huge one means "never" 
 CKPT_EVERY = Range("ckpt_every", int, 1)
 STAGES = Range("stages", int, 1, 16)
 VIEWS = Range("views", int, 1, 64, " (1: no augmentation)")
-WORKERS = Range("workers", int, 0, why=" (0: decode in the calling process)", capped=True)
+WORKERS = Range("workers", int, 0, why=" (0: decode in the calling process)")  # capped to the cores by the loader
 # the other commands
 SHAPES_PAIRS = Range("N in 'shapes:N'", int, 1, 10**7, " (ShapesWorld pairs)")  # also quickstart --samples
 TEACH_BATCH = Range("batch_size", int, 1, 65_536)               # teach: pairs per teacher forward
