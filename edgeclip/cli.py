@@ -42,7 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    return build_parser().parse_args(argv)
+    p = build_parser()
+    args = p.parse_args(argv)
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
+    for a in sub._actions:  # argparse reads '--opt=--' as the end-of-options marker and stores [], unchecked
+        if a.nargs is None and a.option_strings and getattr(args, a.dest, None) == []:
+            sub.error(f"argument {'/'.join(a.option_strings)}: expected one argument")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -370,9 +370,12 @@ HOLD_WITH_WORKER = """
 import os, sys, time
 from edgeclip.outputs import one_writer
 with one_writer(sys.argv[1]):
+    r, w = os.pipe()
     if os.fork() == 0:  # a forked worker (as DataLoader's) that outlives its parent's kill -9 for a while
+        os.write(w, b"up")  # running: the fork's own handlers have run in it
         time.sleep(60)
         os._exit(0)
+    os.read(r, 2)
     print("held", flush=True)
     time.sleep(300)
 """
