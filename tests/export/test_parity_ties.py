@@ -21,7 +21,8 @@ class _FakeRuntime:
 
     def embed_pixels(self, x, b=None):
         with torch.no_grad():
-            e = self.model.encode_image(torch.from_numpy(x), normalize=True).numpy()
+            # torch.tensor copies: parity shares one read-only pixel array among the variants
+            e = self.model.encode_image(torch.tensor(x), normalize=True).numpy()
         return e + self.delta[: len(e)] if self.delta is not None else e
 
     def embed_ids(self, ids, b=None):
