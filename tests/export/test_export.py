@@ -135,12 +135,15 @@ def test_parity_reports_are_hashed_and_an_edited_one_is_refused_on_load(artifact
 
 
 def test_pytorch_references_are_computed_once_per_export(tmp_path, monkeypatch):
-    """Every variant is checked against the same reference embeddings (issue #27: parity was most of an export);
-    the export records how long parity took, per variant."""
+    """Every variant is checked against the same reference embeddings and the same preprocessed pixels (issue #27:
+    parity was most of an export); the export records how long parity took, per variant."""
     from conftest import TINY_CFG
     from edgeclip.export.parity import References
     from edgeclip.models import create_model
-    computed, real = [], References.embed
+    from edgeclip.runtime.preprocess import Preprocess
+    computed, real, batches, real_batch = [], References.embed, [], Preprocess.batch
+    monkeypatch.setattr(Preprocess, "batch",
+                        lambda self, images: batches.append(len(images)) or real_batch(self, images))
 
     def spy(self, pixels, ids):
         n = len(self._embeds)
@@ -151,6 +154,7 @@ def test_pytorch_references_are_computed_once_per_export(tmp_path, monkeypatch):
     res = export_artifact(create_model(TINY_CFG, seed=0), tmp_path / "a", ["fp32", "fp32-opt", "fp16", "int8-dynamic"])
     timings = read_manifest(tmp_path / "a")["timings"]
     assert res.passed and len(computed) == 1, computed  # four variants, one PyTorch pass
+    assert len(batches) == 1, batches  # and one decode + resize of the parity images
     assert set(timings["parity_s_by_variant"]) == {"fp32", "fp32-opt", "fp16", "int8-dynamic"}
     assert timings["parity_s"] >= timings["references_s"] > 0
 
@@ -179,6 +183,8 @@ def test_full_matmul_int8_quantises_attention_and_is_dropped_when_it_fails(tmp_p
         _int8_dynamic(tmp_path / "a" / "image_encoder.onnx", dst, every_matmul=full)
         nodes = onnx.load(str(dst)).graph.node
         ops[full] = (sum(n.op_type == "MatMulInteger" for n in nodes), sum(n.op_type == "MatMul" for n in nodes))
+        kinds = {n.op_type for n in nodes}
+        assert "Conv" in kinds and "ConvInteger" not in kinds, kinds  # the patch embedding stays fp32 (speed)
     assert ops[True][0] > ops[False][0] and ops[True][1] < ops[False][1], ops  # attention MatMuls moved to INT8
 
 

@@ -62,3 +62,25 @@ def test_flops_counted_from_the_graph(tmp_path, batch):
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 32])], [w])
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]), str(tmp_path / "g.onnx"))
     assert encoder_flops(tmp_path / "g.onnx", batch) == 2 * batch * 64 * 32
+
+
+def test_auto_never_picks_a_pair_slower_than_that_backends_fp32():
+    """Issue #27: OpenVINO ran the QDQ-dynamic INT8 graphs slower than its own fp32 (78.8 vs 58.8 ms); the record
+    ranks what was measured, so ``auto`` (on either backend, or both) can never land on such a pair, nor on a
+    faster one that failed parity."""
+    from edgeclip.runtime.backends import resolve_choice
+    from edgeclip.runtime.bench import fastest_record
+    ms = {("onnxruntime", "fp32"): (59.0, 1677), ("onnxruntime", "int8-dynamic"): (26.8, 740),
+          ("onnxruntime", "int8-static"): (26.4, 768), ("openvino", "fp32"): (58.8, 1769),
+          ("openvino", "int8-dynamic"): (78.8, 1957), ("openvino", "int8-weights"): (26.2, 829),
+          ("openvino", "int8-static"): (19.6, 426), ("openvino", "fp16"): (5.0, 100)}  # fp16 failed its gates
+    rows = [{"backend": b, "variant": v, "batch": batch, "threads": 2, "median_ms": t[i], "eligible": v != "fp16"}
+            for (b, v), t in ms.items() for i, batch in enumerate((1, 32))]
+    manifest = {"fastest": fastest_record(rows)}
+    for batch, i in ((1, 0), (32, 1)):
+        for backend in ("onnxruntime", "openvino", "auto"):
+            b, v = resolve_choice(manifest, backend, "auto", batch)
+            fp32 = min(t[i] for (bb, vv), t in ms.items() if vv == "fp32" and backend in (bb, "auto"))
+            assert v != "fp16" and ms[(b, v)][i] <= fp32, (backend, batch, b, v)
+    assert resolve_choice(manifest, "openvino", "auto", 1) == ("openvino", "int8-static")
+    assert resolve_choice(manifest, "onnxruntime", "auto", 32) == ("onnxruntime", "int8-dynamic")
