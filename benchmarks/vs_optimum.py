@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -109,6 +110,7 @@ def side_exports(work: Path) -> dict:
         t0 = time.perf_counter()
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
+            shutil.rmtree(out / arm, ignore_errors=True)  # a half-written arm would count as built next time
             raise SystemExit(f"optimum {arm} failed:\n{r.stderr[-2000:]}")
         secs[arm] = round(time.perf_counter() - t0, 1)
         record.write_text(json.dumps(secs))

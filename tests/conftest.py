@@ -91,7 +91,7 @@ def robust(request):
     """
     def record(area: str, case: str, expected: str, observed: str) -> None:
         ROBUSTNESS_ROWS.setdefault(request.node.nodeid, []).append(
-            {"area": area, "case": case, "expected": expected, "observed": _scrub(observed), "verdict": None})
+            {"area": area, "case": _scrub(case), "expected": expected, "observed": _scrub(observed), "verdict": None})
     return record
 
 
