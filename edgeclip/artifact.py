@@ -2,7 +2,8 @@
 
 Graph inputs and outputs (names, dtypes, ranks), file names, the tokenizer's special ids and the manifest's
 schema version live here, in the spirit of optimum's ``OnnxConfig``. Export, the runtime, the device formats and
-the output rule import these names; no other module spells them. Pure constants: no torch, no numpy.
+the output rule import these names; no other module spells them. Constants and name rules: no torch, no
+numpy.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from .errors import ConfigError
 
 __all__ = ["TensorSpec", "IMAGE_INPUT", "TEXT_INPUT", "IMAGE_OUTPUT", "TEXT_OUTPUT", "IMAGE_ONNX", "TEXT_ONNX",
            "MANIFEST", "TOKENIZER", "PREPROCESS", "VOCAB", "SOT_ID", "EOT_ID", "PAD_ID", "FORMAT",
-           "MANIFEST_VERSION", "FORMAT_TAG", "check_manifest_version"]
+           "MANIFEST_VERSION", "FORMAT_TAG", "check_manifest_version", "weights_beside"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,12 @@ IMAGE_ONNX, TEXT_ONNX = "image_encoder.onnx", "text_encoder.onnx"
 MANIFEST, TOKENIZER, PREPROCESS = "manifest.json", "tokenizer.json", "preprocess.json"
 VOCAB = "bpe_simple_vocab_16e6.txt.gz"  # open_clip's BPE merges, copied into every artifact
 PARITY_JSON, PARITY_MD = "parity.json", "parity.md"  # the export's parity reports, hashed like every other file
+
+
+def weights_beside(name: str) -> str:
+    """The file an encoder reads from beside it: an ONNX graph's external data (``NAME.data``), or an OpenVINO IR's
+    weights (``.xml`` -> ``.bin``, the name OpenVINO opens by its own rule)."""
+    return name[:-len(".xml")] + ".bin" if name.endswith(".xml") else f"{name}.data"
 
 SOT_ID, EOT_ID, PAD_ID = 49406, 49407, 0  # open_clip's SimpleTokenizer: <start_of_text>, <end_of_text>, padding
 

@@ -10,7 +10,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeclip.artifact import IMAGE_INPUT, IMAGE_ONNX, MANIFEST, PARITY_JSON, PARITY_MD, TEXT_INPUT, TEXT_ONNX
+from edgeclip.artifact import (IMAGE_INPUT, IMAGE_ONNX, MANIFEST, PARITY_JSON, PARITY_MD, TEXT_INPUT, TEXT_ONNX,
+                               weights_beside)
 
 from .onnx_export import ExportResult, export_onnx, read_manifest, update_manifest
 from .parity import ParityReport, References, check_parity, load_photos, parity_markdown
@@ -125,7 +126,7 @@ def _build_targets(model, out_dir: Path, targets, int8: bool, images_dir, calib_
 
 
 def _build_artifact(model, out_dir: Path, variants, images_dir, calib, trt, trt_precision, opset,
-                    refs: References | None = None) -> ArtifactResult:
+                    refs: References) -> ArtifactResult:
     from tqdm import tqdm
     extra = [v for v in variants if Precision(v) is not Precision.FP32]
     bar = tqdm(total=2 + len(extra) + int(bool(extra)), desc="export", unit="step", leave=False)
@@ -136,7 +137,7 @@ def _build_artifact(model, out_dir: Path, variants, images_dir, calib, trt, trt_
         bar.set_postfix_str(", ".join(map(str, extra)))
         build_variants(out_dir, extra, calib)
         bar.update()
-    reports, refs, seconds = [], refs or References(model), {}
+    reports, seconds = [], {}
     for v in ["fp32", *extra]:
         bar.set_postfix_str(f"parity {Precision(v).value}")
         t0 = time.perf_counter()
@@ -174,7 +175,7 @@ def _drop_variant(out_dir: Path, report: ParityReport) -> None:
     m = read_manifest(out_dir)
     entry = m["variants"].pop(report.variant)
     for name in (entry["image"], entry["text"]):
-        for f in (out_dir / name, out_dir / f"{name}.data"):
+        for f in (out_dir / name, out_dir / weights_beside(name)):
             f.unlink(missing_ok=True)
     write_json(out_dir / MANIFEST, m)
     update_manifest(out_dir, dropped={report.variant: report.failed})  # and the file hashes without its files

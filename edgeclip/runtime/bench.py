@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifact import weights_beside
 from ..errors import BackendError, ConfigError
 from .backends import ONNX_BACKENDS, available_backends, parse_backend
 from .targets import TARGETS, base_precision, entry_backends, runs_here, target_runtime, variant_target
@@ -84,8 +85,7 @@ def run_isolated(spec: dict, timeout: float = 600) -> dict:
 
 def _file_mb(art: Path, name: str) -> float:
     """An encoder's size with what it reads beside it (ONNX ``.data``; an OpenVINO ``.xml``'s ``.bin``)."""
-    extra = [art / Path(name).with_suffix(".bin").name] if name.endswith(".xml") else []
-    return sum(p.stat().st_size for p in [*art.glob(name + "*"), *extra] if p.is_file()) / 1e6
+    return sum(p.stat().st_size for p in {*art.glob(name + "*"), art / weights_beside(name)} if p.is_file()) / 1e6
 
 
 def _agreement(art: Path, variant: str, n: int = 16) -> float:

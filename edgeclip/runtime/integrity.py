@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifact import MANIFEST, PARITY_JSON, PARITY_MD, PREPROCESS, TOKENIZER, check_manifest_version
+from ..artifact import (MANIFEST, PARITY_JSON, PARITY_MD, PREPROCESS, TOKENIZER, check_manifest_version,
+                        weights_beside)
 from ..errors import ConfigError, IntegrityError, ParityError
 
 _LOCATION = b"\x0a\x08location\x12"  # protobuf bytes of an ONNX external-data entry: key "location", value next
@@ -171,7 +172,7 @@ def _hash_and_refs(path: Path) -> tuple[str, list[str]]:
     except OSError as e:
         raise IntegrityError(f"cannot read {path.name} of the artifact: {e.strerror or e}") from None
     if path.suffix == ".xml":
-        refs.append(path.with_suffix(".bin").name)
+        refs.append(weights_beside(path.name))
     return h.hexdigest(), sorted(set(refs))
 
 

@@ -126,14 +126,14 @@ def test_openvino_own_variants_bf16_and_int8_weights(request, tmp_path):
     if _openvino(request):
         return
     from edgeclip.errors import IntegrityError
-    from edgeclip.export import build_variants, check_parity, update_manifest
+    from edgeclip.export import build_variants, check_parity, read_manifest, update_manifest
     from edgeclip.runtime.bench import _pairs
     art = tiny.copy_to(tmp_path / "artifact")
     model = tiny.build()[1]
     build_variants(art, ["bf16", "int8-weights"])
     reports = {v: check_parity(art, model, v, raise_on_fail=False) for v in ("bf16", "int8-weights")}
     update_manifest(art, parity={v: {"passed": r.passed, "failed": r.failed} for v, r in reports.items()})
-    m = json_manifest(art)
+    m = read_manifest(art)
     assert m["variants"]["int8-weights"]["image"].endswith(".xml") and m["variants"]["bf16"]["openvino_config"]
     for v, r in reports.items():
         assert r.backend == "openvino" and r.passed, (v, r.failed)
@@ -149,8 +149,3 @@ def test_openvino_own_variants_bf16_and_int8_weights(request, tmp_path):
     weights.write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match=weights.name):
         rt.load(art, "int8-weights")
-
-
-def json_manifest(art):
-    import json
-    return json.loads((art / "manifest.json").read_text())
