@@ -83,7 +83,7 @@ def side_model(work: Path) -> None:
         vision.vision_model.load_state_dict(model.vision_model.state_dict())
         vision.save_pretrained(work / "hf_vision", safe_serialization=True)
         np.save(work / "projection.npy", model.visual_projection.weight.detach().numpy().T.copy())  # [768, 512]
-    if (work / "pixels.npy").is_file():
+    if (work / "pixels.npy").is_file() and not (work / "reference.npy").is_file():
         model = CLIPModel.from_pretrained(work / "hf").eval()
         with torch.no_grad():
             ref = model.get_image_features(pixel_values=torch.from_numpy(np.load(work / "pixels.npy")))
@@ -132,6 +132,7 @@ def worker(spec: dict) -> dict:
 
         def embed(x):
             return rt.embed_pixels(x, len(x))
+        quality = embed  # already projected and normalised
     else:
         proj = np.load(work / "projection.npy")
         folder = Path(spec["path"])
@@ -157,7 +158,7 @@ def worker(spec: dict) -> dict:
         def quality(x):
             e = np.asarray(embed(x)) @ proj
             return e / np.linalg.norm(e, axis=1, keepdims=True)
-    got = np.asarray(embed(pixels) if spec["tool"] == "edgeclip" else quality(pixels), np.float32)
+    got = np.asarray(quality(pixels), np.float32)
     cos = (got * ref).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1))
     out = {"min_cosine": float(cos.min()), "mean_cosine": float(cos.mean()), **info}
     for b in BATCHES:
