@@ -70,6 +70,48 @@ def run_cli(*args, timeout: int = 600) -> tuple[int, list[str]]:
     return r.returncode, [ln for ln in r.stderr.splitlines() if "error" in ln.lower() or "Traceback" in ln]
 
 
+def own_process(request, **env: str) -> bool:
+    """Run this test again in a fresh interpreter and return True (the caller then returns); in that child, False.
+
+    For the native runtimes a device application would run in a process of its own (OpenVINO, ExecuTorch, the
+    LiteRT interpreter): piled up in one long-lived pytest worker over the suite, with its forks, they crashed it
+    (OpenVINO: SIGSEGV while waiting on a CLI subprocess). A crash in the child is this test's failure, with the
+    child's output (faulthandler's stack included), never a dead worker. ``env`` goes to the child, e.g. the path
+    of an artifact the parent's module fixture already built.
+    """
+    import subprocess
+    import sys
+    if os.environ.get("EDGECLIP_TEST_CHILD") == request.node.nodeid:
+        return False
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", request.node.nodeid],
+                       cwd=ROOT, env={**os.environ, **env, "EDGECLIP_TEST_CHILD": request.node.nodeid},
+                       capture_output=True, text=True, timeout=900)
+    if r.returncode == 0 and " skipped" in r.stdout and " passed" not in r.stdout:
+        pytest.skip(next((ln for ln in r.stdout.splitlines() if ln.startswith("SKIPPED")), "skipped in the child"))
+    if r.returncode < 0:  # killed by a signal: faulthandler's stack is in stderr, under its first line
+        import signal
+        why, at = f"killed by {signal.Signals(-r.returncode).name}", r.stderr.find("Fatal Python error")
+        err = r.stderr[at:at + 3000] if at >= 0 else r.stderr[-2000:]
+    else:
+        why, err = f"exit {r.returncode}", r.stderr[-2000:]
+    assert r.returncode == 0 and " passed" in r.stdout, f"in its own process ({why}):\n{r.stdout[-3000:]}\n{err}"
+    return True
+
+
+NATIVE_RUNTIMES = ("openvino", "executorch", "coremltools", "ai_edge_litert")  # only ever in own_process children
+
+
+@pytest.fixture(autouse=True)
+def _native_runtimes_stay_out_of_the_worker(request):
+    """Fails the test that first loads one of NATIVE_RUNTIMES into a pytest worker (see ``own_process``)."""
+    import sys
+    before = {m for m in NATIVE_RUNTIMES if m in sys.modules}
+    yield
+    if os.environ.get("EDGECLIP_TEST_CHILD") != request.node.nodeid:
+        loaded = sorted({m for m in NATIVE_RUNTIMES if m in sys.modules} - before)
+        assert not loaded, f"this test loaded {loaded} into the pytest process: run it through own_process(request)"
+
+
 def one_error_line(code: int, err: list[str]) -> bool:
     """The CLI's contract for user errors: exit 2 and exactly one error line, no traceback."""
     return code == 2 and len(err) == 1 and "Traceback" not in err[0]

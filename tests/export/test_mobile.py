@@ -8,13 +8,14 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, TINY_CFG
+from conftest import ROOT, TINY_CFG, own_process
 
 needs_executorch = pytest.mark.skipif(importlib.util.find_spec("executorch") is None,
                                       reason="executorch not installed (pip install 'edgeclip[executorch]')")
@@ -24,6 +25,7 @@ LITERT_PYTHON = os.environ.get("EDGECLIP_LITERT_PYTHON") or str(ROOT / ".venv-li
 # one block per tower: the formats' tracing and lowering cost grows with the graph, and a block covers every op kind
 MOBILE_CFG = {**TINY_CFG, "vision_cfg": {**TINY_CFG["vision_cfg"], "layers": 1},
               "text_cfg": {**TINY_CFG["text_cfg"], "layers": 1}}
+Mobile = namedtuple("Mobile", "out passed")  # the artifact folder; whether the export exited 0 (every gate passed)
 TEXTS = ["a red star", "", "naïve café 🐶", "dog " * 40] + [f"a photo of thing {i}" for i in range(36)]  # 40 > MAX_BATCH
 
 
@@ -41,17 +43,24 @@ def _photos(folder: Path, n: int = 32) -> Path:
 
 @pytest.fixture(scope="module")
 def mobile(tmp_path_factory):
-    """(artifact, model): the tiny CLIP with fp32 + int8-static ONNX, ExecuTorch (fp32 + int8-static), Core ML
-    (fp32 + fp16) and ORT-mobile (fp32 + int8-static), every variant gated. Built once for the module."""
+    """(artifact, model): the tiny CLIP with fp32 + INT8 ONNX, ExecuTorch (fp32 + int8-static), Core ML (fp32 +
+    fp16) and ORT-mobile (fp32 + INT8), every variant gated. Built once for the module, by ``edgeclip export`` in
+    a process of its own: the converters' native code never runs in the pytest worker, and a crash there is this
+    fixture's error with the export's stderr. A test re-run in its own process (``own_process``) gets the parent's
+    artifact through EDGECLIP_TEST_MOBILE_ART."""
     if importlib.util.find_spec("executorch") is None or importlib.util.find_spec("coremltools") is None:
         pytest.skip("needs the [executorch] and [coreml] extras")
-    from edgeclip.export import export_artifact
-    from edgeclip.models import create_model
-    d = tmp_path_factory.mktemp("mobile")
+    from edgeclip.models import create_model, save_student
     model = create_model(MOBILE_CFG, seed=0)
-    res = export_artifact(model, d / "art", ["fp32", "int8-dynamic", "int8-static"], calib_dir=_photos(d / "calib"),
-                          targets=["executorch", "coreml", "ort-mobile"], int8_targets=True)
-    return res, model
+    if os.environ.get("EDGECLIP_TEST_MOBILE_ART"):
+        return Mobile(Path(os.environ["EDGECLIP_TEST_MOBILE_ART"]), True), model
+    d = tmp_path_factory.mktemp("mobile")
+    save_student(model, d / "student")
+    r = subprocess.run([sys.executable, "-m", "edgeclip.cli", "export", str(d / "student"), "--executorch", "--coreml",
+                        "--ort-mobile", "--int8", "--calib", str(_photos(d / "calib")), "--out", str(d / "art")],
+                       capture_output=True, text=True, timeout=900)
+    assert (d / "art" / "manifest.json").is_file(), r.stderr[-3000:]
+    return Mobile(d / "art", r.returncode == 0), model
 
 
 def _ref(model, texts=TEXTS):
@@ -96,9 +105,11 @@ def test_every_variant_is_in_the_manifest_hashed_and_gated(mobile):
 
 @needs_executorch
 @needs_coreml
-def test_executorch_runtime_embeds_like_pytorch_at_any_batch(mobile):
+def test_executorch_runtime_embeds_like_pytorch_at_any_batch(mobile, request):
     from edgeclip import runtime
     res, model = mobile
+    if own_process(request, EDGECLIP_TEST_MOBILE_ART=str(res.out)):
+        return
     rt = runtime.load(res.out, "executorch-fp32")
     assert rt.backend == "executorch" and rt.parity == "passed"
     got = rt.embed_texts(TEXTS, batch_size=64)  # 40 ids: more than the program's planned batch of 32
@@ -192,8 +203,10 @@ def test_gate_precision_reads_the_variant_name():
                     "makes it; litert-torch cannot share a venv with gradio 6, see the README)")
 @pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None,
                     reason="ai-edge-litert not installed (pip install 'edgeclip[litert-runtime]')")
-def test_litert_export_in_its_venv_then_runs_here(tmp_path):
+def test_litert_export_in_its_venv_then_runs_here(tmp_path, request):
     """The LiteRT venv converts (litert-torch) and gates; this venv's torch-free interpreter embeds the same."""
+    if own_process(request):
+        return
     from edgeclip import runtime
     from edgeclip.models import create_model, save_student
     tiny_model = create_model(MOBILE_CFG, seed=0)

@@ -1,47 +1,30 @@
 """Runtime backends: OpenVINO reproduces onnxruntime, parity runs through it, 'auto' reads the bench record."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 import edgeclip.runtime as rt
 import tiny_artifact as tiny
 from tiny_artifact import artifact_copy, tiny_artifact_fixture  # noqa: F401  (fixtures)
-from conftest import one_error_line, run_cli
+from conftest import one_error_line, own_process, run_cli
 from edgeclip.errors import ConfigError
 
 PROMPTS = ["a photo of a dog", "", "x " * 40, "naïve café 🐶"]
 
 
-
 def _openvino(request) -> bool:
-    """Skip without OpenVINO; otherwise run this test in a fresh interpreter and return True (the caller returns).
-
-    OpenVINO in the long-lived pytest process crashed it (SIGSEGV in the main thread while it waited on a CLI
-    subprocess), reproduced twice after tests/robustness and never with this file alone: its native threads do
-    not survive the forks and native libraries that pile up in one process over the suite. Each OpenVINO test
-    therefore gets its own process, as a device application would have.
-    """
-    if os.environ.get("EDGECLIP_OPENVINO_CHILD"):
-        try:
-            import openvino  # noqa: F401
-        except ImportError as e:
-            pytest.skip(f"openvino cannot be imported here ({e}); pip install 'edgeclip[openvino]'")
-        return False
+    """Skip without OpenVINO; otherwise run this test in a fresh interpreter (``own_process``) and return True."""
     import importlib.util
     if importlib.util.find_spec("openvino") is None:  # not imported here: the parent never loads OpenVINO
         pytest.skip("openvino is not installed; pip install 'edgeclip[openvino]'")
-    root = Path(__file__).resolve().parents[2]
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", request.node.nodeid],
-                       cwd=root, env={**os.environ, "EDGECLIP_OPENVINO_CHILD": "1"}, capture_output=True, text=True,
-                       timeout=600)
-    assert r.returncode == 0 and " passed" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
-    return True
+    if own_process(request):
+        return True
+    try:
+        import openvino  # noqa: F401
+    except ImportError as e:
+        pytest.skip(f"openvino cannot be imported here ({e}); pip install 'edgeclip[openvino]'")
+    return False
 
 
 def _images(n: int = 9):
