@@ -91,7 +91,9 @@ def main(argv=None):
     torch.set_num_threads(2)
     import edgeclip.runtime as rt
     from edgeclip.data.shapes import ShapesWorld
-    from edgeclip.export import export_onnx, update_manifest
+    from edgeclip.artifact import Variant, Verdict
+    from edgeclip.artifact.manifest import hash_folder, read_manifest, write_manifest
+    from edgeclip.export import export_onnx
     from edgeclip.export.parity import PROMPTS, compare, load_photos
     from edgeclip.export.tolerances import check_gates
     from edgeclip.export.variants import _int8_dynamic, add_int8_variant
@@ -103,8 +105,11 @@ def main(argv=None):
     export_onnx(model, art)
     _int8_dynamic(art / "image_encoder.onnx", art / "image_encoder.int8-dynamic.onnx")
     _int8_dynamic(art / "text_encoder.onnx", art / "text_encoder.int8-dynamic.onnx")
-    update_manifest(art, variants={"int8-dynamic": {"image": "image_encoder.int8-dynamic.onnx",
-                                                    "text": "text_encoder.int8-dynamic.onnx"}})
+    man = read_manifest(art)  # this benchmark builds its own variants: it keeps their records and writes them below
+    man.variants["int8-dynamic"] = Variant("onnx", "int8", "dynamic", "image_encoder.int8-dynamic.onnx",
+                                           "text_encoder.int8-dynamic.onnx")
+    man.files = hash_folder(art)
+    write_manifest(art, man)
     base = rt.load(art)
     photos, plabels = load_photos(a.photos, 200)
     calib = {"photos": base.preprocess.batch(photos[:a.calib]),
@@ -121,12 +126,14 @@ def main(argv=None):
         name, (src, recipe) = items[i]
         v = f"int8-r{i}"
         t = time.time()
-        add_int8_variant(art, v, calib[src], calib_ids, recipe)
+        man.variants[v] = add_int8_variant(art, v, calib[src], calib_ids, recipe)
         variants.append((name, v, round(time.time() - t, 1)))
+    man.files = hash_folder(art)
+    write_manifest(art, man)
     for name, v, build_s in variants:
         metrics = compare(model, rt.load(art, v), photos[:64], PROMPTS, plabels[:64])
         failed = check_gates("int8-static", metrics)
-        parity[v] = {"passed": not failed, "failed": failed}
+        parity[v] = Verdict(not failed, failed)
         for b in ("onnxruntime", "openvino"):
             got = _vs_fp32(evaluate(rt.load(art, v, backend=b), s), ref[b])
             rows.append({"recipe": name, "variant": v, "backend": b, "build_s": build_s, "gates_passed": not failed,
@@ -134,7 +141,8 @@ def main(argv=None):
             print(f"{name:45s} {b:12s} zs Δ seen {got['zs_seen_delta']:+.2f} held {got['zs_held_out_delta']:+.2f} "
                   f"photo agr {got['photo_top1_agreement']:.1f}% min cos {got['photo_min_cos']:.4f}", flush=True)
     fp32_failed = check_gates("fp32", compare(model, base, photos[:64], PROMPTS, plabels[:64]))
-    update_manifest(art, parity={"fp32": {"passed": not fp32_failed, "failed": fp32_failed}, **parity})
+    man.parity = {"fp32": Verdict(not fp32_failed, fp32_failed), **parity}
+    write_manifest(art, man)
     fp32 = {b: {k: ref[b][k] for k in ("zs_top1", "zs_seen_top1", "zs_held_out_top1", "photo_top1")} for b in ref}
     write(a.name, {"model": a.model, "zeroshot_images": a.zeroshot, "photos": len(photos), "calib_images": a.calib,
                    "shared_machine": True, "fp32": fp32, "rows": rows})

@@ -85,19 +85,22 @@ def _merge(src: Path, dst: Path) -> None:
     """The LiteRT venv's variants, files and verdicts into the main artifact (both exported the same weights)."""
     import shutil
 
-    from edgeclip.export import read_manifest, update_manifest
+    from edgeclip.artifact.manifest import hash_folder, read_manifest, write_manifest
     a, b = read_manifest(src), read_manifest(dst)
-    weights = [f for f in b["files"] if f.endswith(".onnx.data")]  # the graphs' metadata names each venv's paths
-    if not weights or any(a["files"].get(f) != b["files"][f] for f in weights):
+    weights = [f for f in b.files if f.endswith(".onnx.data")]  # the graphs' metadata names each venv's paths
+    if not weights or any(a.files.get(f) != b.files[f] for f in weights):
         raise SystemExit("the LiteRT venv exported other weights than the main one")
-    lt = {v: e for v, e in a["variants"].items() if e.get("target") == "litert"}
+    lt = {v: e for v, e in a.variants.items() if e.format == "litert"}
     for e in lt.values():
-        for tower in ("image", "text"):
-            shutil.copy(src / e[tower], dst / e[tower])
-    update_manifest(dst, variants=lt, parity={v: a["parity"][v] for v in lt})
+        for f in e.files:
+            shutil.copy(src / f, dst / f)
     reports = json.loads((dst / "parity.json").read_text()) + [r for r in json.loads((src / "parity.json").read_text())
                                                                 if r["variant"] in lt]
     (dst / "parity.json").write_text(json.dumps(reports, indent=2) + "\n")
+    b.variants.update(lt)
+    b.parity.update({v: a.parity[v] for v in lt})
+    b.files = hash_folder(dst)  # a benchmark's merged artifact: hashed like an export of both venvs' files
+    write_manifest(dst, b)
 
 
 def _table(model: str, art: Path, bench: dict) -> list[dict]:
@@ -112,7 +115,7 @@ def _table(model: str, art: Path, bench: dict) -> list[dict]:
         img = rep.get("metrics", {}).get("image", {})
         lat = {f"b{r['batch']}_t{r['threads']}": r["median_ms"] for r in bench["results"] if r["variant"] == v}
         rss = max((r["peak_rss_mib"] for r in bench["results"] if r["variant"] == v), default=None)
-        rows.append({"model": model, "variant": v, "target": e.get("target", "onnx"), "size_mb": round(size, 2),
+        rows.append({"model": model, "variant": v, "target": e.get("format", e.get("target", "onnx")), "size_mb": round(size, 2),
                      "parity": {True: "pass", False: "FAIL", None: rep.get("status", "not run")}[m["parity"][v]["passed"]]
                      if v in m["parity"] else "unchecked",
                      "image_max_abs_diff": img.get("max_abs_diff"), "image_min_cosine": img.get("min_cosine"),

@@ -22,7 +22,8 @@ VARIANTS = ["fp32", "int8-dynamic", "int8-dynamic-full", "int8-static"]  # what 
 
 def run(model, arm: str, images, calib) -> dict:
     import edgeclip.export as ex
-    from edgeclip.export import export_artifact, read_manifest
+    from edgeclip.artifact import read_manifest
+    from edgeclip.export import export_artifact
     from edgeclip.export.parity import References
 
     class Forgetful(References):  # the behaviour before: every variant re-read its images and recomputed
@@ -46,7 +47,7 @@ def run(model, arm: str, images, calib) -> dict:
             t0 = time.perf_counter()
             res = export_artifact(model, Path(tmp) / "a", VARIANTS, images_dir=images, calib_dir=calib)
             total = time.perf_counter() - t0
-            t = read_manifest(Path(tmp) / "a")["timings"]
+            t = read_manifest(Path(tmp) / "a").timings
     finally:
         ex.References = References
     return {"arm": arm, "export_s": round(total, 1), "parity_s": t["parity_s"], "references_s": t["references_s"],

@@ -215,7 +215,7 @@ def edgeclip_export(work: Path, images: str | None) -> tuple[float, dict]:
         if r.returncode != 0:
             raise SystemExit(f"edgeclip export failed (exit {r.returncode})")
         (work / "edgeclip_export_s.txt").write_text(f"{time.perf_counter() - t0:.1f}")
-    from edgeclip.export import read_manifest
+    from edgeclip.artifact import read_manifest
     return float((work / "edgeclip_export_s.txt").read_text()), read_manifest(art)
 
 
@@ -229,15 +229,15 @@ def make_pixels(work: Path, images: str | None, art: Path) -> None:
     np.save(work / "pixels.npy", rt.preprocess.batch(imgs).astype(np.float32))
 
 
-def arms(work: Path, manifest: dict) -> list[dict]:
-    from edgeclip.runtime.targets import entry_backends
+def arms(work: Path, manifest) -> list[dict]:
+    from edgeclip.artifact.formats import ONNX_RUNTIMES, runtimes_for
     out = []
     for d in sorted((work / "optimum").iterdir()):
         out.append({"tool": "optimum", "arm": d.name, "path": str(d),
                     "backend": "onnxruntime" if d.name.startswith("ort-") else "openvino"})
-    for v, e in manifest["variants"].items():
-        verdict = (manifest.get("parity") or {}).get(v, {}).get("passed")
-        for b in entry_backends(e) or ["onnxruntime", "openvino"]:
+    for v, e in manifest.variants.items():
+        verdict = manifest.parity[v].passed if v in manifest.parity else None
+        for b in [r for r in runtimes_for(e) if r in ONNX_RUNTIMES]:
             out.append({"tool": "edgeclip", "arm": f"{b}/{v}", "variant": v, "backend": b, "passed": verdict,
                         "path": str(work / "edgeclip")})
     return out
@@ -321,7 +321,7 @@ def main(argv=None) -> None:
                                       text=True).stdout.strip().splitlines()[-1])
     print(f"optimum exports built: {opt_s}", flush=True)
     ec_s, manifest = edgeclip_export(work, images)
-    print(f"edgeclip export: {ec_s:.0f} s, parity {manifest.get('timings', {}).get('parity_s')} s", flush=True)
+    print(f"edgeclip export: {ec_s:.0f} s, parity {manifest.timings.get('parity_s')} s", flush=True)
     if not (work / "reference.npy").is_file():
         make_pixels(work, images, work / "edgeclip")
         subprocess.run([*side_call, "side-model", str(work)], check=True)
@@ -340,7 +340,7 @@ def main(argv=None) -> None:
     out = {"cpu": cpu_model(), "isa": sorted(cpu_flags() & {"avx2", "avx512_vnni", "avx512_bf16", "amx_bf16"}),
            "threads": a.threads, "rounds": a.rounds, "repeat": a.repeat, "photos": images is not None,
            "optimum_versions": json.loads(versions or "{}"), "optimum_export_s": opt_s, "edgeclip_export_s": ec_s,
-           "edgeclip_timings": manifest.get("timings"), **summary, "rows": rows}
+           "edgeclip_timings": manifest.timings, **summary, "rows": rows}
     write(a.name, out)
     plot(summary, plot_path(a.name), title(out["cpu"], out["isa"], a.threads))
     for backend, row in summary["ratios"].items():

@@ -216,11 +216,13 @@ def output_kind(path: str | os.PathLike) -> str | None:
 def _not_written_by_edgeclip(p: Path) -> list[str]:
     """Entries of an artifact folder that its manifest's ``files`` does not list (a user's notes, say); an artifact
     without ``files`` (older than the hashes) cannot tell and gives []."""
+    from .artifact.manifest import read_manifest
+    from .errors import EdgeClipError
     try:
-        files = json.loads((p / MANIFEST).read_text(encoding="utf-8")).get("files")
-    except (OSError, ValueError, AttributeError):
+        files = read_manifest(p).files
+    except EdgeClipError:
         return []
-    if not isinstance(files, dict) or not files:
+    if not files:
         return []
     return sorted(e.name for e in p.iterdir() if e.name not in files and e.name != MANIFEST
                   and not e.name.startswith("."))  # hidden: edgeclip's own locks and staging

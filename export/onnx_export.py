@@ -7,7 +7,6 @@ argmax over ids, which ties in fp16); the final L2 normalisation runs in fp32.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -16,11 +15,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from edgeclip.artifact import (EOT_ID, IMAGE_INPUT, IMAGE_ONNX, IMAGE_OUTPUT, PAD_ID, PREPROCESS, SOT_ID, TEXT_INPUT,
+                               TEXT_ONNX, TEXT_OUTPUT, TOKENIZER, VOCAB)
+from edgeclip.artifact.manifest import Manifest, Variant, hash_folder, write_manifest
+from edgeclip.errors import ExportError
 from edgeclip.outputs import atomic_path, check_output
-from edgeclip.artifact import (EOT_ID, FORMAT_TAG, IMAGE_INPUT, IMAGE_ONNX, IMAGE_OUTPUT, MANIFEST, PAD_ID,
-                               PREPROCESS, SOT_ID, TEXT_INPUT, TEXT_ONNX, TEXT_OUTPUT, TOKENIZER, VOCAB,
-                               check_manifest_version)
-from edgeclip.errors import ConfigError, ExportError
 
 DEFAULT_OPSET = 18
 
@@ -61,18 +60,6 @@ class ExportResult:
     manifest: dict = field(default_factory=dict)
 
 
-def sha256(path: Path) -> str:
-    """sha256 of a file; of a folder (a Core ML ``.mlpackage``), the runtime's tree hash of its files."""
-    if Path(path).is_dir():
-        from edgeclip.runtime.integrity import tree_sha256
-        return tree_sha256(Path(path))
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def example_inputs(size: int, context_length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The batch-2 tracing inputs every exporter uses: seeded pixels, and ids holding a real prompt and an empty one
     (so both the first-EOT pooling and the causal mask are exercised)."""
@@ -93,8 +80,9 @@ def no_mha_fastpath():
         torch.backends.mha.set_fastpath_enabled(prev)
 
 
-def _export_one(module: torch.nn.Module, example: torch.Tensor, path: Path, in_name: str, out_name: str,
-                opset: int) -> None:
+def trace_to_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, in_name: str, out_name: str,
+                  opset: int) -> None:
+    """``torch.onnx.export`` (dynamo, batch dynamic) of one encoder to ``path`` (+ ``.data``); one line on failure."""
     import logging
     import warnings
     batch = torch.export.Dim("batch", min=1, max=4096)
@@ -117,9 +105,53 @@ def write_tokenizer_files(out: Path, context_length: int) -> None:
         "sot_token_id": SOT_ID, "eot_token_id": EOT_ID, "pad_token_id": PAD_ID, "lowercase": True}, indent=2) + "\n")
 
 
+def model_manifest(model, opset: int) -> Manifest:
+    """The manifest of ``model``'s artifact before any variant: its shape, config and the tools' versions."""
+    import onnx
+    import onnxruntime
+
+    from edgeclip import __version__
+    from edgeclip.models.factory import model_config
+    from edgeclip.models.towers import text_cfg, vision_cfg
+    cfg = model_config(model)
+    return Manifest(embed_dim=cfg["embed_dim"], image_size=vision_cfg(cfg).size,
+                    context_length=text_cfg(cfg).context_length, model_cfg=cfg,
+                    versions={"edgeclip": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+                              "onnxruntime": onnxruntime.__version__, "opset": opset})
+
+
+def write_base(model, out: Path, opset: int = DEFAULT_OPSET, check: bool = True) -> Variant:
+    """The artifact's base in ``out``: both fp32 graphs, the tokenizer files and ``preprocess.json``."""
+    import onnx
+
+    from edgeclip.models.factory import model_config
+    from edgeclip.models.io import preprocess_cfg
+    from edgeclip.models.towers import text_cfg, vision_cfg
+    from edgeclip.models.weights import check_finite
+    if opset not in (17, 18):
+        raise ExportError(f"opset {opset} is not supported; use 17 or 18")
+    check_finite(model.state_dict(), "the model", "refusing to export it")
+    cfg = model_config(model)
+    model = model.float().eval()
+    size, ctx = vision_cfg(cfg).size, text_cfg(cfg).context_length
+    pixels, ids = example_inputs(size, ctx)
+    trace_to_onnx(ImageEncoder(model), pixels, out / IMAGE_ONNX, IMAGE_INPUT.name, IMAGE_OUTPUT, opset)
+    trace_to_onnx(TextEncoder(model), ids, out / TEXT_ONNX, TEXT_INPUT.name, TEXT_OUTPUT, opset)
+    if check:
+        for name in (IMAGE_ONNX, TEXT_ONNX):
+            try:
+                onnx.checker.check_model(str(out / name), full_check=True)
+            except Exception as e:
+                raise ExportError(f"onnx.checker rejected {name}: {str(e).splitlines()[0][:200]}") from None
+    write_tokenizer_files(out, ctx)
+    (out / PREPROCESS).write_text(json.dumps(dict(preprocess_cfg(model)), indent=2) + "\n")
+    return Variant("onnx", "fp32", image=IMAGE_ONNX, text=TEXT_ONNX)
+
+
 def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET, check: bool = True,
                 overwrite: bool = False) -> ExportResult:
-    """Export both encoders of a canonical CLIP to ``out`` (written to a temp folder, renamed at the end).
+    """Export both encoders of a canonical CLIP to ``out`` (written to a temp folder, renamed at the end), with
+    no variants and no parity gates (``export_artifact`` is the whole export).
 
     Args:
         model: canonical open_clip CLIP (teacher or student), fp32.
@@ -135,72 +167,13 @@ def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET, check: bool 
     Raises:
         ExportError: tracing, conversion or the checker failed.
     """
-    import onnx
-    import onnxruntime
-
-    from edgeclip import __version__
-    from edgeclip.models.factory import model_config
-    from edgeclip.models.io import preprocess_cfg
-    from edgeclip.models.towers import text_cfg, vision_cfg
-
     if opset not in (17, 18):
         raise ExportError(f"opset {opset} is not supported; use 17 or 18")
-    cfg = model_config(model)
-    from edgeclip.models.weights import check_finite
-    check_finite(model.state_dict(), "the model", "refusing to export it")
-    model = model.float().eval()
-    size, ctx = vision_cfg(cfg).size, text_cfg(cfg).context_length
     out = check_output(out, "artifact", overwrite)
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        pixels, ids = example_inputs(size, ctx)
-        _export_one(ImageEncoder(model), pixels, tmp / IMAGE_ONNX, IMAGE_INPUT.name, IMAGE_OUTPUT, opset)
-        _export_one(TextEncoder(model), ids, tmp / TEXT_ONNX, TEXT_INPUT.name, TEXT_OUTPUT, opset)
-        if check:
-            for name in (IMAGE_ONNX, TEXT_ONNX):
-                try:
-                    onnx.checker.check_model(str(tmp / name), full_check=True)
-                except Exception as e:
-                    raise ExportError(f"onnx.checker rejected {name}: {str(e).splitlines()[0][:200]}") from None
-        write_tokenizer_files(tmp, ctx)
-        pre = dict(preprocess_cfg(model))
-        (tmp / PREPROCESS).write_text(json.dumps(pre, indent=2) + "\n")
-        files = {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        manifest = {
-            "edgeclip_output": "artifact",
-            "format": FORMAT_TAG, "edgeclip": __version__, "torch": torch.__version__,
-            "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "opset": opset,
-            "embed_dim": cfg["embed_dim"], "image_size": size, "context_length": ctx, "model_cfg": cfg,
-            "variants": {"fp32": {"image": IMAGE_ONNX, "text": TEXT_ONNX}}, "files": files, "parity": {},
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    return ExportResult(out, files, manifest)
-
-
-def read_manifest(artifact_dir: str | Path) -> dict:
-    p = Path(artifact_dir) / MANIFEST
-    if not p.is_file():
-        raise ExportError(f"{str(artifact_dir)!r} is not an edgeclip artifact folder (no {MANIFEST})")
-    try:
-        m = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise ExportError(f"{p} is malformed: {e}") from None
-    try:
-        check_manifest_version(m, str(artifact_dir))
-    except ConfigError as e:
-        raise ExportError(str(e)) from None
-    return m
-
-
-def update_manifest(artifact_dir: str | Path, **changes) -> dict:
-    """Merge ``changes`` into the manifest (dicts merged one level deep), refresh file hashes, write atomically."""
-    from edgeclip.outputs import write_json
-    artifact_dir = Path(artifact_dir)
-    m = read_manifest(artifact_dir)
-    for k, v in changes.items():
-        m[k] = {**m.get(k, {}), **v} if isinstance(v, dict) and isinstance(m.get(k), dict) else v
-    m["files"] = {p.name: sha256(p) for p in sorted(artifact_dir.iterdir())
-                  if (p.is_file() or p.suffix == ".mlpackage") and p.name != MANIFEST
-                  and not p.name.startswith(".")}
-    write_json(artifact_dir / MANIFEST, m)
-    return m
+        m = model_manifest(model, opset)
+        m.variants["fp32"] = write_base(model, tmp, opset, check)
+        m.files = hash_folder(tmp)
+        write_manifest(tmp, m)
+    return ExportResult(out, dict(m.files), m.to_dict())

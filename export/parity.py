@@ -212,9 +212,10 @@ def _batched(fn, x: np.ndarray, batch_sizes) -> np.ndarray:
 
 def check_parity(artifact: str | Path, model, variant: str = "fp32", images_dir: str | Path | None = None,
                  max_images: int = 64, raise_on_fail: bool = True, backend: str | None = None,
-                 refs: References | None = None) -> ParityReport:
+                 refs: References | None = None, manifest=None) -> ParityReport:
     """Compare one artifact variant, run by ``backend`` (None: the variant's own runtime), with ``model`` (PyTorch
     fp32); apply its precision's gates. ``refs``: ``References(model)`` shared by the variants of one export.
+    ``manifest``: the export's own ``Manifest`` while it is being built (none is on disk yet; files unhashed).
 
     Raises:
         ParityError: a gate failed (message lists each failed gate, its value and its bound); the artifact's
@@ -222,7 +223,8 @@ def check_parity(artifact: str | Path, model, variant: str = "fp32", images_dir:
             ``raise_on_fail`` is False: the embedding gates would compare other pixels).
     """
     from edgeclip.runtime import load
-    rt = load(artifact, variant, allow_failed_parity=True, backend=backend)  # re-checking a failed variant is allowed
+    rt = load(artifact, variant, allow_failed_parity=True, backend=backend,  # re-checking a failed one is allowed
+              **({"manifest": manifest, "verify": False} if manifest is not None else {}))
     refs = refs or References(model)
     if refs.model is not model:
         raise ValueError("check_parity: refs were computed for another model")
@@ -230,7 +232,7 @@ def check_parity(artifact: str | Path, model, variant: str = "fp32", images_dir:
     if pre_failed:  # embeddings of other pixels than the model's own mean nothing: stop here, even if not raising
         raise ParityError(f"parity of {variant} failed: " + "; ".join(pre_failed))
     images, labels = refs.images(images_dir, rt.preprocess.size, max_images)
-    precision = gate_precision(variant)
+    precision = gate_precision(rt.manifest.variant(variant).gate)
     metrics = compare(model, rt, images, PROMPTS, labels, tie_margin=TIE_MARGIN[precision], refs=refs)
     report = ParityReport(variant, len(images), len(PROMPTS), metrics, check_gates(precision, metrics), rt.backend)
     if raise_on_fail and report.passed is False:

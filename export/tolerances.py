@@ -52,11 +52,9 @@ TIE_MARGIN: dict[Precision, float] = {Precision.FP32: 1e-5, Precision.FP32_OPT: 
                                       Precision.BF16: 4e-3}
 
 
-def gate_precision(variant: str) -> Precision:
-    """The gates a variant is held to, by the precision its name carries (``executorch-int8-static``: INT8;
-    ``coreml-fp16``: fp16); named INT8 recipes (``int8-attn``, ...) take the INT8 gates, anything else fp32's."""
-    from edgeclip.runtime.targets import base_precision
-    p = base_precision(variant)
+def gate_precision(p: str) -> Precision:
+    """The gates a variant is held to, by its ``Variant.gate`` (precision and recipe: ``int8-static``, ``fp16``);
+    named INT8 recipes (``int8-attn``, ...) take the INT8 gates, anything else fp32's."""
     if p in Precision._value2member_map_:
         return Precision(p)
     return Precision.INT8_STATIC if p.startswith("int8") else Precision.FP32

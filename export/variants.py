@@ -13,7 +13,8 @@ import numpy as np
 from edgeclip.artifact import IMAGE_INPUT, IMAGE_ONNX, PREPROCESS, TEXT_INPUT, TEXT_ONNX, VOCAB
 from edgeclip.errors import ExportError
 
-from .onnx_export import read_manifest, update_manifest
+from edgeclip.artifact.manifest import Variant, split_precision
+
 from .tolerances import OPENVINO_ONLY, Precision
 
 FP16_KEEP_FP32 = ["LayerNormalization", "Softmax", "ReduceL2", "ReduceSumSquare", "ReduceMean", "Pow", "Sqrt",
@@ -162,8 +163,9 @@ def _int8_nncf(src: Path, dst: Path, name: str, batches: list[np.ndarray], fast_
 
 
 def add_int8_variant(artifact_dir: str | Path, variant: str, calib_pixels: np.ndarray, calib_ids: np.ndarray,
-                     recipe: Int8Recipe | str = Int8Recipe()) -> dict:
-    """Quantise both encoders with ``recipe`` (an ``Int8Recipe`` or ``"nncf"``) as a new named variant.
+                     recipe: Int8Recipe | str = Int8Recipe()) -> Variant:
+    """Quantise both fp32 encoders in ``artifact_dir`` with ``recipe`` (an ``Int8Recipe`` or ``"nncf"``) into the
+    files of a new named variant; returns its record (the caller puts it in the manifest it writes).
 
     Calibration: ``calib_pixels`` [N, 3, H, W] float32 (preprocessed), ``calib_ids`` [M, L] int64.
     """
@@ -175,8 +177,7 @@ def add_int8_variant(artifact_dir: str | Path, variant: str, calib_pixels: np.nd
         raise
     except Exception as e:
         raise ExportError(f"building variant {variant} failed: {str(e).splitlines()[0][:240]}") from None
-    update_manifest(d, variants={variant: {"image": img, "text": txt}})
-    return {"image": img, "text": txt}
+    return Variant("onnx", *split_precision(variant), image=img, text=txt)
 
 
 def _chunks(a: np.ndarray, n: int) -> list[np.ndarray]:
@@ -193,7 +194,8 @@ def _static_pair(d: Path, img: str, txt: str, px: list[np.ndarray], ids: list[np
             _int8_static(d / src, d / dst, name, batches, recipe)
 
 
-def calibration_inputs(artifact_dir: Path, calib_images: list | None) -> tuple[np.ndarray, np.ndarray]:
+def calibration_inputs(artifact_dir: Path, calib_images: list | None,
+                       context_length: int) -> tuple[np.ndarray, np.ndarray]:
     """What every static INT8 variant (ONNX, ExecuTorch) calibrates on: the calibration photos through the
     artifact's own preprocessing, [N, 3, H, W] float32, and the parity prompts' ids, [M, L] int64.
 
@@ -210,19 +212,19 @@ def calibration_inputs(artifact_dir: Path, calib_images: list | None) -> tuple[n
         raise ExportError("int8-static needs calibration photos (--calib DIR)")
     d = Path(artifact_dir)
     pre = Preprocess(json.loads((d / PREPROCESS).read_text()))
-    tok = Tokenizer(d / VOCAB, read_manifest(d)["context_length"])
+    tok = Tokenizer(d / VOCAB, context_length)
     return pre.batch(calib_images), tok(PROMPTS)
 
 
 def build_variants(artifact_dir: str | Path, variants: list[Precision | str],
-                   calib_images: list | None = None) -> dict[str, dict]:
-    """Write the requested variants beside the fp32 graphs and register them in the manifest.
+                   calib: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Variant]:
+    """Write the requested variants beside the fp32 graphs; returns their records (the manifest is the caller's).
 
     Args:
-        artifact_dir: folder written by ``export_onnx``.
+        artifact_dir: a folder holding the fp32 graphs (``image_encoder.onnx`` / ``text_encoder.onnx``).
         variants: any of ``fp32-opt``, ``fp16``, ``int8-dynamic``, ``int8-dynamic-full``, ``int8-static``, and
             OpenVINO's own ``bf16`` / ``int8-weights`` (``require_openvino``).
-        calib_images: PIL images for ``int8-static`` calibration (real photos).
+        calib: (pixels, ids) from ``calibration_inputs`` for ``int8-static``.
     """
     d = Path(artifact_dir)
     added = {}
@@ -230,10 +232,9 @@ def build_variants(artifact_dir: str | Path, variants: list[Precision | str],
         if v is Precision.FP32:
             continue
         img, txt = _names(v)
-        entry = {"image": img, "text": txt}
         try:
             if v is Precision.BF16:  # no files of its own: the fp32 graphs, compiled by OpenVINO in bf16
-                entry = {"image": IMAGE_ONNX, "text": TEXT_ONNX}
+                img, txt = IMAGE_ONNX, TEXT_ONNX
             elif v is Precision.INT8_WEIGHTS:
                 _ov_int8_weights(d / IMAGE_ONNX, d / img)
                 _ov_int8_weights(d / TEXT_ONNX, d / txt)
@@ -247,16 +248,18 @@ def build_variants(artifact_dir: str | Path, variants: list[Precision | str],
                 _int8_dynamic(d / IMAGE_ONNX, d / img, v is Precision.INT8_DYNAMIC_FULL)
                 _int8_dynamic(d / TEXT_ONNX, d / txt, v is Precision.INT8_DYNAMIC_FULL)
             elif v is Precision.INT8_STATIC:
-                px, ids = calibration_inputs(d, calib_images)
+                if calib is None:
+                    raise ExportError("int8-static needs calibration photos (--calib DIR)")
+                px, ids = calib
                 _static_pair(d, img, txt, _chunks(px, 8), [ids])  # the parity prompts as one text batch
         except ExportError:
             raise
         except Exception as e:
             raise ExportError(f"building variant {v.value} failed: {str(e).splitlines()[0][:240]}") from None
-        if v in OPENVINO_ONLY:
-            entry["backends"] = ["openvino"]
+        fmt = "openvino-ir" if v is Precision.INT8_WEIGHTS else "onnx"
+        rec = Variant(fmt, *split_precision(v.value), image=img, text=txt,
+                      backends=("openvino",) if v in OPENVINO_ONLY else ())
         if v is Precision.BF16:
-            entry["openvino_config"] = dict(OPENVINO_HINT)
-        added[v.value] = entry
-    update_manifest(d, variants=added)
+            rec.options["openvino_config"] = dict(OPENVINO_HINT)
+        added[v.value] = rec
     return added

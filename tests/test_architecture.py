@@ -238,7 +238,7 @@ def test_the_artifact_format_is_spelled_only_in_its_contract():
     bad = []
     for tree in TREES.values():
         for path in tree.rglob("*.py"):
-            if path == ROOT / "edgeclip" / "artifact.py":
+            if path.is_relative_to(ROOT / "edgeclip" / "artifact"):
                 continue
             for n, line in enumerate(path.read_text().splitlines(), 1):
                 if any(lit in line for lit in literals):

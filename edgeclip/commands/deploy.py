@@ -28,14 +28,19 @@ def _variants(a) -> list[str]:
 
 
 def _targets(a) -> list[str]:
-    """The device formats asked for, each checked to be installed (converter and, for parity, its runtime)."""
-    from ..runtime.targets import Target, require_target, runs_on_this_platform
-    targets = [t.value for t in Target if getattr(a, t.value.replace("-", "_"))]
+    """The device formats asked for (each registered format but the ONNX ones has its flag), each checked to be
+    installed: its converter and, where its runtime exists on this OS, that runtime (parity runs it)."""
+    from ..artifact.formats import FORMATS, RUNTIMES, require_converter, require_runtime, runs_on_this_platform
+    targets = [f for f in FORMATS if f not in ("onnx", "openvino-ir", "tensorrt")
+               and getattr(a, f.replace("-", "_"), False)]
     for t in targets:
-        require_target(t, convert=True, run=runs_on_this_platform(t))
-    if Target.COREML.value in targets and not runs_on_this_platform(Target.COREML):
-        print(f"note: --coreml on {sys.platform} is conversion only: Core ML predictions need macOS, so its parity "
-              "is recorded as 'not run (needs macOS)'", file=sys.stderr)
+        require_converter(FORMATS[t])
+        runtime = FORMATS[t].runtimes[0]
+        if runs_on_this_platform(runtime):
+            require_runtime(runtime, f"--{t}")
+        else:
+            print(f"note: --{t} on {sys.platform} is conversion only: its runtime needs "
+                  f"{RUNTIMES[runtime].needs}, so its parity is recorded as 'not run'", file=sys.stderr)
     return targets
 
 
@@ -63,7 +68,8 @@ def _cmd_export(a) -> int:
 
 def _cmd_parity(a) -> int:
     from ..outputs import write_json, write_text
-    from ..export import check_parity, parity_markdown, read_manifest
+    from ..artifact.manifest import read_manifest
+    from ..export import check_parity, parity_markdown
     from ..models import model_config
     if a.report:  # PATH.json and PATH.md, both checked before anything is loaded
         inputs = [a.artifact, spec_path(a.against), a.images]
@@ -73,7 +79,7 @@ def _cmd_parity(a) -> int:
     variants = a.variant or _runnable(m, a.backend)
     _check_runnable(m, variants, a.backend)
     model = load_model(a.against, a.pretrained)
-    if m.get("model_cfg") and m["model_cfg"] != model_config(model):
+    if m.model_cfg and m.model_cfg != model_config(model):
         raise ConfigError(f"artifact {a.artifact!r} was exported from another architecture than {a.against!r}")
     from tqdm import tqdm
     reports = [check_parity(a.artifact, model, v, a.images, raise_on_fail=False, backend=a.backend)
@@ -85,48 +91,42 @@ def _cmd_parity(a) -> int:
     return verdict(reports)
 
 
-def _runnable(manifest: dict, backend: str | None) -> list[str]:
+def _runnable(manifest, backend: str | None) -> list[str]:
     """The variants ``edgeclip parity`` checks by default: all that run here (on ``backend`` when it is named)."""
-    from ..runtime.targets import entry_backends, runs_on_this_platform, target_runtime, variant_target
+    from ..artifact.formats import runs_on_this_platform, runtimes_for
     out = []
-    for v, e in manifest.get("variants", {}).items():
-        t = variant_target(e)
-        if t is not None and not runs_on_this_platform(t):
-            print(f"note: {v} is conversion only on {sys.platform} (Core ML predictions need macOS); not checked",
-                  file=sys.stderr)
-        elif backend is None or ((target_runtime(e) or backend) == backend
-                                 and (not entry_backends(e) or backend in entry_backends(e))):
+    for v, rec in manifest.variants.items():
+        runtimes = runtimes_for(rec)
+        if not any(runs_on_this_platform(r) for r in runtimes):
+            print(f"note: {v} is conversion only on {sys.platform} ({rec.format}); not checked", file=sys.stderr)
+        elif backend is None or backend in runtimes:
             out.append(v)
     return out
 
 
-def _check_runnable(manifest: dict, variants: list[str], backend: str | None) -> None:
+def _check_runnable(manifest, variants: list[str], backend: str | None) -> None:
     """Before the model is loaded: each variant exists, and its runtime is installed and runs on this platform
     (a Core ML variant asked for on Linux is one line: conversion only)."""
-    from ..runtime.backends import backend_for
-    from ..runtime.targets import require_target, variant_target
-    known = manifest.get("variants", {})
+    from ..artifact.formats import require_runtime, resolve
     for v in variants:
-        if v not in known:
-            raise ConfigError(f"artifact has no variant {v!r}; it has {sorted(known)}")
-        backend_for(known[v], backend)
-        if (t := variant_target(known[v])) is not None:
-            try:
-                require_target(t, convert=False, run=True)
-            except Exception as e:
-                raise type(e)(f"{v}: {e}") from None
+        require_runtime(resolve(manifest.variant(v), backend), v)
 
 
 def _cmd_bench(a) -> int:
+    from ..artifact.manifest import read_manifest
     from ..runtime.bench import bench, bench_markdown, write_report
+    read_manifest(a.artifact)  # not an artifact, or one this edgeclip cannot read: one line, before any work
     out = check_output(a.out, "bench", a.overwrite, inputs=[a.artifact])
     rep = bench(a.artifact, a.backend, a.variant, a.batches, a.threads, a.repeat, a.warmup, a.rounds,
                 peaks=not a.no_peaks)
     write_report(rep, out)
     print(bench_markdown(rep))
-    if not a.no_record:
-        from ..export import update_manifest
-        update_manifest(a.artifact, fastest={**rep["fastest"], "cpu": rep["cpu"], "date": rep["date"]})
+    if not a.no_record:  # measured and printed first: a read-only artifact still gets its numbers, then exit 2
+        from ..runtime.bench import record
+        try:
+            record(a.artifact, rep)
+        except ConfigError as e:
+            raise ConfigError(f"measured, but the record could not be written: {e}") from None
         print(f"recorded the fastest passing backend/variant per batch size in {a.artifact}/manifest.json")
     print(f"report: {out / 'bench.md'}")
     return 0

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from ..artifact import IMAGE_INPUT, TEXT_INPUT
+from ..artifact.manifest import Manifest, read_manifest
 from ..errors import ConfigError, IntegrityError
 from ..imageio import MAX_PIXELS, open_image, to_rgb
-from .integrity import check_artifact, load_manifest, read_json
+from .integrity import check_artifact, read_json
 from .preprocess import Preprocess
 from .tokenizer import Tokenizer
 
@@ -24,23 +25,22 @@ __all__ = ["load", "Runtime", "Index", "Preprocess", "Tokenizer", "open_image"]
 
 
 class Runtime:
-    """Image and text encoders of one artifact variant (fp32, fp32-opt, fp16, int8-*, or a device format's:
-    executorch-*, litert-*, ort-mobile-*, coreml-*)."""
+    """Image and text encoders of one artifact variant (fp32, fp32-opt, fp16, int8-*, or another format's:
+    executorch-*, litert-*, ort-mobile-*, coreml-*, tensorrt-*), each opened by the runtime the format registry
+    names for it."""
 
     def __init__(self, artifact: str | Path, variant: str = "fp32", providers: list[str] | None = None,
                  threads: int | None = None, verify: bool = True, allow_failed_parity: bool = False,
-                 backend: str | None = None, batch: int = 1):
-        from .backends import AUTO, backend_for, open_session, resolve_choice
+                 backend: str | None = None, batch: int = 1, manifest: Manifest | None = None):
+        from ..artifact.formats import require_runtime, resolve
+        from .backends import AUTO, open_session, resolve_choice
         self.dir = Path(artifact)
-        self.manifest = load_manifest(self.dir)
-        variants = self.manifest.get("variants", {})
-        if not isinstance(variants, dict):
-            raise ConfigError(f"{str(artifact)!r} has a malformed manifest (variants is not a mapping)")
+        self.manifest = manifest if manifest is not None else read_manifest(self.dir)
         if AUTO in (backend, variant):  # -> the bench record
             backend, variant = resolve_choice(self.manifest, backend or "onnxruntime", variant, batch)
-        if variant not in variants:
-            raise ConfigError(f"artifact has no variant {variant!r}; it has {sorted(variants)}")
-        self.backend, self.variant = backend_for(variants[variant], backend), variant
+        rec = self.manifest.variant(variant)
+        self.backend, self.variant = resolve(rec, backend), variant
+        require_runtime(self.backend, f"variant {variant!r}")  # one line naming the extra, before any file is read
         files = check_artifact(self.dir, self.manifest, variant, verify, allow_failed_parity)
         self.parity, self.fingerprint = files.parity, files.fingerprint
         tok = files.tokenizer_cfg
@@ -49,9 +49,8 @@ class Runtime:
             self.preprocess = Preprocess(read_json(files.preprocess))
         except (KeyError, TypeError, ValueError, OSError) as e:
             raise ConfigError(f"artifact {str(artifact)!r} has a broken tokenizer/preprocess file: {e}") from None
-        ov = variants[variant].get("openvino_config")
-        self.image_session = open_session(files.image, self.backend, threads, providers, IMAGE_INPUT.name, ov)
-        self.text_session = open_session(files.text, self.backend, threads, providers, TEXT_INPUT.name, ov)
+        self.image_session = open_session(files.image, self.backend, threads, providers, IMAGE_INPUT.name, rec.options)
+        self.text_session = open_session(files.text, self.backend, threads, providers, TEXT_INPUT.name, rec.options)
         for sess, spec in ((self.image_session, IMAGE_INPUT), (self.text_session, TEXT_INPUT)):
             got = [(i.name, i.type, len(i.shape)) for i in sess.get_inputs()]
             want = (spec.name, spec.ort_type, spec.rank)
@@ -62,7 +61,7 @@ class Runtime:
     @property
     def dim(self) -> int:
         """Embedding width D (recorded in the manifest by the export; the graph's output shape otherwise)."""
-        return int(self.manifest.get("embed_dim") or self.image_session.get_outputs()[0].shape[-1])
+        return int(self.manifest.embed_dim or self.image_session.get_outputs()[0].shape[-1])
 
     def _embed(self, session, spec, x: np.ndarray, batch_size: int) -> np.ndarray:
         """Run one encoder over ``x`` in batches of ``batch_size`` -> float32 [N, D] ([0, D] for none)."""
@@ -99,7 +98,7 @@ class Runtime:
 
 def load(artifact: str | Path, variant: str = "fp32", providers: list[str] | None = None,
          threads: int | None = None, verify: bool = True, allow_failed_parity: bool = False,
-         backend: str | None = None, batch: int = 1) -> Runtime:
+         backend: str | None = None, batch: int = 1, manifest: Manifest | None = None) -> Runtime:
     """Open an exported artifact folder for inference (onnxruntime CPU by default, or OpenVINO; a device
     format's variant by its own runtime).
 
@@ -107,7 +106,9 @@ def load(artifact: str | Path, variant: str = "fp32", providers: list[str] | Non
         artifact: folder written by ``edgeclip export``.
         variant: one of the manifest's variants (fp32, fp32-opt, fp16, int8-dynamic, int8-static, and the device
             formats' ``executorch-*`` (the ``[executorch]`` extra, which brings torch), ``litert-*`` (the
-            torch-free ``[litert-runtime]`` extra), ``ort-mobile-*`` (onnxruntime), ``coreml-*`` (macOS only)).
+            torch-free ``[litert-runtime]`` extra), ``ort-mobile-*`` (onnxruntime), ``coreml-*`` (macOS only),
+            ``tensorrt-*`` (TensorRT and an NVIDIA GPU; untested here)). Which runtime opens which variant is the
+            format registry's answer (``edgeclip.artifact.formats``).
         providers: onnxruntime execution providers (default CPU).
         threads: intra-op threads (default: onnxruntime's choice).
         verify: check the sha256 of every file the variant reads (graphs, their ``.onnx.data``, tokenizer,
@@ -120,6 +121,8 @@ def load(artifact: str | Path, variant: str = "fp32", providers: list[str] | Non
             come from the fastest passing ONNX pair ``edgeclip bench`` recorded for the batch size nearest
             ``batch``. A device format runs only on its own runtime (asking another is a ``ConfigError``).
         batch: the batch size the caller will mostly run (only read by ``"auto"``).
+        manifest: the artifact's ``Manifest`` when the caller already holds it (the export, during parity);
+            None reads ``manifest.json``.
 
     Raises:
         ConfigError: not an artifact, unknown variant, broken tokenizer/preprocess file, ``"auto"`` with no bench
@@ -128,7 +131,7 @@ def load(artifact: str | Path, variant: str = "fp32", providers: list[str] | Non
         ParityError: the variant failed parity and ``allow_failed_parity`` is False.
         BackendError: the backend cannot open a graph (or OpenVINO is not installed).
     """
-    return Runtime(artifact, variant, providers, threads, verify, allow_failed_parity, backend, batch)
+    return Runtime(artifact, variant, providers, threads, verify, allow_failed_parity, backend, batch, manifest)
 
 
 def _as_image(i, max_pixels: int | None):

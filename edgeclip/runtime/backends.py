@@ -2,7 +2,8 @@
 
 A session exposes the subset of ``onnxruntime.InferenceSession`` the runtime uses — ``get_inputs()`` (name,
 type, shape) and ``run(None, {name: array}) -> [array]`` — so ``Runtime`` embeds the same way on either.
-``resolve_choice`` turns ``backend="auto"`` / ``variant="auto"`` into the fastest passing pair recorded by
+Which runtime runs which variant, and how a session is opened, is the format registry's answer
+(``edgeclip.artifact.formats``); ``open_session`` asks it. ``resolve_choice`` turns ``backend="auto"`` / ``variant="auto"`` into the fastest passing pair recorded by
 ``edgeclip bench`` in the manifest. No torch here.
 """
 from __future__ import annotations
@@ -15,7 +16,8 @@ import numpy as np
 from ..errors import BackendError, ConfigError
 from .session import SessionInput
 
-__all__ = ["Backend", "open_session", "resolve_choice", "available_backends", "OpenVinoSession"]
+__all__ = ["Backend", "open_session", "resolve_choice", "available_backends", "OpenVinoSession", "open_onnxruntime",
+           "open_openvino"]
 
 
 class Backend(str, Enum):
@@ -24,6 +26,7 @@ class Backend(str, Enum):
     EXECUTORCH = "executorch"  # .pte programs (edgeclip.runtime.mobile)
     LITERT = "litert"  # .tflite models
     COREML = "coreml"  # .mlpackage (macOS only)
+    TENSORRT = "tensorrt"  # .plan engines (an NVIDIA GPU)
 
 
 ONNX_BACKENDS = (Backend.ONNXRUNTIME, Backend.OPENVINO)  # the two that read the ONNX graphs ("auto" picks among them)
@@ -42,14 +45,10 @@ def parse_backend(name: str) -> Backend | str:
 
 
 def available_backends() -> list[Backend]:
-    """ONNX backends whose package imports here (onnxruntime always; OpenVINO with the ``[openvino]`` extra)."""
-    out = [Backend.ONNXRUNTIME]
-    try:
-        import openvino  # noqa: F401
-        out.append(Backend.OPENVINO)
-    except ImportError:
-        pass
-    return out
+    """ONNX backends installed here (onnxruntime always; OpenVINO with the ``[openvino]`` extra), found without
+    importing them (``bench`` times each one in a process of its own)."""
+    from ..artifact.formats import ONNX_RUNTIMES, runtime_installed
+    return [Backend(r) for r in ONNX_RUNTIMES if runtime_installed(r)]
 
 
 _OV_TYPES = {"f32": "tensor(float)", "i64": "tensor(int64)", "f16": "tensor(float16)", "i32": "tensor(int32)"}
@@ -85,7 +84,9 @@ class OpenVinoSession:
         return [np.array(res[o]) for o in self.compiled.outputs]
 
 
-def _ort_session(path: Path, threads: int | None, providers: list[str] | None):
+def open_onnxruntime(path, input_name: str = "", threads: int | None = None, providers: list[str] | None = None,
+                     options: dict | None = None):
+    """An onnxruntime ``InferenceSession`` (CPU EP unless ``providers`` says otherwise)."""
     import onnxruntime as ort
     so = ort.SessionOptions()
     if threads:
@@ -94,50 +95,31 @@ def _ort_session(path: Path, threads: int | None, providers: list[str] | None):
     return ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
 
 
-def open_session(path: str | Path, backend: Backend | str = Backend.ONNXRUNTIME, threads: int | None = None,
-                 providers: list[str] | None = None, input_name: str = "", openvino_config: dict | None = None):
-    """One encoder opened in ``backend``. Raises ``BackendError`` (one line) when it cannot load.
+def open_openvino(path, input_name: str = "", threads: int | None = None, providers: list[str] | None = None,
+                  options: dict | None = None) -> OpenVinoSession:
+    """An OpenVINO CPU session; ``options["openvino_config"]``: the variant's own properties (bf16's hint)."""
+    return OpenVinoSession(path, threads, (options or {}).get("openvino_config"))
 
-    ``input_name``: the contract's input name, which the device formats do not store (.pte, .tflite).
-    ``openvino_config``: the variant's own OpenVINO properties (its manifest ``"openvino_config"``).
+
+def open_session(path: str | Path, runtime: str = "onnxruntime", threads: int | None = None,
+                 providers: list[str] | None = None, input_name: str = "", options: dict | None = None):
+    """One encoder opened by ``runtime``, through the opener the format registry names for it. Raises
+    ``BackendError`` (one line) when it cannot load.
+
+    ``input_name``: the contract's input name, which some formats do not store (.pte, .tflite).
+    ``options``: the variant's own recorded settings (``Variant.options``).
     """
-    backend = Backend(backend)
+    from ..artifact.formats import RUNTIMES, load_callable
+    runtime = Backend(runtime).value if isinstance(runtime, Backend) else runtime
     try:
-        if backend is Backend.OPENVINO:
-            return OpenVinoSession(path, threads, openvino_config)
-        if backend in (Backend.EXECUTORCH, Backend.LITERT, Backend.COREML):
-            from . import mobile
-            cls = {Backend.EXECUTORCH: mobile.ExecuTorchSession, Backend.LITERT: mobile.LiteRtSession,
-                   Backend.COREML: mobile.CoreMLSession}[backend]
-            return cls(path, input_name, threads)
-        return _ort_session(Path(path), threads, providers)
+        return load_callable(RUNTIMES[runtime].opener)(path, input_name, threads, providers, options or {})
     except BackendError:
         raise
     except Exception as e:
-        raise BackendError(f"{backend.value} cannot load {Path(path).name}: {str(e).splitlines()[0][:200]}") from None
+        raise BackendError(f"{runtime} cannot load {Path(path).name}: {str(e).splitlines()[0][:200]}") from None
 
 
-def backend_for(entry: dict, backend: str | None) -> str:
-    """The backend that runs one variant: its target's own runtime for a device format (.pte, .tflite, .ort,
-    .mlpackage), onnxruntime (or the ``backend`` asked for) for an ONNX graph. A mismatch is one line."""
-    from .targets import entry_backends, target_runtime, variant_target
-    target, own = variant_target(entry), target_runtime(entry)
-    only = entry_backends(entry)
-    if backend is None:
-        return own or (only[0] if only else Backend.ONNXRUNTIME.value)
-    b = parse_backend(backend)
-    if b == AUTO:
-        raise ConfigError("backend 'auto' needs variant 'auto' (or name both)")
-    if own and b.value != own:
-        raise ConfigError(f"a {target.value} variant runs on backend {own!r}, not {b.value!r}")
-    if not own and b not in ONNX_BACKENDS:
-        raise ConfigError(f"an ONNX variant runs on {[x.value for x in ONNX_BACKENDS]}, not {b.value!r}")
-    if only and b.value not in only:
-        raise ConfigError(f"this variant runs on {' / '.join(only)} only, not {b.value!r}")
-    return b.value
-
-
-def resolve_choice(manifest: dict, backend: str, variant: str, batch: int = 1) -> tuple[str, str]:
+def resolve_choice(manifest, backend: str, variant: str, batch: int = 1) -> tuple[str, str]:
     """Fill in ``"auto"`` from the manifest's ``fastest`` record (written by ``edgeclip bench``).
 
     The record ranks, per batch size, every (backend, variant) that passed parity, fastest first; ``auto``
@@ -146,7 +128,7 @@ def resolve_choice(manifest: dict, backend: str, variant: str, batch: int = 1) -
     b = parse_backend(backend)
     if b != AUTO and variant != AUTO:
         return b.value, variant
-    rec = (manifest.get("fastest") or {}).get("by_batch") or {}
+    rec = manifest.fastest.get("by_batch") or {}
     if not rec:
         raise ConfigError("the artifact has no benchmark record for backend/variant 'auto'; "
                           "run 'edgeclip bench ARTIFACT' first")

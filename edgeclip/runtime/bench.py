@@ -8,6 +8,7 @@ jobs spreads over all of them; compare ratios within one report only. ``fastest_
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
@@ -21,14 +22,16 @@ from pathlib import Path
 import numpy as np
 
 from ..artifact import weights_beside
+from ..artifact.formats import ONNX_RUNTIMES, RUNTIMES, runtime_installed, runtimes_for
+from ..artifact.manifest import Manifest, read_manifest, write_manifest
 from ..errors import BackendError, ConfigError
-from .backends import ONNX_BACKENDS, available_backends, parse_backend
-from .targets import TARGETS, base_precision, entry_backends, runs_here, target_runtime, variant_target
+from .backends import available_backends, parse_backend
 
-__all__ = ["BenchConfig", "bench", "fastest_record", "bench_markdown", "write_report", "cpu_model"]
+__all__ = ["BenchConfig", "bench", "fastest_record", "bench_markdown", "write_report", "cpu_model", "record",
+           "bench_pairs"]
 
 BATCHES = (1, 8, 32)
-ONNX_NAMES = tuple(b.value for b in ONNX_BACKENDS)
+ONNX_NAMES = ONNX_RUNTIMES
 AGREE_MIN_COSINE = 0.999  # OpenVINO vs onnxruntime on the same graph: a backend bug, not quantisation, below this
 
 
@@ -99,35 +102,30 @@ def _agreement(art: Path, variant: str, n: int = 16) -> float:
     return float(((ea * eb).sum(1) / (np.linalg.norm(ea, axis=1) * np.linalg.norm(eb, axis=1) + 1e-12)).min())
 
 
-def _resolve(manifest: dict, backends, variants, threads) -> tuple[list[str], list[str], list[int]]:
+def _resolve(manifest: Manifest, backends, variants, threads) -> tuple[list[str], list[str], list[int]]:
     have = [b.value for b in available_backends()]
-    named = bool(backends)
     backends = [parse_backend(b).value if b != "auto" else b for b in (backends or have)]
     if "auto" in backends:
         raise ConfigError("bench measures named backends; 'auto' is what it records")
     missing = [b for b in backends if b not in have and b in ONNX_NAMES]
     if missing:
         raise BackendError(f"backend {missing[0]!r} is not installed here (pip install 'edgeclip[{missing[0]}]')")
-    known = list(manifest.get("variants", {}))
+    known = list(manifest.variants)
     bad = [v for v in variants or () if v not in known]
     if bad:
         raise ConfigError(f"artifact has no variant {bad[0]!r}; it has {known}")
-    if not variants:  # every variant that runs here; a device format when its runtime was asked for (or none was)
-        variants = [v for v in known if (t := variant_target(manifest["variants"][v])) is None
-                    or (runs_here(t) and (not named or TARGETS[t].runtime in backends))]
     threads = sorted(set(threads or (1, os.cpu_count() or 1)))
     if any(t < 1 for t in threads):
         raise ConfigError(f"threads must be >= 1, got {threads}")
-    return [b for b in backends if b in ONNX_NAMES], list(variants), threads
+    return backends, list(variants or known), threads
 
 
-def _pairs(manifest: dict, backends: list[str], variants: list[str]) -> list[tuple[str, str]]:
-    """(backend, variant) to time: an ONNX variant on each ONNX backend, a device format on its own runtime."""
-    out = []
-    for v in variants:
-        own, only = target_runtime(manifest["variants"][v]), entry_backends(manifest["variants"][v])
-        out += [(own, v)] if own else [(b, v) for b in backends if not only or b in only]
-    return out
+def bench_pairs(manifest: Manifest, backends: list[str] | None, variants: list[str]) -> list[tuple[str, str]]:
+    """(runtime, variant) to time: each variant on every runtime that runs it here (its format's, per the registry)
+    among ``backends`` (None: any installed). A variant no such runtime runs is left out."""
+    ok = {r for r in RUNTIMES if runtime_installed(r)}
+    return [(r, v) for v in variants for r in runtimes_for(manifest.variants[v])
+            if r in ok and (backends is None or r in backends)]
 
 
 def bench(artifact: str | Path, backends=None, variants=None, batches=BATCHES, threads=None, repeat: int = 5,
@@ -146,20 +144,22 @@ def bench(artifact: str | Path, backends=None, variants=None, batches=BATCHES, t
     """
     from tqdm import tqdm
 
-    from .integrity import load_manifest
     from .limits import GEMM_KINDS, encoder_flops
     art = Path(artifact)
-    m = load_manifest(art)
+    m = read_manifest(art)
+    named = bool(backends)
     backends, variants, threads = _resolve(m, backends, variants, threads)
     if any(int(b) < 1 for b in batches):
         raise ConfigError(f"batch sizes must be >= 1, got {list(batches)}")
     if repeat < 1 or rounds < 1 or warmup < 0:
         raise ConfigError(f"need --repeat >= 1, --rounds >= 1, --warmup >= 0; got {repeat}, {rounds}, {warmup}")
-    parity = m.get("parity", {})
-    onnx = [v for v in variants if variant_target(m["variants"][v]) is None]
-    shared = [v for v in onnx if not entry_backends(m["variants"][v])]  # the same file on both backends
-    agree = {v: _agreement(art, v) for v in shared} if "openvino" in backends else {}
-    configs = [BenchConfig(be, v, b, t) for b in batches for t in threads for be, v in _pairs(m, backends, variants)]
+    pairs = bench_pairs(m, backends if named else None, variants)
+    if not pairs:
+        raise ConfigError(f"no runtime installed here runs {variants} on {backends}")
+    onnx = [v for v in variants if set(runtimes_for(m.variants[v])) & set(ONNX_NAMES)]  # "auto" picks among these
+    shared = [v for v in onnx if set(ONNX_NAMES) <= set(runtimes_for(m.variants[v]))]  # one file, both backends
+    agree = {v: _agreement(art, v) for v in shared if (("openvino", v) in pairs)}
+    configs = [BenchConfig(be, v, b, t) for b in batches for t in threads for be, v in pairs]
     times: dict[BenchConfig, list[float]] = {c: [] for c in configs}
     rss: dict[BenchConfig, float] = {}
     mins: dict[BenchConfig, float] = {}
@@ -172,27 +172,29 @@ def bench(artifact: str | Path, backends=None, variants=None, batches=BATCHES, t
             rss[c] = max(rss.get(c, 0.0), out["peak_rss_mib"])
             bar.update()
     bar.close()
-    flops = {b: encoder_flops(art / m["variants"]["fp32"]["image"], b) for b in batches}
+    flops = {b: _flops(encoder_flops, art, m, b) for b in batches}
     gemm = []
-    if peaks:
-        gemm = [run_isolated({"gemm": True, "backend": be, "kind": k, "threads": t})
-                for t in threads for be in backends for k in GEMM_KINDS[be]]
+    if peaks and importlib.util.find_spec("onnx") is None:
+        print("bench: GEMM peaks skipped (they build graphs with onnx: pip install 'edgeclip[bench]')", file=sys.stderr)
+    elif peaks:
+            gemm = [run_isolated({"gemm": True, "backend": be, "kind": k, "threads": t})
+                for t in threads for be in backends if be in GEMM_KINDS for k in GEMM_KINDS[be]]
     rows = []
     for c in configs:
         ms = statistics.median(times[c])
-        passed = (parity.get(c.variant) or {}).get("passed")
+        passed = m.parity[c.variant].passed if c.variant in m.parity else None
         # "auto" picks among the ONNX graphs only: a device format is timed for its table, never chosen on this CPU
         # an OpenVINO-only variant was gated on OpenVINO itself; a shared one must also agree with onnxruntime
         ok = bool(passed) and c.variant in onnx and (c.backend == "onnxruntime" or c.variant not in shared or
                                                      agree.get(c.variant, 0) >= AGREE_MIN_COSINE)
         best = mins[c]
-        gflops = flops[c.batch] / best / 1e6  # best-case rate against the best-case (peak) GEMM rate
-        peak = _peak(gemm, c)
+        gflops = flops[c.batch] / best / 1e6 if flops[c.batch] else None  # best case against the peak GEMM rate
+        peak = _peak(gemm, c, m.variants[c.variant].precision)
         rows.append({**asdict(c), "median_ms": ms, "min_ms": best, "round_medians_ms": times[c], "images_per_s": c.batch / ms * 1e3,
-                     "peak_rss_mib": rss[c], "file_mb": _file_mb(art, m["variants"][c.variant]["image"]),
+                     "peak_rss_mib": rss[c], "file_mb": _file_mb(art, m.variants[c.variant].image),
                      "parity_passed": passed, "backend_agreement_min_cos": agree.get(c.variant),
                      "eligible": ok, "gflops": gflops, "peak_gflops": peak,
-                     "fraction_of_peak": gflops / peak if peak else None})
+                     "fraction_of_peak": gflops / peak if peak and gflops else None})
     return {"edgeclip_output": "bench", "artifact": str(art.resolve()), "cpu": cpu_model(),
             "cores": os.cpu_count(), "shared_machine": True, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
             "settings": {"repeat": repeat, "warmup": warmup, "rounds": rounds, "batches": list(batches),
@@ -201,10 +203,20 @@ def bench(artifact: str | Path, backends=None, variants=None, batches=BATCHES, t
             "fastest": fastest_record(rows)}
 
 
-def _peak(gemm: list[dict], c: BenchConfig) -> float | None:
+def _flops(encoder_flops, art: Path, m: Manifest, batch: int) -> int | None:
+    """The fp32 image graph's FLOPs at ``batch``; None where onnx (the [bench] extra) is not installed: the
+    fraction-of-peak column stays empty then, the timings do not need it."""
+    import importlib.util
+    fp32 = m.variants.get("fp32")
+    if fp32 is None or importlib.util.find_spec("onnx") is None or not fp32.image.endswith(".onnx"):
+        return None
+    return encoder_flops(art / fp32.image, batch)
+
+
+def _peak(gemm: list[dict], c: BenchConfig, precision: str) -> float | None:
     """The machine's limit a config is held to, at its thread count: the best fp32 GEMM any runtime reached for
     float variants, the best int8 GEMM (MatMulInteger or QDQ, any runtime) for int8 ones."""
-    kinds = ("int8-matmulinteger", "int8-qdq") if base_precision(c.variant).startswith("int8") else ("fp32",)
+    kinds = ("int8-matmulinteger", "int8-qdq") if precision == "int8" else ("fp32",)
     vals = [g["best_gflops"] for g in gemm if g["threads"] == c.threads and g["kind"] in kinds]
     return max(vals) if vals else None
 
@@ -257,11 +269,14 @@ def bench_markdown(rep: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(rep: dict, path: Path) -> None:
+def plot(rep: dict, path: Path) -> bool:
+    """``bench.png``; False (and one line on stderr) where matplotlib is not installed: the JSON and markdown
+    reports do not need it."""
     try:
         import matplotlib
     except ImportError:
-        raise BackendError("the bench plot needs matplotlib (pip install 'edgeclip[bench]')") from None
+        print("bench: plot skipped (needs matplotlib: pip install 'edgeclip[bench]')", file=sys.stderr)
+        return False
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     rows = rep["results"]
@@ -278,10 +293,12 @@ def plot(rep: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return True
 
 
 def write_report(rep: dict, out: str | Path) -> Path:
-    """``out/bench.json`` (``"edgeclip_output": "bench"``), ``bench.md`` and ``bench.png``, written atomically."""
+    """``out/bench.json`` (``"edgeclip_output": "bench"``), ``bench.md`` and ``bench.png`` (where matplotlib is
+    installed), written atomically."""
     from ..outputs import atomic_path
     out = Path(out)
     with atomic_path(out) as tmp:
@@ -290,6 +307,18 @@ def write_report(rep: dict, out: str | Path) -> Path:
         (tmp / "bench.md").write_text(bench_markdown(rep))
         plot(rep, tmp / "bench.png")
     return out
+
+
+def record(artifact: str | Path, rep: dict) -> Path:
+    """Write the report's fastest passing pairs into the artifact's manifest (what ``"auto"`` reads), through the
+    manifest's one writer: the file hashes stay as the export recorded them.
+
+    Raises:
+        ConfigError: the artifact cannot be read, or its folder cannot be written (read-only): one line.
+    """
+    m = read_manifest(artifact)
+    m.fastest = {**rep["fastest"], "cpu": rep["cpu"], "date": rep["date"]}
+    return write_manifest(artifact, m)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import numpy as np
 from ..artifact import IMAGE_INPUT, TEXT_INPUT
 from ..errors import BackendError
 from .session import SessionInput
-from .targets import MAX_BATCH, Target, runs_on_this_platform
+from ..artifact.formats import MAX_BATCH, runs_on_this_platform
 
 _TYPES = {np.dtype(np.float32): "tensor(float)", np.dtype(np.int64): "tensor(int64)",
           np.dtype(np.int32): "tensor(int64)"}  # int32 ids: the session narrows int64 ids itself (vocab < 2**31)
@@ -38,7 +38,7 @@ def _chunks(x: np.ndarray, size: int, fixed: bool):
 class ExecuTorchSession:
     """A .pte program run by ``executorch.runtime`` (XNNPACK delegate on the CPU)."""
 
-    def __init__(self, path: str | Path, input_name: str, threads: int | None = None):
+    def __init__(self, path: str | Path, input_name: str, threads: int | None = None, providers=None, options=None):
         try:
             import torch
             from executorch.runtime import Runtime, Verification
@@ -69,7 +69,7 @@ class ExecuTorchSession:
 class LiteRtSession:
     """A .tflite model run by ``ai_edge_litert``'s interpreter (its XNNPACK delegate on the CPU)."""
 
-    def __init__(self, path: str | Path, input_name: str, threads: int | None = None):
+    def __init__(self, path: str | Path, input_name: str, threads: int | None = None, providers=None, options=None):
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
@@ -99,8 +99,8 @@ class CoreMLSession:
     """An .mlpackage run by Core ML through ``coremltools`` (macOS only; written against coremltools 9's
     ``MLModel.predict``, never run on the Linux machines this project is tested on)."""
 
-    def __init__(self, path: str | Path, input_name: str, threads: int | None = None):
-        if not runs_on_this_platform(Target.COREML):
+    def __init__(self, path: str | Path, input_name: str, threads: int | None = None, providers=None, options=None):
+        if not runs_on_this_platform("coreml"):
             raise BackendError(f"Core ML predictions need macOS; on {sys.platform} the .mlpackage files are "
                                "conversion only (their parity is recorded as 'not run')")
         try:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from edgeclip.errors import ExportError
 
-from .available import require_tensorrt
+from . import run as _rt
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, input_name: str
         BackendError: TensorRT or a GPU is missing.
         ExportError: parsing or building failed.
     """
-    trt, cc = require_tensorrt()
+    trt, cc = _rt.require_tensorrt()
     plan = plan_build(trt.__version__, precision, input_shape, max_batch=max_batch)
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     logger = trt.Logger(trt.Logger.WARNING)

@@ -8,8 +8,15 @@ import onnx
 import pytest
 
 from edgeclip.errors import ExportError, ParityError
-from edgeclip.export import check_parity, export_artifact, export_onnx, read_manifest, update_manifest
+from edgeclip.artifact import read_manifest as _read_manifest
+from edgeclip.artifact.manifest import sha256
+from edgeclip.export import check_parity, export_artifact, export_onnx
 from edgeclip.export.tolerances import Precision, check_gates
+
+
+def read_manifest(out) -> dict:
+    """The manifest as its JSON says it (through the one reader)."""
+    return _read_manifest(out).to_dict()
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +40,6 @@ def test_artifact_layout_and_manifest(artifact):
         assert (out / f).is_file(), f
     assert m["opset"] == 18 and set(m["variants"]) == {"fp32", "fp32-opt", "fp16", "int8-dynamic"}
     assert all(v["passed"] for v in m["parity"].values()), m["parity"]
-    from edgeclip.export.onnx_export import sha256
     assert m["files"]["image_encoder.onnx"] == sha256(out / "image_encoder.onnx")
     onnx.checker.check_model(str(out / "image_encoder.onnx"), full_check=True)
 
@@ -61,7 +67,8 @@ def test_parity_fails_loudly_on_a_broken_artifact(artifact, tmp_path):
     arr += 0.05 * np.random.default_rng(0).standard_normal(arr.shape).astype(arr.dtype)
     init.CopyFrom(onnx.numpy_helper.from_array(arr, init.name))
     onnx.save(m, str(broken / "image_encoder.onnx"), save_as_external_data=True, location="image_encoder.onnx.data")
-    update_manifest(broken)  # as if the exporter itself wrote the broken graph (else the hash check refuses it)
+    from conftest import rehash
+    rehash(broken)  # as if the exporter itself wrote the broken graph (else the hash check refuses it)
     with pytest.raises(ParityError, match="image.max_abs_diff"):
         check_parity(broken, model, "fp32")
 
@@ -88,11 +95,11 @@ def test_opset_is_validated(tiny_model, tmp_path):
 def test_vit_b_32_text_tower_exports_exactly(tmp_path):
     """A real architecture (random weights): the text encoder graph matches PyTorch."""
     import torch
-    from edgeclip.export.onnx_export import TextEncoder, _export_one
+    from edgeclip.export.onnx_export import TextEncoder, trace_to_onnx
     from edgeclip.models import create_model, get_tokenizer
     model = create_model("ViT-B-32", seed=0)
     ids = get_tokenizer(model)(["a photo of a cat", "", "x " * 100])
-    _export_one(TextEncoder(model), ids[:2], tmp_path / "t.onnx", "input_ids", "text_embeds", 18)
+    trace_to_onnx(TextEncoder(model), ids[:2], tmp_path / "t.onnx", "input_ids", "text_embeds", 18)
     import onnxruntime as ort
     got = ort.InferenceSession(str(tmp_path / "t.onnx"), providers=["CPUExecutionProvider"]).run(
         None, {"input_ids": ids.numpy()})[0]
@@ -119,7 +126,6 @@ def test_parity_reports_are_hashed_and_an_edited_one_is_refused_on_load(artifact
 
     import edgeclip.runtime as rt
     from edgeclip.errors import IntegrityError
-    from edgeclip.export.onnx_export import sha256
     _, out, _ = artifact
     assert read_manifest(out)["files"][report] == sha256(out / report)
     art = tmp_path / "art"

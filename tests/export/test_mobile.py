@@ -79,7 +79,8 @@ def test_every_variant_is_in_the_manifest_hashed_and_gated(mobile):
     assert want <= set(m["variants"])
     for v in want:
         e = m["variants"][v]
-        assert e["target"] == v.rsplit("-", 2 if "int8" in v else 1)[0]
+        assert e["format"] == v.rsplit("-", 2 if "int8" in v else 1)[0]  # a record: format, precision, recipe
+        assert f"{e['format']}-{e['precision']}" + (f"-{e['recipe']}" if e["recipe"] else "") == v
         for tower in ("image", "text"):
             assert (res.out / e[tower]).exists() and len(m["files"][e[tower]]) == 64, (v, tower)
     for v in ("executorch-fp32", "executorch-int8-static", "ort-mobile-fp32", "ort-mobile-int8-dynamic"):
@@ -143,10 +144,10 @@ def test_device_variants_follow_the_load_rules(mobile, tmp_path):
     from edgeclip import runtime
     from edgeclip.errors import BackendError, ConfigError, IntegrityError, ParityError
     res, _ = mobile
-    with pytest.raises(ConfigError, match="runs on backend 'executorch', not 'openvino'"):
+    with pytest.raises(ConfigError, match="runs on executorch only, not 'openvino'"):
         runtime.load(res.out, "executorch-fp32", backend="openvino")
     if sys.platform != "darwin":
-        with pytest.raises(BackendError, match="need macOS"):
+        with pytest.raises(BackendError, match="runs only on macOS"):
             runtime.load(res.out, "coreml-fp32")
     art = shutil.copytree(res.out, tmp_path / "art")
     m = json.loads((art / "manifest.json").read_text())
@@ -190,13 +191,17 @@ def test_coreml_parity_on_linux_says_conversion_only(mobile, tmp_path, capsys):
     assert len(err) == 1 and "conversion only" in err[0] and "coreml-fp32" in err[0], err
 
 
-def test_gate_precision_reads_the_variant_name():
+def test_gate_precision_reads_the_variant_record():
+    """The gates come from a variant's (precision, recipe), never from parsing its name."""
+    from edgeclip.artifact import Variant
     from edgeclip.export.tolerances import Precision, gate_precision
-    assert gate_precision("executorch-int8-static") is Precision.INT8_STATIC
-    assert gate_precision("ort-mobile-int8-dynamic") is Precision.INT8_DYNAMIC
-    assert gate_precision("coreml-fp16") is Precision.FP16
-    assert gate_precision("litert-fp32") is Precision.FP32
-    assert gate_precision("int8-attn") is Precision.INT8_STATIC and gate_precision("fp32-opt") is Precision.FP32_OPT
+    gate = {n: gate_precision(Variant(f, p, r, "i", "t").gate) for n, (f, p, r) in {
+        "executorch-int8-static": ("executorch", "int8", "static"), "ort-mobile-int8-dynamic": ("ort-mobile", "int8",
+        "dynamic"), "coreml-fp16": ("coreml", "fp16", ""), "litert-fp32": ("litert", "fp32", ""),
+        "int8-attn": ("onnx", "int8", "attn"), "fp32-opt": ("onnx", "fp32", "opt")}.items()}
+    assert gate == {"executorch-int8-static": Precision.INT8_STATIC, "ort-mobile-int8-dynamic": Precision.INT8_DYNAMIC,
+                    "coreml-fp16": Precision.FP16, "litert-fp32": Precision.FP32, "int8-attn": Precision.INT8_STATIC,
+                    "fp32-opt": Precision.FP32_OPT}
 
 
 @pytest.mark.skipif(not Path(LITERT_PYTHON).is_file(), reason="no LiteRT venv (.venv-litert: bash .ci/litert_venv "

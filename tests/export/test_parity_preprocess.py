@@ -6,8 +6,9 @@ import shutil
 import pytest
 
 from edgeclip.errors import IntegrityError, ParityError
-from edgeclip.export import check_parity, export_onnx, update_manifest
+from edgeclip.export import check_parity, export_onnx
 from edgeclip.export.parity import preprocess_mismatches
+from conftest import rehash
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def test_edited_preprocess_fails_parity(exported, tmp_path, key, value, robust):
     (art / "preprocess.json").write_text(json.dumps(pre))
     with pytest.raises(IntegrityError, match="preprocess.json does not match"):  # hashes catch a plain edit
         check_parity(art, model)
-    update_manifest(art)  # re-hashed as if exported that way: now the comparison itself must catch it
+    rehash(art)  # re-hashed as if exported that way: now the comparison itself must catch it
     with pytest.raises(ParityError, match=f"preprocess.{key}") as e:
         check_parity(art, model)
     robust("artifact integrity", f"preprocess.json {key} edited and re-hashed, then 'edgeclip parity'",

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from edgeclip.errors import BackendError, ExportError
-from edgeclip.export.trt import available, build_engine, plan_build, require_tensorrt
+from edgeclip.export.trt import build_engine, plan_build, require_tensorrt
+from edgeclip.export.trt import run as available  # the checks live beside the engine runner
 
 
 def test_trt10_uses_builder_flags():
@@ -173,18 +174,27 @@ def test_export_with_trt_runs_the_engine_branch_and_its_parity(tmp_path, monkeyp
     interface as the onnxruntime runtime (the stand-in engines are the fp32 ONNX files, so the gates must pass)."""
     import json
 
-    from edgeclip.export import export_artifact, trt
+    import sys
+
+    import edgeclip.runtime as rt
+    from edgeclip.export import export_artifact
     built = []
 
     def fake_build(src, engine_path, name, shape, precision):
         built.append((src.name, engine_path.name, name, shape, precision))
         return {"tensorrt": "10.9.0", "compute_capability": "9.0", "precision": precision, "engine": src.name}
-    monkeypatch.setattr(available, "import_tensorrt", lambda: SimpleNamespace(__version__="10.9.0"))
-    monkeypatch.setattr("edgeclip.export.build_engine", fake_build)
-    monkeypatch.setattr(trt.run, "EngineRunner", _OrtEngine)
+    monkeypatch.setitem(sys.modules, "tensorrt", SimpleNamespace(__version__="10.9.0"))
+    monkeypatch.setattr("edgeclip.export.trt.build_engine", fake_build)
+    monkeypatch.setattr(available, "EngineRunner", _OrtEngine)
     res = export_artifact(tiny_model, tmp_path / "a", trt=True, trt_precision="fp32")
     assert built == [("image_encoder.onnx", "image_encoder.fp32.plan", "pixel_values", (1, 3, 32, 32), "fp32"),
                      ("text_encoder.onnx", "text_encoder.fp32.plan", "input_ids", (1, 16), "fp32")]
     manifest = json.loads((res.out / "manifest.json").read_text())
-    assert manifest["tensorrt"]["image"]["engine"] == "image_encoder.onnx"
+    rec = manifest["variants"]["tensorrt-fp32"]
+    assert rec["format"] == "tensorrt" and rec["engines"]["image"]["engine"] == "image_encoder.onnx"
+    assert rec["tensorrt"] == "10.9.0" and rec["compute_capability"] == "9.0"
     assert [r.variant for r in res.parity] == ["fp32", "tensorrt-fp32"] and res.passed, [r.failed for r in res.parity]
+    assert rt.load(res.out, "tensorrt-fp32").backend == "tensorrt"  # the same session interface as every runtime
+    monkeypatch.delitem(sys.modules, "tensorrt")
+    with pytest.raises(BackendError, match=r"tensorrt runtime needs tensorrt \(pip install 'edgeclip\[trt\]'\)"):
+        rt.load(res.out, "tensorrt-fp32")  # one line where TensorRT is missing

@@ -88,9 +88,9 @@ def test_corrupt_artifact_manifest(folders, tmp_path, robust):
 
 
 def test_tensorrt_engine_from_another_version(tmp_path, monkeypatch, robust):
-    from edgeclip.export import trt
-    monkeypatch.setattr(trt.available, "import_tensorrt", lambda: SimpleNamespace(__version__="11.0.0"))
-    monkeypatch.setattr(trt.available, "gpu_capability", lambda: "9.0")
+    from edgeclip.export.trt import run as trt
+    monkeypatch.setattr(trt, "import_tensorrt", lambda: SimpleNamespace(__version__="11.0.0"))
+    monkeypatch.setattr(trt, "gpu_capability", lambda: "9.0")
     (tmp_path / "image_encoder.fp16.plan").write_bytes(b"engine bytes")
     with pytest.raises(BackendError) as e:
         trt.EngineRunner(tmp_path / "image_encoder.fp16.plan", {"tensorrt": "10.8.0", "compute_capability": "9.0"})

@@ -74,11 +74,11 @@ def test_auto_picks_the_recorded_fastest_pair(request, tmp_path):
     if _openvino(request):
         return
     artifact_copy = tiny.copy_to(tmp_path / "artifact")
-    from edgeclip.export import update_manifest
-    update_manifest(artifact_copy, fastest={"threads": 2, "by_batch": {
+    from edgeclip.runtime.bench import record
+    record(artifact_copy, {"cpu": "test", "date": "today", "fastest": {"threads": 2, "by_batch": {
         "1": [{"backend": "openvino", "variant": "int8-dynamic", "median_ms": 1.0},
               {"backend": "onnxruntime", "variant": "fp32", "median_ms": 2.0}],
-        "32": [{"backend": "onnxruntime", "variant": "int8-dynamic", "median_ms": 9.0}]}})
+        "32": [{"backend": "onnxruntime", "variant": "int8-dynamic", "median_ms": 9.0}]}}})
     r = rt.load(artifact_copy, "auto", backend="auto", batch=1)
     assert (r.backend, r.variant) == ("openvino", "int8-dynamic")
     r = rt.load(artifact_copy, "auto", backend="auto", batch=20)  # nearest benchmarked batch size: 32
@@ -95,7 +95,9 @@ def test_auto_without_a_record_says_run_bench_first(tiny_artifact):
 
 
 def test_bad_backend_name_is_one_line(tiny_artifact):
-    with pytest.raises(ConfigError, match="unknown backend 'tensorrt'"):
+    with pytest.raises(ConfigError, match="unknown backend 'tpu'"):
+        rt.load(tiny_artifact[0], backend="tpu")
+    with pytest.raises(ConfigError, match="runs on onnxruntime / openvino only, not 'tensorrt'"):
         rt.load(tiny_artifact[0], backend="tensorrt")
     code, err = run_cli("parity", tiny_artifact[0], "--against", "reference", "--backend", "tensorrt")
     assert one_error_line(code, err) and "invalid choice" in err[0], err
@@ -109,24 +111,28 @@ def test_openvino_own_variants_bf16_and_int8_weights(request, tmp_path):
     if _openvino(request):
         return
     from edgeclip.errors import IntegrityError
-    from edgeclip.export import build_variants, check_parity, read_manifest, update_manifest
-    from edgeclip.runtime.bench import _pairs
+    from conftest import rehash
+    from edgeclip.artifact import Verdict, read_manifest
+    from edgeclip.export import check_parity
+    from edgeclip.export.variants import build_variants
+    from edgeclip.runtime.bench import bench_pairs
     art = tiny.copy_to(tmp_path / "artifact")
     model = tiny.build()[1]
-    build_variants(art, ["bf16", "int8-weights"])
+    rehash(art, variants={**read_manifest(art).variants, **build_variants(art, ["bf16", "int8-weights"])})
     reports = {v: check_parity(art, model, v, raise_on_fail=False) for v in ("bf16", "int8-weights")}
-    update_manifest(art, parity={v: {"passed": r.passed, "failed": r.failed} for v, r in reports.items()})
-    m = read_manifest(art)
-    assert m["variants"]["int8-weights"]["image"].endswith(".xml") and m["variants"]["bf16"]["openvino_config"]
+    m = rehash(art, parity={**read_manifest(art).parity,
+                            **{v: Verdict(r.passed, r.failed) for v, r in reports.items()}})
+    assert m.variants["int8-weights"].image.endswith(".xml") and m.variants["bf16"].options["openvino_config"]
+    assert m.variants["int8-weights"].format == "openvino-ir" and m.variants["bf16"].backends == ("openvino",)
     for v, r in reports.items():
         assert r.backend == "openvino" and r.passed, (v, r.failed)
     w = rt.load(art, "int8-weights")
     assert w.backend == "openvino" and np.isfinite(w.embed_texts(PROMPTS)).all()
     with pytest.raises(ConfigError, match="openvino only"):
         rt.load(art, "bf16", backend="onnxruntime")
-    assert _pairs(m, ["onnxruntime", "openvino"], ["fp32", "bf16", "int8-weights"]) == [
+    assert bench_pairs(m, ["onnxruntime", "openvino"], ["fp32", "bf16", "int8-weights"]) == [
         ("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8-weights")]
-    weights = art / m["variants"]["int8-weights"]["image"].replace(".xml", ".bin")
+    weights = art / m.variants["int8-weights"].image.replace(".xml", ".bin")
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0x5A
     weights.write_bytes(bytes(data))

@@ -81,7 +81,8 @@ def test_auto_never_picks_a_pair_slower_than_that_backends_fp32(monkeypatch):
           ("openvino", "int8-static"): (19.6, 426), ("openvino", "fp16"): (5.0, 100)}  # fp16 failed its gates
     rows = [{"backend": b, "variant": v, "batch": batch, "threads": 2, "median_ms": t[i], "eligible": v != "fp16"}
             for (b, v), t in ms.items() for i, batch in enumerate((1, 32))]
-    manifest = {"fastest": fastest_record(rows)}
+    from edgeclip.artifact import Manifest
+    manifest = Manifest(fastest=fastest_record(rows))
     for batch, i in ((1, 0), (32, 1)):
         for backend in ("onnxruntime", "openvino", "auto"):
             b, v = resolve_choice(manifest, backend, "auto", batch)

@@ -16,12 +16,14 @@ from edgeclip.errors import ConfigError, IntegrityError, ParityError
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory):
     """A tiny fp32 artifact plus the ORT-optimised variant, which reads the fp32 graph's ``.onnx.data``."""
-    from conftest import TINY_CFG
-    from edgeclip.export import build_variants, export_onnx
+    from conftest import TINY_CFG, rehash
+    from edgeclip.artifact.manifest import read_manifest
+    from edgeclip.export import export_onnx
+    from edgeclip.export.variants import build_variants
     from edgeclip.models import create_model
     out = tmp_path_factory.mktemp("integrity") / "art"
     export_onnx(create_model(TINY_CFG, seed=0), out)
-    build_variants(out, ["fp32-opt"])
+    rehash(out, variants={**read_manifest(out).variants, **build_variants(out, ["fp32-opt"])})
     return out
 
 
@@ -121,9 +123,9 @@ def test_vocab_path_outside_the_folder_is_refused(art):
 
 
 def test_failed_parity_variant_is_refused_unless_allowed(art, robust):
-    from edgeclip.export import update_manifest
-    update_manifest(art, parity={"fp32": {"passed": True, "failed": []},
-                                 "fp32-opt": {"passed": False, "failed": ["text.min_cosine 0.98 < 0.99999"]}})
+    from conftest import rehash
+    from edgeclip.artifact import Verdict
+    rehash(art, parity={"fp32": Verdict(True), "fp32-opt": Verdict(False, ["text.min_cosine 0.98 < 0.99999"])})
     assert rt.load(art, "fp32").parity == "passed"
     with pytest.raises(ParityError) as e:
         rt.load(art, "fp32-opt")
@@ -141,8 +143,9 @@ def test_variant_without_parity_record_loads_as_unchecked(art):
 
 def test_verification_cost_is_small(art, robust):
     """Hashing is the default, so it must cost little next to opening the sessions."""
+    from edgeclip.artifact import read_manifest
     from edgeclip.runtime.integrity import check_artifact
-    m = _manifest(art)
+    m = read_manifest(art)
     best = {}
     for verify in (False, True):
         best[verify] = min(_timed(lambda: check_artifact(art, m, "fp32", verify=verify)) for _ in range(3))
@@ -163,7 +166,7 @@ def _timed(fn) -> float:
 
 
 def test_index_refuses_a_runtime_of_another_artifact(art, tmp_path, robust):
-    from edgeclip.export import update_manifest
+    from conftest import rehash
     r = rt.load(art)
     imgs = [Image.new("RGB", (40, 30), (255, 0, 0)), Image.new("RGB", (30, 50), (0, 0, 255))]
     rt.Index.build(r, imgs, ["red", "blue"]).save(tmp_path / "idx")
@@ -173,7 +176,7 @@ def test_index_refuses_a_runtime_of_another_artifact(art, tmp_path, robust):
     other = tmp_path / "other"  # the same architecture with other weights: only the .onnx.data differs
     shutil.copytree(art, other)
     _flip(other / "text_encoder.onnx.data")
-    update_manifest(other)
+    rehash(other)
     with pytest.raises(ConfigError) as e:
         idx.search_text(rt.load(other), "red", k=2)
     msg = _one_line(e)
@@ -183,7 +186,7 @@ def test_index_refuses_a_runtime_of_another_artifact(art, tmp_path, robust):
 
 
 def test_export_hashes_every_file_including_onnx_data(pristine):
-    from edgeclip.runtime.integrity import _hash_and_refs
+    from edgeclip.artifact.manifest import hash_and_refs as _hash_and_refs
     m = _manifest(pristine)
     on_disk = {p.name for p in pristine.iterdir() if p.is_file() and p.name != "manifest.json"}
     assert set(m["files"]) == on_disk
@@ -193,21 +196,50 @@ def test_export_hashes_every_file_including_onnx_data(pristine):
     assert np.all([len(v) == 64 for v in m["files"].values()])
 
 
-@pytest.mark.parametrize("fmt,words", [("edgeclip-artifact/2", "upgrade edgeclip"),
+@pytest.mark.parametrize("fmt,words", [("edgeclip-artifact/3", "upgrade edgeclip"),
+                                       ("edgeclip-artifact/0", "re-export it with 'edgeclip export"),
                                        ("someone-else/1", "not an edgeclip artifact")])
 def test_manifest_of_an_unknown_format_version_is_refused_in_one_line(art, fmt, words, robust):
-    """The format's version lives in edgeclip.artifact; a newer one is refused before any file is opened, by the
-    runtime, by bench and by the export side (which would otherwise rewrite it)."""
-    from edgeclip.errors import ExportError
-    from edgeclip.export import read_manifest
+    """The schema version lives in edgeclip.artifact.manifest; one it does not read is refused before any file is
+    opened, by the runtime and by bench (the manifest's one reader, whoever calls it)."""
+    from edgeclip.artifact import read_manifest
     from edgeclip.runtime.bench import bench
     m = _manifest(art)
-    assert m["format"] == "edgeclip-artifact/1"  # what export writes today
+    assert m["format"] == "edgeclip-artifact/2"  # what export writes today
     _write_manifest(art, {**m, "format": fmt})
-    for call, err in ((lambda: rt.load(art), ConfigError), (lambda: bench(art), ConfigError),
-                      (lambda: read_manifest(art), ExportError)):
-        with pytest.raises(err) as e:
+    for call in (lambda: rt.load(art), lambda: bench(art), lambda: read_manifest(art)):
+        with pytest.raises(ConfigError) as e:
             call()
         assert words in _one_line(e) and fmt in str(e.value)
-    robust("artifact integrity", f"manifest format {fmt!r}", "one line (load, bench: ConfigError; export's "
-           "read_manifest: ExportError), nothing opened", _one_line(e))
+    robust("artifact integrity", f"manifest format {fmt!r}", "one line (load, bench, read_manifest: ConfigError), "
+           "nothing opened", _one_line(e))
+
+
+def test_manifest_written_by_the_previous_release_still_loads(art):
+    """Schema 1 (edgeclip <= 0.3: packed variant names, an optional "target") is read as records."""
+    from edgeclip.artifact import read_manifest
+    m = _manifest(art)
+    v1 = {**m, "format": "edgeclip-artifact/1",
+          "variants": {n: {"image": e["image"], "text": e["text"]} for n, e in m["variants"].items()}}
+    _write_manifest(art, v1)
+    rec = read_manifest(art).variants["fp32-opt"]
+    assert (rec.format, rec.precision, rec.recipe, rec.gate) == ("onnx", "fp32", "opt", "fp32-opt")
+    assert rt.load(art, "fp32-opt").embed_texts(["a dog"]).shape == (1, 32)
+
+
+@pytest.mark.parametrize("case", ["unknown format", "malformed variant"])
+def test_manifest_with_an_unknown_format_name_is_refused_in_one_line(art, case, robust):
+    from edgeclip.artifact import read_manifest
+    m = _manifest(art)
+    if case == "unknown format":
+        m["variants"]["fp32"]["format"] = "hologram"
+        words = "unknown format 'hologram'"
+    else:
+        m["variants"]["fp32"] = {"format": "onnx"}
+        words = "needs format, precision, image and text"
+    _write_manifest(art, m)
+    for call in (lambda: rt.load(art), lambda: read_manifest(art)):
+        with pytest.raises(ConfigError) as e:
+            call()
+        assert words in _one_line(e)
+    robust("artifact integrity", f"manifest: {case}", "ConfigError in one line", _one_line(e))

@@ -18,14 +18,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from edgeclip.artifact import IMAGE_ONNX, TEXT_ONNX
+from edgeclip.artifact import IMAGE_ONNX, TEXT_ONNX, weights_beside
+from edgeclip.artifact.formats import variant_name
+from edgeclip.artifact.manifest import Variant, split_precision
 from edgeclip.errors import ExportError
-from edgeclip.runtime.targets import TARGETS, Target, variant_name
 
-from ..onnx_export import read_manifest
-from ._trace import file_name
+from . import ExportBundle, FormatSettings, file_name
 
-SUFFIX = TARGETS[Target.ORT_MOBILE].suffix
+FORMAT, SUFFIX = "ort-mobile", ".ort"
 CONFIG = "ort_mobile_required_operators.config"
 USABILITY = "ort_mobile_usability.json"  # the checker's full log per tower
 CONVERTED = ("fp32", "int8-dynamic", "int8-static")  # fp32-opt is what the conversion does anyway; fp16 is for GPUs
@@ -48,21 +48,23 @@ def usability(onnx_path: Path) -> dict:
     return {"nnapi_or_coreml_may_help": bool(try_eps), "log": [ln for ln in lines if ln.strip()][:40]}
 
 
-def build(out_dir: Path, onnx_variants: list[str]) -> dict[str, dict]:
-    """``ort-mobile-<v>`` for each ONNX variant ``v`` in ``CONVERTED`` that ``out_dir`` holds."""
+def build(bundle: ExportBundle, settings: FormatSettings) -> dict[str, Variant]:
+    """``ort-mobile-<v>`` for each planned ONNX variant ``v`` (fp32, int8-dynamic, int8-static) the bundle holds."""
     from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
-    m = read_manifest(out_dir)
-    todo = [v for v in CONVERTED if v in onnx_variants]
+
+    from edgeclip.outputs import write_json
+    out_dir, onnx = bundle.out, bundle.manifest.variants
+    todo = [v for v in settings.precisions if v in onnx]
     out = {}
     with tempfile.TemporaryDirectory(dir=out_dir.parent) as td:
         src, dst = Path(td) / "src", Path(td) / "out"
         src.mkdir()
         for v in todo:  # one folder, so one operator config covers every variant
             for tower in ("image", "text"):
-                name = m["variants"][v][tower]
+                name = getattr(onnx[v], tower)
                 shutil.copy(out_dir / name, src / f"{tower}.{v}.onnx")
-                if (out_dir / f"{name}.data").is_file():  # external weights keep their recorded file name
-                    shutil.copy(out_dir / f"{name}.data", src / f"{name}.data")
+                if (out_dir / weights_beside(name)).is_file():  # external weights keep their recorded file name
+                    shutil.copy(out_dir / weights_beside(name), src / weights_beside(name))
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 convert_onnx_models_to_ort(src, output_dir=dst, optimization_styles=[OptimizationStyle.Fixed],
@@ -71,15 +73,14 @@ def build(out_dir: Path, onnx_variants: list[str]) -> dict[str, dict]:
             raise ExportError(f"ORT-format conversion failed: {str(e).splitlines()[0][:240]}") from None
         shutil.copy(dst / "required_operators_and_types.config", out_dir / CONFIG)
         for v in todo:
-            name = variant_name(Target.ORT_MOBILE, v)
-            out[name] = {"target": Target.ORT_MOBILE.value, "precision": v, "from": v, "operator_config": CONFIG}
+            name = variant_name(FORMAT, v)
+            out[name] = Variant(FORMAT, *split_precision(v), options={"from": v, "operator_config": CONFIG})
             for tower in ("image", "text"):
-                out[name][tower] = file_name(tower, name, SUFFIX)
-                shutil.copy(dst / f"{tower}.{v}.ort", out_dir / out[name][tower])
+                setattr(out[name], tower, file_name(tower, name, SUFFIX))
+                shutil.copy(dst / f"{tower}.{v}.ort", out_dir / getattr(out[name], tower))
     checks = {tower: usability(out_dir / f) for tower, f in (("image", IMAGE_ONNX), ("text", TEXT_ONNX))}
-    from edgeclip.outputs import write_json
     write_json(out_dir / USABILITY, checks)
     for e in out.values():
-        e["mobile_usability"] = {t: c["nnapi_or_coreml_may_help"] for t, c in checks.items()}
-        e["mobile_usability_report"] = USABILITY
+        e.options["mobile_usability"] = {t: c["nnapi_or_coreml_may_help"] for t, c in checks.items()}
+        e.options["mobile_usability_report"] = USABILITY
     return out

@@ -13,13 +13,15 @@ import numpy as np
 import torch
 
 from edgeclip.artifact import IMAGE_OUTPUT, TEXT_OUTPUT
+from edgeclip.artifact.formats import MAX_BATCH, variant_name
+from edgeclip.artifact.manifest import Variant
 from edgeclip.errors import ExportError
-from edgeclip.runtime.targets import MAX_BATCH, TARGETS, Target, variant_name
 
 from ..onnx_export import no_mha_fastpath
-from ._trace import encoders, file_name
+from . import ExportBundle, FormatSettings, file_name
+from ._trace import encoders
 
-SUFFIX = TARGETS[Target.COREML].suffix
+FORMAT, SUFFIX = "coreml", ".mlpackage"
 NOT_RUN = "not run (needs macOS)"
 OUTPUTS = {"image": IMAGE_OUTPUT, "text": TEXT_OUTPUT}
 
@@ -39,18 +41,17 @@ def _convert(module: torch.nn.Module, example: torch.Tensor, name: str, out_name
                           minimum_deployment_target=ct.target.iOS17)
 
 
-def build(model, out_dir: Path) -> dict[str, dict]:
+def build(bundle: ExportBundle, settings: FormatSettings) -> dict[str, Variant]:
     """``coreml-fp32`` and ``coreml-fp16``; each is an ``.mlpackage`` folder per encoder."""
     out = {}
-    for p in ("fp32", "fp16"):
-        v = variant_name(Target.COREML, p)
-        out[v] = {"target": Target.COREML.value, "precision": p, "max_batch": MAX_BATCH,
-                  "minimum_deployment_target": "iOS17"}
-        for tower, module, example, name in encoders(model):
+    for p in settings.precisions:
+        v = variant_name(FORMAT, p)
+        out[v] = Variant(FORMAT, p, options={"max_batch": MAX_BATCH, "minimum_deployment_target": "iOS17"})
+        for tower, module, example, name in encoders(bundle.model):
             fname = file_name(tower, v, SUFFIX)
             try:
-                _convert(module, example, name, OUTPUTS[tower], p).save(str(out_dir / fname))
+                _convert(module, example, name, OUTPUTS[tower], p).save(str(bundle.out / fname))
             except Exception as e:
                 raise ExportError(f"Core ML conversion of {fname} failed: {str(e).splitlines()[0][:240]}") from None
-            out[v][tower] = fname
+            setattr(out[v], tower, fname)
     return out

@@ -14,13 +14,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgeclip.artifact.formats import MAX_BATCH, variant_name
+from edgeclip.artifact.manifest import Variant, split_precision
 from edgeclip.errors import ExportError
-from edgeclip.runtime.targets import MAX_BATCH, TARGETS, Target, variant_name
 
 from ..onnx_export import no_mha_fastpath
-from ._trace import encoders, file_name
+from . import ExportBundle, FormatSettings, file_name
+from ._trace import encoders
 
-SUFFIX = TARGETS[Target.EXECUTORCH].suffix
+FORMAT, SUFFIX = "executorch", ".pte"
 
 
 def _quantize(ep, example: torch.Tensor, dynamic_shapes: dict, calib: np.ndarray | None):
@@ -52,22 +54,22 @@ def _lower(module: torch.nn.Module, example: torch.Tensor, name: str, calib: np.
         return to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
 
 
-def build(model, out_dir: Path, int8: bool, calib: tuple[np.ndarray, np.ndarray] | None) -> dict[str, dict]:
-    """``executorch-fp32`` and, with ``int8``, ``executorch-int8-static`` (with ``calib``) or ``-int8-dynamic``."""
-    precisions = ["fp32"] + ([("int8-static" if calib is not None else "int8-dynamic")] if int8 else [])
+def build(bundle: ExportBundle, settings: FormatSettings) -> dict[str, Variant]:
+    """``executorch-fp32`` and, when planned, ``executorch-int8-static`` (calibrated) or ``-int8-dynamic``."""
+    calib = bundle.calibration() if "int8-static" in settings.precisions else None
     out = {}
-    for p in precisions:
-        v = variant_name(Target.EXECUTORCH, p)
-        entry = {"target": Target.EXECUTORCH.value, "precision": p, "max_batch": MAX_BATCH}
-        for (tower, module, example, name), data in zip(encoders(model), calib or (None, None)):
+    for p in settings.precisions:
+        v = variant_name(FORMAT, p)
+        rec = Variant(FORMAT, *split_precision(p), options={"max_batch": MAX_BATCH})
+        for (tower, module, example, name), data in zip(encoders(bundle.model), calib or (None, None)):
             fname = file_name(tower, v, SUFFIX)
             try:
-                (out_dir / fname).write_bytes(_lower(module, example, name, data if p == "int8-static" else None,
-                                                     p != "fp32"))
+                (bundle.out / fname).write_bytes(_lower(module, example, name, data if p == "int8-static" else None,
+                                                        p != "fp32"))
             except Exception as e:
                 raise ExportError(f"ExecuTorch export of {fname} failed: {str(e).splitlines()[0][:240]}") from None
-            entry[tower] = fname
+            setattr(rec, tower, fname)
         if p == "int8-static":
-            entry["calibration"] = {"images": int(len(calib[0])), "texts": int(len(calib[1]))}
-        out[v] = entry
+            rec.options["calibration"] = {"images": int(len(calib[0])), "texts": int(len(calib[1]))}
+        out[v] = rec
     return out

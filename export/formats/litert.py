@@ -17,13 +17,15 @@ from pathlib import Path
 
 import torch
 
+from edgeclip.artifact.formats import variant_name
+from edgeclip.artifact.manifest import Variant
 from edgeclip.errors import ExportError
-from edgeclip.runtime.targets import TARGETS, Target, variant_name
 
 from ..onnx_export import no_mha_fastpath
-from ._trace import encoders, file_name
+from . import ExportBundle, FormatSettings, file_name
+from ._trace import encoders
 
-SUFFIX = TARGETS[Target.LITERT].suffix
+FORMAT, SUFFIX = "litert", ".tflite"
 
 
 def _convert(module: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -46,22 +48,22 @@ def _int8(src: Path, dst: Path) -> None:
         q.quantize().export_model(str(dst), overwrite=True)
 
 
-def build(model, out_dir: Path, int8: bool, calib=None) -> dict[str, dict]:
-    """``litert-fp32`` and, with ``int8``, ``litert-int8-dynamic`` (``calib`` is not used: see the module doc)."""
-    fp32 = variant_name(Target.LITERT, "fp32")
-    out = {fp32: {"target": Target.LITERT.value, "precision": "fp32", "fixed_batch": 1}}
-    q8 = variant_name(Target.LITERT, "int8-dynamic")
+def build(bundle: ExportBundle, settings: FormatSettings) -> dict[str, Variant]:
+    """``litert-fp32`` and, when planned, ``litert-int8-dynamic`` (needs no calibration: see the module doc)."""
+    fp32, q8 = variant_name(FORMAT, "fp32"), variant_name(FORMAT, "int8-dynamic")
+    int8 = "int8-dynamic" in settings.precisions
+    out = {fp32: Variant(FORMAT, "fp32", options={"fixed_batch": 1})}
     if int8:
-        out[q8] = {"target": Target.LITERT.value, "precision": "int8-dynamic", "fixed_batch": 1,
-                   "quantizer": "ai-edge-quantizer dynamic_wi8_afp32"}
-    for tower, module, example, _ in encoders(model):
+        out[q8] = Variant(FORMAT, "int8", "dynamic", options={"fixed_batch": 1,
+                                                             "quantizer": "ai-edge-quantizer dynamic_wi8_afp32"})
+    for tower, module, example, _ in encoders(bundle.model):
         fname = file_name(tower, fp32, SUFFIX)
         try:
-            _convert(module, example, out_dir / fname)
-            out[fp32][tower] = fname
+            _convert(module, example, bundle.out / fname)
+            setattr(out[fp32], tower, fname)
             if int8:
-                out[q8][tower] = file_name(tower, q8, SUFFIX)
-                _int8(out_dir / fname, out_dir / out[q8][tower])
+                setattr(out[q8], tower, file_name(tower, q8, SUFFIX))
+                _int8(bundle.out / fname, bundle.out / file_name(tower, q8, SUFFIX))
         except Exception as e:
             raise ExportError(f"LiteRT export of {fname} failed: {str(e).splitlines()[0][:240]}") from None
     return out

@@ -17,8 +17,3 @@ def encoders(model) -> list[tuple[str, torch.nn.Module, torch.Tensor, str]]:
     pixels, ids = example_inputs(vision_cfg(cfg).size, text_cfg(cfg).context_length)
     return [("image", ImageEncoder(model).eval(), pixels, IMAGE_INPUT.name),
             ("text", TextEncoder(model).eval(), ids, TEXT_INPUT.name)]
-
-
-def file_name(tower: str, variant: str, suffix: str) -> str:
-    """``image_encoder.executorch-fp32.pte`` and the like."""
-    return f"{tower}_encoder.{variant}{suffix}"
