@@ -11,6 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from conftest import TINY_CFG  # noqa: E402
 
+pytestmark = pytest.mark.slow  # each smoke runs a benchmark script end to end (~7 min)
+
 
 @pytest.fixture(scope="module")
 def tiny_teacher(tmp_path_factory):

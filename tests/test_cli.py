@@ -40,6 +40,7 @@ def test_info_prints_the_parameter_table(capsys):
     assert "87,849,216" in out and "token embedding" in out
 
 
+@pytest.mark.slow
 def test_bad_model_is_one_line_and_exit_2():
     r = subprocess.run([sys.executable, "-m", "edgeclip.cli", "info", "not-a-model"], capture_output=True, text=True)
     assert r.returncode == 2

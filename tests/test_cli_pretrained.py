@@ -40,6 +40,7 @@ def weights(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_eval_takes_pretrained_file_and_csv_flags(weights):
     out = weights / "r.json"
     code, err = run_cli("eval", NAME, "--pretrained", weights / "w.safetensors", "--data", weights / "coco.csv",

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # runs pytest with a crashing child in a subprocess (~25 s)
+
 CASES = '''
 import ctypes, os, sys, types
 from conftest import own_process

@@ -1,7 +1,11 @@
 """The shipped reference teacher: loads like any teacher, scores far above chance, and inheritance from it pays
 off in training (TinyCLIP's claim), even when step-0 numbers do not favour it."""
+import pytest
+
 from edgeclip.evaluate import evaluate_shapes
 from edgeclip.models import get_tokenizer, model_config
+
+pytestmark = pytest.mark.slow  # distils and evaluates the reference teacher (~65 s)
 
 CHANCE = 100 / 64
 

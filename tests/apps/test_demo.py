@@ -41,6 +41,7 @@ def _outward_ip() -> str | None:
     return None if ip.startswith("127.") else ip
 
 
+@pytest.mark.slow
 def test_binds_loopback_by_default(demo_url, robust):
     from edgeclip.cli import parse_args
     defaults = {"edgeclip demo --host": parse_args(["demo"]).host,
@@ -60,6 +61,7 @@ def test_binds_loopback_by_default(demo_url, robust):
     assert demo_url.startswith("http://127.0.0.1:") and not reachable
 
 
+@pytest.mark.slow
 def test_gradio_client_gets_results_from_both_models(demo_url):
     from gradio_client import Client
     c = Client(demo_url, verbose=False)
@@ -68,6 +70,7 @@ def test_gradio_client_gets_results_from_both_models(demo_url):
     assert "student" in stats and "teacher" in stats and "overlap" in stats
 
 
+@pytest.mark.slow
 def test_gallery_images_are_files_made_once(demo_url, models):
     """Every answer points at the thumbnails written at startup: nothing is re-encoded while others download it."""
     from gradio_client import Client
@@ -80,11 +83,13 @@ def test_gallery_images_are_files_made_once(demo_url, models):
     assert {p: Path(p).stat().st_mtime_ns for p in models.thumbs} == made  # never rewritten
 
 
+@pytest.mark.slow
 def test_student_line_names_the_variant(models):
     assert f"variant **{models.rt.variant}**" in models.student_info()
     assert f"runs on **{models.rt.backend}**" in models.student_info()
 
 
+@pytest.mark.slow
 def test_empty_query_is_a_clear_message(demo_url):
     from gradio_client import Client
     c = Client(demo_url, verbose=False)
@@ -92,6 +97,7 @@ def test_empty_query_is_a_clear_message(demo_url):
         c.predict("   ", 4, api_name="/search")
 
 
+@pytest.mark.slow
 def test_real_browser_search_fills_both_galleries(demo_url):
     pw = pytest.importorskip("playwright.sync_api")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -116,6 +122,7 @@ def test_real_browser_search_fills_both_galleries(demo_url):
     assert SHOT.stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_non_image_upload_is_a_clear_message(demo_url, tmp_path, robust):
     from gradio_client import Client, handle_file
     (tmp_path / "notes.jpg").write_text("this is not an image")
@@ -128,6 +135,7 @@ def test_non_image_upload_is_a_clear_message(demo_url, tmp_path, robust):
     assert "Could not read that image" in str(e.value) and alive == 2
 
 
+@pytest.mark.slow
 def test_image_upload_gets_labels_from_both_models(demo_url, tmp_path):
     from gradio_client import Client, handle_file
     from PIL import Image
@@ -138,6 +146,7 @@ def test_image_upload_gets_labels_from_both_models(demo_url, tmp_path):
     assert Image.open(shown).size == (160, 160)  # the preview, served from the demo's own files
 
 
+@pytest.mark.slow
 def test_oversized_upload_is_refused(demo_url, robust):
     import httpx
     big = b"\xff" * (int(MAX_UPLOAD.rstrip("mb")) * 1024 * 1024 + 1024)
@@ -147,6 +156,7 @@ def test_oversized_upload_is_refused(demo_url, robust):
     assert r.status_code == 413
 
 
+@pytest.mark.slow
 def test_serves_no_files_outside_its_gallery(demo_url, robust):
     import httpx
     paths = {"/etc/passwd": "/etc/passwd", "<repo>/pyproject.toml": str(ROOT / "pyproject.toml"),

@@ -38,6 +38,7 @@ def wheel(tmp_path_factory) -> Path:
     return next((d / "dist").glob("edgeclip-*.whl"))
 
 
+@pytest.mark.slow
 def test_the_wheel_carries_the_demo_app(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"edgeclip/apps/__init__.py", "edgeclip/apps/demo/__init__.py", "edgeclip/apps/demo/app.py",
@@ -45,6 +46,7 @@ def test_the_wheel_carries_the_demo_app(wheel):
     assert not [n for n in names if n.startswith("apps/")]  # no top-level 'apps' package in site-packages
 
 
+@pytest.mark.slow
 def test_demo_runs_from_the_unpacked_wheel(wheel, tmp_path, robust):
     """Only the wheel's files on the path: the demo module imports, and the command gets as far as the artifact."""
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")

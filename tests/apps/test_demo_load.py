@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # its module fixture starts the demo server and exports (~35 s)
+
 pytest.importorskip("gradio")
 ROOT = Path(__file__).resolve().parents[2]
 

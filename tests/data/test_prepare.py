@@ -77,6 +77,7 @@ def test_prepare_workers_match_in_process(tmp_path):
     assert a == b and len(a) == 8
 
 
+@pytest.mark.slow
 def test_prepare_bad_input_one_line_nothing_written(tmp_path):
     src = _shard(tmp_path / "src" / "a.tar", n=4)
     out = tmp_path / "prep"
@@ -96,6 +97,7 @@ def test_prepare_bad_input_one_line_nothing_written(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_prepare_existing_output_needs_overwrite(tmp_path):
     src = _shard(tmp_path / "src" / "a.tar", n=4)
     out = tmp_path / "prep"

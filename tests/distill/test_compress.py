@@ -37,6 +37,7 @@ def test_multi_stage_plan_nests_and_ends_at_the_one_stage_student(frac):
                 assert b[tower]["layers"] <= a[tower]["layers"] and b[tower]["width"] <= a[tower]["width"]
 
 
+@pytest.mark.slow
 def test_compress_end_to_end_writes_a_loadable_student(tmp_path, tiny_model):
     res = compress(tiny_model, {"image": 60_000, "text": 60_000}, data="shapes:128", steps=12, batch_size=32,
                    out=tmp_path / "run", stages=1)
@@ -94,6 +95,7 @@ def test_cache_teacher_false_runs_the_teacher_on_every_step(tmp_path, tiny_model
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-4  # the same training, fp16 teacher targets
 
 
+@pytest.mark.slow
 def test_auto_per_layer_compress_cli_writes_a_student_with_exact_layer_shapes(tmp_path, tiny_model):
     from edgeclip.models import save_student
     from edgeclip.models.params import count_params

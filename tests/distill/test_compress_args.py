@@ -39,6 +39,7 @@ def test_one_row_dataset_is_refused(tmp_path, tiny_model):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_batch_larger_than_the_data_is_clamped_and_said(tmp_path, tiny_model, capsys):
     res = compress(tiny_model, TARGET, data="shapes:6", steps=3, batch_size=128, stages=1, out=tmp_path / "run",
                    evaluate=False)
@@ -46,6 +47,7 @@ def test_batch_larger_than_the_data_is_clamped_and_said(tmp_path, tiny_model, ca
     assert len(set(res.report["stages"][0]["loss_curve"])) > 1  # the loss moves: it trains
 
 
+@pytest.mark.slow
 def test_steps_split_over_stages_add_up(tmp_path, tiny_model):
     res = compress(tiny_model, TARGET, data="shapes:32", steps=5, batch_size=8, stages=2, out=tmp_path / "run",
                    evaluate=False)

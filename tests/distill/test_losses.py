@@ -105,6 +105,7 @@ def test_loss_spec_spellings_agree():
     assert format_loss(parse_loss("affinity=1,feature=2000")) == "affinity=1,feature=2000"
 
 
+@pytest.mark.slow
 def test_two_process_gloo_equals_one_process_doubled_batch(tmp_path):
     worker = Path(__file__).with_name("ddp_worker.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -4,12 +4,15 @@ import json
 import re
 import sys
 
+import pytest
+
 from edgeclip.distill import compress
 from edgeclip.distill.report import report_markdown, write_plots
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_compress_reports_checkpoints_drops_them_on_request_and_plots(tmp_path, tiny_model, capsys):
     run = tmp_path / "run"
     compress(tiny_model, {"image": 60_000, "text": 60_000}, data="shapes:64", steps=4, batch_size=16, out=run,

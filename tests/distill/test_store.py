@@ -85,6 +85,7 @@ def test_samples_missing_from_the_store_run_the_teacher_on_the_fly(made, tmp_pat
     assert c["hits"] + c["misses"] == 40 and c["hits"] == 24
 
 
+@pytest.mark.slow
 def test_store_of_another_teacher_or_damaged_is_refused(made, tmp_path):
     root, teacher, _ = made
     other = create_model(TINY_CFG, seed=1)
@@ -108,6 +109,7 @@ def test_store_of_another_teacher_or_damaged_is_refused(made, tmp_path):
     assert one_error_line(code, err) and "workers" in err[0]
 
 
+@pytest.mark.slow
 def test_a_shard_with_its_rows_reversed_is_refused_by_its_checksum(made, tmp_path):
     """Same shape, same dtype, wrong targets: it used to train silently (exit 0, '0 misses')."""
     import shutil

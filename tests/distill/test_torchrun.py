@@ -14,6 +14,8 @@ from edgeclip.models import create_model, save_student
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
 from conftest import TINY_CFG  # noqa: E402
 
+pytestmark = pytest.mark.slow  # torchrun with two gloo ranks (~45 s)
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 TARGET = '{"image": 60000, "text": 60000}'
 

@@ -80,6 +80,7 @@ def test_gates_table_is_applied_per_precision():
     assert check_gates(Precision.FP16, {"image": {"nonfinite": 3}}) == ["image.nonfinite 3 > 0"]
 
 
+@pytest.mark.slow
 def test_cli_export_exits_nonzero_on_bad_input(tmp_path):
     r = subprocess.run([sys.executable, "-m", "edgeclip.cli", "export", str(tmp_path / "missing"), "--onnx",
                         "--out", str(tmp_path / "o")], capture_output=True, text=True)
@@ -92,6 +93,7 @@ def test_opset_is_validated(tiny_model, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_vit_b_32_text_tower_exports_exactly(tmp_path):
     """A real architecture (random weights): the text encoder graph matches PyTorch."""
     import torch
@@ -140,6 +142,7 @@ def test_parity_reports_are_hashed_and_an_edited_one_is_refused_on_load(artifact
     assert rt.load(art, "fp32", verify=False).variant == "fp32"
 
 
+@pytest.mark.slow
 def test_pytorch_references_are_computed_once_per_export(tmp_path, monkeypatch):
     """Every variant is checked against the same reference embeddings and the same preprocessed pixels (issue #27:
     parity was most of an export); the export records how long parity took, per variant."""

@@ -69,6 +69,7 @@ def _ref(model, texts=TEXTS):
         return model.encode_text(get_tokenizer(model)(texts), normalize=True).numpy()
 
 
+@pytest.mark.slow
 @needs_executorch
 @needs_coreml
 def test_every_variant_is_in_the_manifest_hashed_and_gated(mobile):
@@ -104,6 +105,7 @@ def test_every_variant_is_in_the_manifest_hashed_and_gated(mobile):
     assert "not run (needs macOS)" in (res.out / "parity.md").read_text()
 
 
+@pytest.mark.slow
 @needs_executorch
 @needs_coreml
 def test_executorch_runtime_embeds_like_pytorch_at_any_batch(mobile, request):
@@ -126,6 +128,7 @@ def test_executorch_runtime_embeds_like_pytorch_at_any_batch(mobile, request):
     assert (q * ref).sum(1).min() >= 0.97
 
 
+@pytest.mark.slow
 @needs_executorch
 @needs_coreml
 def test_ort_mobile_runs_the_ort_file(mobile):
@@ -138,6 +141,7 @@ def test_ort_mobile_runs_the_ort_file(mobile):
     assert np.abs(rt.embed_texts(TEXTS) - _ref(model)).max() <= 1e-4
 
 
+@pytest.mark.slow
 @needs_executorch
 @needs_coreml
 def test_device_variants_follow_the_load_rules(mobile, tmp_path):
@@ -178,6 +182,7 @@ def test_unknown_or_missing_target_is_one_line_before_anything_is_written(tmp_pa
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "darwin", reason="on macOS Core ML runs")
 @needs_executorch
 @needs_coreml
@@ -204,6 +209,7 @@ def test_gate_precision_reads_the_variant_record():
                     "fp32-opt": Precision.FP32_OPT}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path(LITERT_PYTHON).is_file(), reason="no LiteRT venv (.venv-litert: bash .ci/litert_venv "
                     "makes it; litert-torch cannot share a venv with gradio 6, see the README)")
 @pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None,

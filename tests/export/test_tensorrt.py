@@ -40,6 +40,7 @@ def _no_tensorrt():
         pass
 
 
+@pytest.mark.slow
 def test_without_tensorrt_one_clear_error(tmp_path):
     _no_tensorrt()
     with pytest.raises(BackendError, match="TensorRT is not installed"):

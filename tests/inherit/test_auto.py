@@ -46,6 +46,7 @@ def test_hard_concrete_gates():
     assert torch.all(g.eval()() == 1.0)
 
 
+@pytest.mark.slow
 def test_lambda_grows_while_target_unmet_and_size_tracks_target(pruned):
     _, masked, hist = pruned
     lam = [h["vision"][0] for h in hist.lambdas]
@@ -54,6 +55,7 @@ def test_lambda_grows_while_target_unmet_and_size_tracks_target(pruned):
     assert end < start and abs(end - TARGET["vision"]) <= 0.5 * (start - TARGET["vision"])
 
 
+@pytest.mark.slow
 def test_fused_equals_masked_and_meets_the_target(pruned, tmp_path):
     _, masked, _ = pruned
     student = fuse(masked, {"image": TARGET["vision"], "text": TARGET["text"]})

@@ -64,6 +64,7 @@ def test_fused_student_has_exact_per_layer_shapes_and_meets_the_target(fused):
         assert (masked.encode_text(ids, True) - student.encode_text(ids, True)).abs().max() <= 1e-5
 
 
+@pytest.mark.slow
 def test_non_uniform_student_saves_and_loads_back_through_edgeclip(fused, tmp_path):
     _, student = fused
     save_student(student, tmp_path / "s")
@@ -79,6 +80,7 @@ def test_non_uniform_student_saves_and_loads_back_through_edgeclip(fused, tmp_pa
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode != 0
 
 
+@pytest.mark.slow
 def test_non_uniform_student_exports_to_onnx_with_parity(fused, tmp_path):
     from edgeclip.export import export_artifact
     _, student = fused
@@ -87,6 +89,7 @@ def test_non_uniform_student_exports_to_onnx_with_parity(fused, tmp_path):
     assert res.parity[0].metrics["image"]["max_abs_diff"] <= 1e-5
 
 
+@pytest.mark.slow
 def test_untied_pruning_meets_the_target_and_fuses_exactly(tiny_cfg):
     teacher = create_model(tiny_cfg, seed=0)
     masked = MaskedCLIP(create_model(tiny_cfg, seed=0), tie_layers=False)

@@ -31,6 +31,7 @@ def test_supported_families_pass_the_check(name):
     assert unsupported_reason(get_model_config(name)) is None
 
 
+@pytest.mark.slow
 def test_cli_refuses_rn50_in_one_line(tmp_path):
     code, err = run_cli("export", "RN50", "--onnx", "--out", tmp_path / "a")
     assert one_error_line(code, err) and "ResNet" in err[0] and not (tmp_path / "a").exists()

@@ -13,7 +13,8 @@ def _features(out):
     return out.pooler_output if hasattr(out, "pooler_output") else out
 
 
-@pytest.mark.parametrize("name", ["ViT-B-32", "TinyCLIP-ViT-8M-16-Text-3M"])
+@pytest.mark.parametrize("name", [pytest.param("ViT-B-32", marks=pytest.mark.slow),  # ~10 s; TinyCLIP ~2 s
+                                  "TinyCLIP-ViT-8M-16-Text-3M"])
 def test_hf_round_trip_matches_transformers(name, tmp_path):
     from open_clip.tokenizer import SimpleTokenizer
     model = create_model(name, seed=0)

@@ -20,6 +20,8 @@ from edgeclip.models.io import image_transform, preprocess_cfg  # noqa: E402
 
 from conftest import PHOTOS  # noqa: E402
 
+pytestmark = pytest.mark.slow  # CLIPProcessor against open_clip at 224 px (~45 s)
+
 # Sizes chosen so that both crop cases occur at 32 and at 224 px (long side over the crop by 3 mod 4, or not),
 # with tall, wide, square, tiny and large images and the modes a folder holds (L, RGBA, P).
 ODD = [((97, 61), "RGB"), ((107, 54), "RGB"), ((75, 206), "RGB"), ((228, 68), "L"), ((64, 64), "RGB"),

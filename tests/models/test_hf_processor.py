@@ -35,6 +35,7 @@ print(json.dumps({"ids": enc["input_ids"].tolist(), "text": t.tolist(), "image":
 """
 
 
+@pytest.mark.slow
 def test_hf_copy_works_with_clip_processor_offline_without_edgeclip(tmp_path, tiny_cfg):
     from edgeclip.evaluate import embed_pil_images
     model = create_model(tiny_cfg, seed=0)
@@ -61,6 +62,7 @@ def test_hf_copy_works_with_clip_processor_offline_without_edgeclip(tmp_path, ti
     assert cos > 0.999, cos  # same resize / crop / normalisation (PIL bicubic on both sides)
 
 
+@pytest.mark.slow
 def test_hf_teacher_with_another_tokenizer_is_refused(tmp_path, tiny_cfg):
     save_hf(create_model(tiny_cfg, seed=0), tmp_path / "hf")
     cfg = json.loads((tmp_path / "hf" / "config.json").read_text())

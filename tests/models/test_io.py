@@ -9,6 +9,7 @@ from edgeclip.models.io import preprocess_cfg
 from edgeclip.models import create_model, load_student, load_teacher, save_student
 
 
+@pytest.mark.slow
 def test_saved_student_loads_in_plain_open_clip(tmp_path, tiny_model):
     save_student(tiny_model, tmp_path / "s")
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))

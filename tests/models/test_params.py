@@ -5,11 +5,13 @@ from edgeclip.models import create_model, get_model_config, list_models
 from edgeclip.models.params import Budget, config_params, count_params, parse_budget, student_config
 
 
+@pytest.mark.slow
 def test_tinyclip_8m_counts_match_the_paper():
     c = count_params(create_model("TinyCLIP-ViT-8M-16-Text-3M"))
     assert (c.vision, c.text, c.token_embedding) == (8_276_992, 2_520_577, 12_648_448)
 
 
+@pytest.mark.slow
 def test_vit_b_32_vision_count():
     c = count_params(create_model("ViT-B-32"))
     assert abs(c.vision - 87.8e6) < 0.1e6

@@ -78,6 +78,7 @@ def test_every_bad_item_is_skipped_and_counted(bad_csv, robust):
     assert pairs.skipped.total == sum(c[2] != "loaded" for c in CASES.values())
 
 
+@pytest.mark.slow
 def test_all_bad_dataset_is_one_error_line(tmp_path, tiny_model, robust):
     from edgeclip.models import save_student
     save_student(tiny_model, tmp_path / "teacher")

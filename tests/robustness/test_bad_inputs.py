@@ -20,6 +20,7 @@ def folders(tmp_path_factory):
     return d, TINY_CFG
 
 
+@pytest.mark.slow
 def test_truncated_safetensors(folders, tmp_path, robust):
     src, _ = folders
     shutil.copytree(src / "student", tmp_path / "s")
@@ -31,6 +32,7 @@ def test_truncated_safetensors(folders, tmp_path, robust):
     assert one_error_line(code, err) and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_checkpoint_for_another_architecture(folders, tmp_path, robust):
     src, cfg = folders
     shutil.copytree(src / "student", tmp_path / "s")
@@ -59,6 +61,7 @@ def test_pickle_is_refused_and_never_unpickled(tmp_path, robust):
     assert not marker.exists() and "\n" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_onnx_with_wrong_inputs(folders, tmp_path, robust):
     import onnx
     from onnx import TensorProto, helper
@@ -77,6 +80,7 @@ def test_onnx_with_wrong_inputs(folders, tmp_path, robust):
     assert "pixel_values" in str(e.value)
 
 
+@pytest.mark.slow
 def test_corrupt_artifact_manifest(folders, tmp_path, robust):
     src, _ = folders
     shutil.copytree(src / "artifact", tmp_path / "a")
@@ -99,6 +103,7 @@ def test_tensorrt_engine_from_another_version(tmp_path, monkeypatch, robust):
     assert "rebuild" in str(e.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target, case, expected", [
     ("1234", "infeasible budget (1,234 params)", "one line naming the nearest feasible sizes"),
     ("10M", "target >= teacher", "one line: not below the teacher"),
@@ -111,6 +116,7 @@ def test_bad_budgets(folders, tmp_path, robust, target, case, expected):
     assert one_error_line(code, err) and not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_bad_stage_count(folders, tmp_path, robust):
     src, _ = folders
     code, err = run_cli("compress", src / "student", "--target", '{"image": 60000, "text": 60000}', "--stages", "0",
@@ -120,6 +126,7 @@ def test_bad_stage_count(folders, tmp_path, robust):
     assert one_error_line(code, err) and not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_parity_against_a_mismatched_model(folders, tmp_path, robust):
     src, cfg = folders
     save_student(create_model(dict(cfg, embed_dim=16)), tmp_path / "arch")
@@ -177,6 +184,7 @@ def _poisoned(src, tmp_path, key: str, index) -> str:
     return tmp_path / "s"
 
 
+@pytest.mark.slow
 def test_nan_teacher_is_refused(folders, tmp_path, robust):
     src, _ = folders
     s = _poisoned(src, tmp_path, "visual.conv1.weight", (0, 0, 0, 0))
@@ -188,6 +196,7 @@ def test_nan_teacher_is_refused(folders, tmp_path, robust):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_nan_token_embedding_row_is_refused_at_export(folders, tmp_path, robust):
     src, _ = folders
     s = _poisoned(src, tmp_path, "token_embedding.weight", 31337)
@@ -197,6 +206,7 @@ def test_nan_token_embedding_row_is_refused_at_export(folders, tmp_path, robust)
     assert one_error_line(code, err) and "token_embedding.weight" in err[0] and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_config_edited_after_saving_is_refused(folders, tmp_path, robust):
     import json
     src, _ = folders
@@ -210,6 +220,7 @@ def test_config_edited_after_saving_is_refused(folders, tmp_path, robust):
     assert one_error_line(code, err) and "no longer matches" in err[0] and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_resume_after_changing_the_target(folders, tmp_path, robust):
     from edgeclip.distill import compress
     src, _ = folders
@@ -223,6 +234,7 @@ def test_resume_after_changing_the_target(folders, tmp_path, robust):
     assert one_error_line(code, err) and "cannot resume" in err[0]
 
 
+@pytest.mark.slow
 def test_one_row_dataset(folders, tmp_path, robust):
     src, _ = folders
     (tmp_path / "a.png").write_bytes(_png())

@@ -173,6 +173,7 @@ def error_lines(stderr: str) -> list[str]:
     return [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith(("usage:", " "))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 @settings(max_examples=4, deadline=None, database=None, suppress_health_check=list(HealthCheck),
           phases=[Phase.explicit, Phase.generate])  # no shrinking: each case is a process
@@ -199,6 +200,7 @@ def listed(action: argparse.Action) -> tuple:
     return tuple(getattr(action.type, "bad", None) or (("",) if isinstance(action.type, Text) else ()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [c for c in sorted(COMMANDS) if any(map(listed, options(c)))])
 def test_every_listed_bad_value_fails_in_one_line(command, robust, cases):
     """The values each checker lists as refused (``bad``), and an empty free-text value, every one of them

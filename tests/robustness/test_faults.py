@@ -29,6 +29,7 @@ def _leftovers(parent: Path, name: str) -> list[str]:
     return sorted(p.name for p in parent.glob(f".{name}.tmp-*"))
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_points_then_resume_gives_the_same_student(tmp_path, robust):
     rng = random.Random(int(os.environ.get("EDGECLIP_FAULT_SEED", "0")))
     ref, run = tmp_path / "ref", tmp_path / "run"
@@ -69,6 +70,7 @@ def _wait_for(cond, p, limit=300):
     return cond()
 
 
+@pytest.mark.slow
 def test_kill_during_export_leaves_no_partial_artifact(tmp_path, tiny_model, robust):
     from edgeclip.outputs import _clean_stale
     from edgeclip.models import save_student

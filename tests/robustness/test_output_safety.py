@@ -74,6 +74,7 @@ def _pairs_csv(folder: Path) -> Path:
     return folder / "pairs.csv"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["export", "eval", "teach"])
 def test_out_dot_in_a_folder_with_files_deletes_nothing(run, tmp_path, robust, command):
     d = tmp_path / "work"
@@ -188,6 +189,7 @@ def test_overwrite_replaces_an_output_of_the_same_kind_only(run, tmp_path, capsy
     assert replaced and one_error_line(code, err) and "not an eval-report" in other and _snapshot(run) == before
 
 
+@pytest.mark.slow
 def test_compress_overwrite_keeps_the_old_run_until_the_new_one_is_complete(run, tmp_path, monkeypatch, robust):
     import importlib
     import shutil
@@ -398,6 +400,7 @@ def test_a_writer_killed_with_9_frees_its_output_although_its_forked_worker_live
         os.killpg(holder.pid, 9)
 
 
+@pytest.mark.slow
 def test_a_second_writer_of_the_same_output_is_refused(run, tmp_path, tiny_model, capsys, robust):
     """Two compress runs into one --out used to both exit 0 with their files mixed; now the second is refused
     in one line while the first holds it, and a holder killed with -9 leaves no stale lock behind."""
@@ -426,6 +429,7 @@ def test_a_second_writer_of_the_same_output_is_refused(run, tmp_path, tiny_model
     assert output_kind(out) == "run" and not (tmp_path / ".X.lock").exists()  # taken over, then removed
 
 
+@pytest.mark.slow
 def test_export_overwrite_refuses_to_delete_a_users_file_inside_the_old_artifact(run, tmp_path, capsys, robust):
     from edgeclip.export import export_artifact
     from edgeclip.models import load_teacher

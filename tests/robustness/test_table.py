@@ -7,6 +7,8 @@ import sys
 import pytest
 from pathlib import Path
 
+pytestmark = pytest.mark.slow  # each case runs pytest in a subprocess (~45 s)
+
 CASES = '''
 import pytest
 

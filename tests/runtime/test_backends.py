@@ -33,6 +33,7 @@ def _images(n: int = 9):
     return [Image.fromarray(rng.integers(0, 255, (40 + i, 36, 3), dtype=np.uint8)) for i in range(n)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["fp32", "int8-dynamic"])
 def test_openvino_embeddings_match_onnxruntime(request, variant):
     if _openvino(request):
@@ -59,6 +60,7 @@ def test_openvino_embeddings_match_onnxruntime(request, variant):
         assert cos.min() >= 0.97 and cos.mean() >= 0.99, cos
 
 
+@pytest.mark.slow
 def test_parity_gates_run_through_openvino(request):
     if _openvino(request):
         return
@@ -70,6 +72,7 @@ def test_parity_gates_run_through_openvino(request):
     assert rep.metrics["image"]["min_cosine"] >= 0.99999
 
 
+@pytest.mark.slow
 def test_auto_picks_the_recorded_fastest_pair(request, tmp_path):
     if _openvino(request):
         return
@@ -105,6 +108,7 @@ def test_bad_backend_name_is_one_line(tiny_artifact):
     assert one_error_line(code, err) and "invalid choice" in err[0], err
 
 
+@pytest.mark.slow
 def test_openvino_own_variants_bf16_and_int8_weights(request, tmp_path):
     """bf16 (OpenVINO's precision hint on the fp32 graphs) and int8-weights (NNCF weight-only INT8 IR): gated on
     OpenVINO with their own gates, loaded only there, their files hashed like every other (issue #27)."""

@@ -11,6 +11,7 @@ from conftest import one_error_line, own_process, run_cli
 
 
 
+@pytest.mark.slow
 def test_bench_writes_report_and_records_fastest_passing_pair(artifact_copy, tmp_path, request):
     if own_process(request):  # it loads what bench measured, OpenVINO included
         return
@@ -90,3 +91,73 @@ def test_auto_never_picks_a_pair_slower_than_that_backends_fp32(monkeypatch):
             assert v != "fp16" and ms[(b, v)][i] <= fp32, (backend, batch, b, v)
     assert resolve_choice(manifest, "openvino", "auto", 1) == ("openvino", "int8-static")
     assert resolve_choice(manifest, "onnxruntime", "auto", 32) == ("onnxruntime", "int8-dynamic")
+
+
+def _read_only(folder) -> bool:
+    """Make ``folder`` read-only for this user (root: the immutable attribute, which root's writes obey too)."""
+    import os
+    import subprocess
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+    elif subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        return False
+    try:
+        (folder / ".probe").write_text("x")
+    except OSError:
+        return True
+    (folder / ".probe").unlink()
+    return False
+
+
+def _writable(folder) -> None:
+    import os
+    import subprocess
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+    folder.chmod(0o755)
+
+
+def test_bench_on_a_read_only_artifact_measures_then_says_the_record_was_not_written(artifact_copy, tmp_path,
+                                                                                      robust):
+    """The numbers are printed and the report written; the manifest cannot be, so the exit is 2 with one line."""
+    import subprocess
+    import sys
+    before = (artifact_copy / "manifest.json").read_bytes()
+    if not _read_only(artifact_copy):
+        pytest.skip("cannot make a folder read-only here (no chattr for root, or a filesystem without it)")
+    try:
+        r = subprocess.run([sys.executable, "-m", "edgeclip.cli", "bench", str(artifact_copy), "--backend",
+                            "onnxruntime", "--variant", "fp32", "--batches", "1", "--threads", "1", "--repeat", "1",
+                            "--warmup", "0", "--no-peaks", "--out", str(tmp_path / "b")], capture_output=True,
+                           text=True, timeout=600)
+    finally:
+        _writable(artifact_copy)
+    err = [ln for ln in r.stderr.splitlines() if "error" in ln.lower() or "Traceback" in ln]
+    assert one_error_line(r.returncode, err), (r.returncode, r.stderr[-2000:])
+    assert "measured, but the record could not be written" in err[0] and "manifest.json" in err[0], err
+    assert "| onnxruntime | fp32 | 1 | 1 |" in r.stdout  # measured and printed first
+    assert json.loads((tmp_path / "b" / "bench.json").read_text())["results"]
+    assert (artifact_copy / "manifest.json").read_bytes() == before
+    robust("bench", "artifact in a read-only folder", "measures, prints, writes the report; exit 2 naming the "
+           "record it could not write", err[0])
+
+
+def test_a_variant_whose_runtime_is_not_installed_names_its_extra(artifact_copy, monkeypatch, robust):
+    """A LiteRT variant where ai-edge-litert is missing: one line naming the extra, before any file is opened."""
+    import importlib.util
+
+    from conftest import rehash
+    from edgeclip.artifact import Variant, read_manifest
+    from edgeclip.errors import BackendError
+    m = read_manifest(artifact_copy)
+    fp32 = m.variants["fp32"]
+    rehash(artifact_copy, variants={**m.variants, "litert-fp32": Variant("litert", "fp32", "", fp32.image, fp32.text)})
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ai_edge_litert" else real(name, *a))
+    with pytest.raises(BackendError) as e:
+        rt.load(artifact_copy, "litert-fp32")
+    msg = str(e.value)
+    assert "pip install 'edgeclip[litert-runtime]'" in msg and "litert-fp32" in msg and "\n" not in msg
+    robust("runtime", "a variant whose runtime's extra is not installed", "BackendError in one line naming the extra",
+           msg)
