@@ -96,15 +96,15 @@ def main(argv=None):
     from edgeclip.export import export_onnx
     from edgeclip.export.parity import PROMPTS, compare, load_photos
     from edgeclip.export.tolerances import check_gates
-    from edgeclip.export.variants import _int8_dynamic, add_int8_variant
+    from edgeclip.export.variants import int8_dynamic, add_int8_variant
     from edgeclip.models import load_teacher
     from PIL import Image
     model = load_teacher(a.model).float().eval()
     td = tempfile.TemporaryDirectory()
     art = Path(a.artifact) if a.artifact else Path(td.name) / "artifact"
     export_onnx(model, art)
-    _int8_dynamic(art / "image_encoder.onnx", art / "image_encoder.int8-dynamic.onnx")
-    _int8_dynamic(art / "text_encoder.onnx", art / "text_encoder.int8-dynamic.onnx")
+    int8_dynamic(art / "image_encoder.onnx", art / "image_encoder.int8-dynamic.onnx")
+    int8_dynamic(art / "text_encoder.onnx", art / "text_encoder.int8-dynamic.onnx")
     man = read_manifest(art)  # this benchmark builds its own variants: it keeps their records and writes them below
     man.variants["int8-dynamic"] = Variant("onnx", "int8", "dynamic", "image_encoder.int8-dynamic.onnx",
                                            "text_encoder.int8-dynamic.onnx")

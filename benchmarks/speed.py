@@ -52,7 +52,8 @@ def fill_peaks(rows: list[dict], gemm: list[dict]) -> None:
     """Peaks are measured once per run: hold later artifacts' rows to the same machine limits."""
     from edgeclip.runtime.bench import BenchConfig, _peak
     for r in rows:
-        peak = _peak(gemm, BenchConfig(r["backend"], r["variant"], r["batch"], r["threads"]))
+        peak = _peak(gemm, BenchConfig(r["backend"], r["variant"], r["batch"], r["threads"]),
+                     "int8" if r["variant"].startswith("int8") else "fp32")  # speed.py's own ONNX variants
         r["peak_gflops"], r["fraction_of_peak"] = peak, (r["gflops"] / peak if peak else None)
 
 

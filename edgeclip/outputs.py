@@ -40,7 +40,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _pid_of(entry: Path, prefix: str) -> int | None:
+def pid_of(entry: Path, prefix: str) -> int | None:
+    """The pid a hidden temp or backup entry is named after (``.NAME.tmp-PID-...``); None for another name."""
     pid = entry.name[len(prefix):].split("-")[0]
     return int(pid) if pid.isdigit() else None
 
@@ -85,7 +86,7 @@ def _recover(path: Path) -> None:
     backups = [(b, f".{path.name}.old-") for b in path.parent.glob(f".{name}.old-*")]
     backups += [(b, f".{path.name}.tmp-") for b in path.parent.glob(f".{name}.tmp-*-old")]
     for b, prefix in sorted(backups):
-        pid = _pid_of(b, prefix)
+        pid = pid_of(b, prefix)
         if pid is None or _alive(pid):
             continue
         if not os.path.lexists(path):
@@ -96,18 +97,19 @@ def _recover(path: Path) -> None:
             b.unlink(missing_ok=True)
 
 
-def _clean_stale(path: Path) -> None:
+def clean_stale(path: Path) -> None:
     """Remove temp folders a killed writer of ``path`` left behind (their pid is gone); backups are recovered."""
     path = _normal(path)
     _recover(path)
     prefix = f".{path.name}.tmp-"
     for d in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
-        pid = _pid_of(d, prefix)
+        pid = pid_of(d, prefix)
         if pid is not None and not _alive(pid) and not d.name.endswith("-old"):
             shutil.rmtree(d, ignore_errors=True)
 
 
-def _rename(src: Path, dst: Path) -> None:
+def rename(src: Path, dst: Path) -> None:
+    """The one rename every atomic write goes through (a test stands in for it to fail between two renames)."""
     os.rename(src, dst)
 
 
@@ -119,11 +121,11 @@ def replace_with(tmp: Path, path: Path) -> None:
         os.replace(tmp, path)  # one atomic rename: a file over a file, or anything onto a free name
         return
     backup = path.parent / f".{path.name}.old-{os.getpid()}"
-    _rename(path, backup)
+    rename(path, backup)
     try:
-        _rename(tmp, path)
+        rename(tmp, path)
     except BaseException:
-        _rename(backup, path)
+        rename(backup, path)
         raise
     if backup.is_dir() and not backup.is_symlink():
         shutil.rmtree(backup, ignore_errors=True)
@@ -133,7 +135,7 @@ def replace_with(tmp: Path, path: Path) -> None:
 
 def drop_own_staging(path: str | os.PathLike) -> None:
     """Remove this process's temp folders for ``path``: left by an earlier attempt that raised (a long-lived
-    process retrying a long write); other processes' folders are ``_clean_stale``'s, once their pid is gone."""
+    process retrying a long write); other processes' folders are ``clean_stale``'s, once their pid is gone."""
     path = _normal(path)
     for d in path.parent.glob(f".{glob.escape(path.name)}.tmp-{os.getpid()}-*"):
         if not d.name.endswith("-old"):
@@ -151,7 +153,7 @@ def staging_path(path: str | os.PathLike) -> Path:
     if why:
         raise ConfigError(f"refusing to write {str(path)!r}: it is {why}; choose a new output folder")
     path.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale(path)
+    clean_stale(path)
     return Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent)) / path.name
 
 

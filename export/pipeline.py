@@ -83,11 +83,15 @@ def _export_locked(model, out: Path, plan, images_dir, calib_dir, opset: int) ->
         m = model_manifest(model, opset)
         bundle = ExportBundle(model.float().eval(), tmp, m, calib, opset)
         t0 = time.perf_counter()
-        for fmt, settings in tqdm(plan, desc="export", unit="format", leave=False):  # build
+        bar = tqdm(plan, desc="export", unit="format", leave=False)
+        for fmt, settings in bar:  # build
+            bar.set_description_str(f"export {fmt.name}")
             m.variants.update(build_format(fmt, bundle, settings))
         built = time.perf_counter() - t0
         res = ArtifactResult(out)
-        for name in tqdm(list(m.variants), desc="parity", unit="variant", leave=False):  # parity
+        bar = tqdm(list(m.variants), desc="parity", unit="variant", leave=False)
+        for name in bar:  # parity
+            bar.set_description_str(f"parity {name}")
             res.parity.append(_parity(bundle, name, images_dir, refs, res.parity_s))
         for r in res.parity:
             if r.passed is False and Precision._value2member_map_.get(m.variants[r.variant].gate) in OPTIONAL:

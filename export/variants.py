@@ -70,7 +70,7 @@ def _fp16(src: Path, dst: Path) -> None:
     onnx.save(m16, str(dst))
 
 
-def _int8_dynamic(src: Path, dst: Path, every_matmul: bool = False) -> None:
+def int8_dynamic(src: Path, dst: Path, every_matmul: bool = False) -> None:
     """Weights INT8, activations quantised at run time. ``every_matmul``: also the MatMuls of two activations
     (attention's QK^T and AV), which onnxruntime leaves in fp32 by default (``MatMulConstBOnly``).
 
@@ -245,8 +245,8 @@ def build_variants(artifact_dir: str | Path, variants: list[Precision | str],
                 _fp16(d / IMAGE_ONNX, d / img)
                 _fp16(d / TEXT_ONNX, d / txt)
             elif v in (Precision.INT8_DYNAMIC, Precision.INT8_DYNAMIC_FULL):
-                _int8_dynamic(d / IMAGE_ONNX, d / img, v is Precision.INT8_DYNAMIC_FULL)
-                _int8_dynamic(d / TEXT_ONNX, d / txt, v is Precision.INT8_DYNAMIC_FULL)
+                int8_dynamic(d / IMAGE_ONNX, d / img, v is Precision.INT8_DYNAMIC_FULL)
+                int8_dynamic(d / TEXT_ONNX, d / txt, v is Precision.INT8_DYNAMIC_FULL)
             elif v is Precision.INT8_STATIC:
                 if calib is None:
                     raise ExportError("int8-static needs calibration photos (--calib DIR)")

@@ -281,11 +281,9 @@ def pytest_sessionfinish(session, exitstatus):
     doc = session.config.invocation_params.dir / opt.robustness_doc  # relative to where pytest was started
     whole = [Path(a).resolve() for a in session.config.args] == [Path(__file__).resolve().parent]
     if not ROBUSTNESS_ROWS or opt.keyword or opt.markexpr or not whole:
-        why = "no rows were recorded" if not ROBUSTNESS_ROWS else "it is written only after a run of the whole " \
-            "suite (no -k / -m / file subsets)"
-        tr = session.config.pluginmanager.get_plugin("terminalreporter")
-        if tr is not None:
-            tr.write_line(f"--robustness-doc: {doc} not written: {why}", yellow=True)
+        why = "it is written only after a run of the whole suite (no -k / -m / file subsets)" \
+            if opt.keyword or opt.markexpr or not whole else "no rows were recorded"
+        session.config.robustness_note = f"--robustness-doc: {doc} not written: {why}"
         return
     from edgeclip.outputs import write_text
     rows = sorted(((r, node) for node, rs in ROBUSTNESS_ROWS.items() for r in rs),
@@ -298,3 +296,9 @@ def pytest_sessionfinish(session, exitstatus):
     lines += [f"| {r['area']} | {r['case']} | {r['expected']} | {r['observed']} | "
               f"{r['verdict'] or 'no verdict'} (`{node.split('::', 1)[-1]}`) |" for r, node in rows]
     write_text(doc, "\n".join(lines) + "\n")
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """Says why ``--robustness-doc`` wrote nothing (runs after ``pytest_sessionfinish``, below the progress)."""
+    if getattr(config, "robustness_note", None):
+        terminalreporter.write_line(config.robustness_note, yellow=True)

@@ -204,13 +204,26 @@ def clip_bpe_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
     return vocab, merges
 
 
-def write_hf_tokenizer(folder: str | os.PathLike, context_length: int = TextCfg.context_length) -> None:
+def pruned_bpe_vocab(merges: list[tuple[str, str]]) -> dict[str, int]:
+    """A pruned CLIP BPE's token -> id (``edgeclip.models.vocab``), its special tokens named as HF names them."""
+    from .vocab import vocab_of
+    tokens = vocab_of(merges)
+    return {**{t: i for i, t in enumerate(tokens[:-2])}, SPECIAL["bos_token"]: len(tokens) - 2,
+            SPECIAL["eos_token"]: len(tokens) - 1}
+
+
+def write_hf_tokenizer(folder: str | os.PathLike, context_length: int = TextCfg.context_length,
+                       merges: list[tuple[str, str]] | None = None) -> None:
     """``vocab.json``, ``merges.txt``, ``tokenizer_config.json``, ``special_tokens_map.json`` of CLIP's BPE, from
-    the vocabulary open_clip ships (never a hub download: offline that silently yields an empty tokenizer)."""
+    the vocabulary open_clip ships (never a hub download: offline that silently yields an empty tokenizer), or of
+    a pruned one (``merges``: the kept merges in rank order)."""
     folder = Path(folder)
-    vocab, merges = clip_bpe_vocab()
+    if merges is None:
+        vocab, merges = clip_bpe_vocab()
+    else:
+        vocab = pruned_bpe_vocab(merges)
     (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False) + "\n", encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n",
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(" ".join(m) + "\n" for m in merges),
                                        encoding="utf-8")
     (folder / "special_tokens_map.json").write_text(json.dumps(SPECIAL, indent=2) + "\n")
     (folder / "tokenizer_config.json").write_text(json.dumps(

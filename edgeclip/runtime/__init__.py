@@ -21,7 +21,7 @@ from .integrity import check_artifact, read_json
 from .preprocess import Preprocess
 from .tokenizer import Tokenizer
 
-__all__ = ["load", "Runtime", "Index", "Preprocess", "Tokenizer", "open_image"]
+__all__ = ["load", "Runtime", "Index", "Preprocess", "Tokenizer", "open_image", "as_image"]
 
 
 class Runtime:
@@ -82,7 +82,7 @@ class Runtime:
         if isinstance(images, np.ndarray) and images.ndim != 4:
             raise ConfigError(f"embed_images takes a batch array [N, H, W, C] or a list of images; got an array of "
                               f"shape {list(images.shape)}: wrap one image in a list")
-        imgs = [_as_image(i, max_pixels) for i in images]
+        imgs = [as_image(i, max_pixels) for i in images]
         if not imgs:
             return np.zeros((0, self.dim), np.float32)
         return self.embed_pixels(self.preprocess.batch(imgs), batch_size)
@@ -134,8 +134,8 @@ def load(artifact: str | Path, variant: str = "fp32", providers: list[str] | Non
     return Runtime(artifact, variant, providers, threads, verify, allow_failed_parity, backend, batch, manifest)
 
 
-def _as_image(i, max_pixels: int | None):
-    """A path, PIL image or uint8 array as the RGB image the model sees."""
+def as_image(i, max_pixels: int | None = MAX_PIXELS):
+    """A path, PIL image or uint8 array as the RGB image the model sees (``embed_images``' one rule)."""
     if isinstance(i, (str, Path)):
         return open_image(i, max_pixels)
     if isinstance(i, np.ndarray):

@@ -77,6 +77,11 @@ class Tokenizer:
         self.context_length = context_length
         self._cached_word = lru_cache(maxsize=cache_size)(self._word_ids)
 
+    def cache_info(self):
+        """The word cache's ``functools`` statistics (hits, misses, maxsize, currsize): its bound is part of the
+        contract on hostile input."""
+        return self._cached_word.cache_info()
+
     def _bpe(self, token: str, end: bool = True) -> list[str]:
         """Byte-level BPE of one byte-encoded word; ``end`` marks its last symbol as the end of the word."""
         if not token:

@@ -78,9 +78,11 @@ def test_the_demo_command_builds_the_quickstart_student_only_for_the_default_art
     monkeypatch.chdir(tmp_path)  # no runs/quickstart/artifact here
     monkeypatch.setattr(commands, "_cmd_quickstart", lambda a: calls.append((a.command, a.out)))
     monkeypatch.setattr(app, "serve", lambda *a, **k: calls.append(("serve", a[0], a[3])))
-    assert commands._cmd_demo(parse_args(["demo"])) == 0
+    args = parse_args(["demo"])
+    assert args.func(args) == 0
     assert calls == [("quickstart", "runs/quickstart"), ("serve", "runs/quickstart/artifact", "127.0.0.1")]
     calls.clear()
     with pytest.raises(ConfigError, match="no exported artifact at 'elsewhere'"):
-        commands._cmd_demo(parse_args(["demo", "--artifact", "elsewhere"]))
+        args = parse_args(["demo", "--artifact", "elsewhere"])
+        args.func(args)
     assert calls == []  # another missing artifact is an error, never a 10-minute quickstart

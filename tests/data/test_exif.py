@@ -33,12 +33,12 @@ def test_every_exif_orientation_is_decoded_upright(tmp_path, orientation):
 def test_training_loader_runtime_and_demo_see_the_upright_photo(tmp_path):
     from edgeclip.apps.demo.app import open_upload
     from edgeclip.data.pairs import CsvPairs
-    from edgeclip.runtime import _as_image
+    from edgeclip.runtime import as_image
     path, seen = _stored(tmp_path, 6)
     (tmp_path / "pairs.csv").write_text(f"filepath\ttitle\n{path}\ta sideways photo\n")
     img, caption = CsvPairs(tmp_path / "pairs.csv").load(0)
     assert caption == "a sideways photo" and np.array_equal(np.asarray(img), seen)
-    assert np.array_equal(np.asarray(_as_image(str(path), None)), seen)
+    assert np.array_equal(np.asarray(as_image(str(path), None)), seen)
     assert np.array_equal(np.asarray(open_upload(path)), seen)
 
 

@@ -185,11 +185,11 @@ def test_full_matmul_int8_quantises_attention_and_is_dropped_when_it_fails(tmp_p
     assert set(m["files"]) == {p.name for p in (tmp_path / "a").iterdir() if p.name != "manifest.json"}
     with pytest.raises(ConfigError, match="no variant"):
         rt.load(tmp_path / "a", "int8-dynamic-full")
-    from edgeclip.export.variants import _int8_dynamic
+    from edgeclip.export.variants import int8_dynamic
     ops = {}
     for full in (False, True):
         dst = tmp_path / f"image.{full}.onnx"
-        _int8_dynamic(tmp_path / "a" / "image_encoder.onnx", dst, every_matmul=full)
+        int8_dynamic(tmp_path / "a" / "image_encoder.onnx", dst, every_matmul=full)
         nodes = onnx.load(str(dst)).graph.node
         ops[full] = (sum(n.op_type == "MatMulInteger" for n in nodes), sum(n.op_type == "MatMul" for n in nodes))
         kinds = {n.op_type for n in nodes}

@@ -135,7 +135,7 @@ def test_ort_mobile_runs_the_ort_file(mobile):
     from edgeclip import runtime
     res, model = mobile
     rt = runtime.load(res.out, "ort-mobile-fp32")
-    assert rt.backend == "onnxruntime" and rt.image_session._model_path.endswith(".ort")
+    assert rt.backend == "onnxruntime" and rt.manifest.variant("ort-mobile-fp32").image.endswith(".ort")
     files = json.loads((res.out / "manifest.json").read_text())["variants"]["ort-mobile-fp32"]
     assert files["image"].endswith(".ort") and files["text"].endswith(".ort")
     assert np.abs(rt.embed_texts(TEXTS) - _ref(model)).max() <= 1e-4

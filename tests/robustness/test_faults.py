@@ -72,7 +72,7 @@ def _wait_for(cond, p, limit=300):
 
 @pytest.mark.slow
 def test_kill_during_export_leaves_no_partial_artifact(tmp_path, tiny_model, robust):
-    from edgeclip.outputs import _clean_stale
+    from edgeclip.outputs import clean_stale
     from edgeclip.models import save_student
     from edgeclip.runtime import load
     save_student(tiny_model, tmp_path / "student")
@@ -98,7 +98,7 @@ def test_kill_during_export_leaves_no_partial_artifact(tmp_path, tiny_model, rob
         assert hit, f"export finished before reaching: {phase}"
         assert same and visible == ["art", "student"]
         load(out)  # the previous artifact still loads
-    _clean_stale(out)  # what every atomic write of 'art' (the next export) does first
+    clean_stale(out)  # what every atomic write of 'art' (the next export) does first
     left = _leftovers(tmp_path, "art")
     robust("faults", "kill -9 during export (two phases)",
            "previous artifact untouched, nothing partial under the output name; next export cleans up",

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, TINY_CFG, one_error_line
-from edgeclip.outputs import _pid_of, atomic_path, check_output, output_kind  # noqa: F401  (the guard must exist)
+from edgeclip.outputs import pid_of, atomic_path, check_output, output_kind  # noqa: F401  (the guard must exist)
 from edgeclip.errors import ConfigError
 
 BUDGET = {"image": 60_000, "text": 60_000}
@@ -264,7 +264,7 @@ def test_failed_second_rename_puts_the_previous_output_back(tmp_path, monkeypatc
     with atomic_path(out) as t:
         t.mkdir()
         (t / "v").write_text("1")
-    real, calls = io._rename, []
+    real, calls = io.rename, []
 
     def second_fails(src, dst):
         calls.append(dst)
@@ -272,7 +272,7 @@ def test_failed_second_rename_puts_the_previous_output_back(tmp_path, monkeypatc
             raise OSError(5, "I/O error (simulated)")
         real(src, dst)
 
-    monkeypatch.setattr(io, "_rename", second_fails)
+    monkeypatch.setattr(io, "rename", second_fails)
     with pytest.raises(OSError):
         with atomic_path(out) as t:
             t.mkdir()
@@ -288,13 +288,13 @@ import os, sys
 import numpy as np
 import edgeclip.outputs as io
 from edgeclip.runtime import Index
-real, n = io._rename, []
+real, n = io.rename, []
 def die_between(src, dst):
     n.append(dst)
     if len(n) == 2:
         os._exit(9)  # killed after old -> backup, before tmp -> path
     real(src, dst)
-io._rename = die_between
+io.rename = die_between
 Index(np.eye(2, dtype=np.float32), ["new", "new2"]).save(sys.argv[1], overwrite=True)
 """
 
@@ -321,14 +321,14 @@ def test_crash_between_the_two_renames_keeps_the_previous_output(tmp_path, robus
 
 def test_legacy_backup_left_by_a_crash_is_restored_not_deleted(tmp_path, robust):
     """edgeclip <= 0.1.0 named its backup ``.NAME.tmp-PID-old`` and its stale clean-up deleted it."""
-    from edgeclip.outputs import _clean_stale
+    from edgeclip.outputs import clean_stale
     p = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = int(p.stdout)  # a pid that has exited
     backup = tmp_path / f".student.tmp-{dead}-old"
     backup.mkdir()
     (backup / "model.safetensors").write_text("weights")
-    assert _pid_of(backup, ".student.tmp-") == dead
-    _clean_stale(tmp_path / "student")
+    assert pid_of(backup, ".student.tmp-") == dead
+    clean_stale(tmp_path / "student")
     robust("outputs", "old-format backup (.NAME.tmp-PID-old) found by the next write", "restored to NAME",
            f"folder lists {sorted(x.name for x in tmp_path.iterdir())}")
     assert (tmp_path / "student" / "model.safetensors").read_text() == "weights" and not backup.exists()

@@ -186,13 +186,13 @@ def test_index_refuses_a_runtime_of_another_artifact(art, tmp_path, robust):
 
 
 def test_export_hashes_every_file_including_onnx_data(pristine):
-    from edgeclip.artifact.manifest import hash_and_refs as _hash_and_refs
+    from edgeclip.artifact.manifest import hash_and_refs
     m = _manifest(pristine)
     on_disk = {p.name for p in pristine.iterdir() if p.is_file() and p.name != "manifest.json"}
     assert set(m["files"]) == on_disk
     for name, digest in m["files"].items():
-        assert _hash_and_refs(pristine / name)[0] == digest, name
-    assert _hash_and_refs(pristine / "image_encoder.fp32-opt.onnx")[1] == ["image_encoder.onnx.data"]
+        assert hash_and_refs(pristine / name)[0] == digest, name
+    assert hash_and_refs(pristine / "image_encoder.fp32-opt.onnx")[1] == ["image_encoder.onnx.data"]
     assert np.all([len(v) == 64 for v in m["files"].values()])
 
 

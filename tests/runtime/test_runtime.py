@@ -128,7 +128,7 @@ def test_tokenizer_cache_is_bounded(vocab, robust):
     tok = Tokenizer(vocab, 77, cache_size=1000)
     words = [_word(8, "abcdefghijklmnopqrstuvwxyz", i) for i in range(5000)]
     tok([" ".join(words[i:i + 8]) for i in range(0, len(words), 8)])
-    info = tok._cached_word.cache_info()
+    info = tok.cache_info()
     assert info.currsize <= 1000 and info.misses >= 4000
     robust("runtime", "tokenize 5,000 unique words with a 1,000-entry cache", "cache stays at its bound",
            f"{info.currsize} entries after {info.misses} misses")

@@ -1,0 +1,130 @@
+"""Pruned CLIP vocabularies: keep the first K BPE merges and/or the merges a corpus fires; rows inherited by string.
+
+Why it is safe (design §10): CLIP's merges are ranked, and BPE applies the lowest-ranked pair present. Any subset of
+the merges kept in rank order, plus the 512 byte tokens and SOT/EOT last, is still a BPE that encodes every string
+(bytes are the fallback), and open_clip's ``SimpleTokenizer(bpe_path=...)`` loads it. A word whose merges all
+survived is segmented exactly as before, so the merges that fired on a corpus keep that corpus's tokens. EOT stays
+the highest id, so open_clip's argmax pooling still finds it.
+
+The vocabulary order is open_clip's: 256 byte symbols, the same with ``</w>``, one token per kept merge in rank
+order, then ``<start_of_text>``, ``<end_of_text>``. Each kept token inherits its teacher row by its string, the
+way layers are inherited by index. Pure Python and numpy: no torch.
+"""
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+
+__all__ = ["read_merges", "write_merges", "vocab_of", "fired_merges", "prune_merges", "inherit_rows",
+           "BYTE_TOKENS", "SPECIAL_TOKENS", "MAX_MERGES"]
+
+BYTE_TOKENS = 512  # 256 byte symbols and their end-of-word forms: every string encodes with these alone
+SPECIAL_TOKENS = ("<start_of_text>", "<end_of_text>")
+MAX_MERGES = 49152 - 256 - 2  # what open_clip's SimpleTokenizer reads of a merges file (48,894)
+HEADER = "#version: 0.2 - edgeclip pruned vocabulary"
+
+
+def read_merges(path: str | Path) -> list[tuple[str, str]]:
+    """A CLIP BPE merges file (``bpe_simple_vocab_16e6.txt.gz``: a header line, then one merge per line, by rank),
+    as open_clip reads it: its first ``MAX_MERGES`` merges."""
+    try:
+        lines = gzip.open(path).read().decode("utf-8").split("\n")[1:MAX_MERGES + 1]
+    except (OSError, UnicodeDecodeError, EOFError) as e:
+        raise ConfigError(f"cannot read BPE merges {str(path)!r}: {e}") from None
+    merges = [tuple(m.split()) for m in lines if m.strip()]
+    if any(len(m) != 2 for m in merges):
+        raise ConfigError(f"{str(path)!r} is not a CLIP BPE merges file (a line is not two symbols)")
+    return merges
+
+
+def write_merges(path: str | Path, merges: list[tuple[str, str]]) -> Path:
+    """``merges`` (in rank order) as a merges file open_clip's ``SimpleTokenizer(bpe_path=...)`` loads."""
+    text = "\n".join([HEADER, *(" ".join(m) for m in merges)])  # no final newline: open_clip would read a 513th "merge" ""
+    Path(path).write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))  # mtime 0: the same bytes every time
+    return Path(path)
+
+
+def vocab_of(merges: list[tuple[str, str]]) -> list[str]:
+    """Token strings by id, in open_clip's order: bytes, bytes + ``</w>``, one per merge, SOT, EOT."""
+    from open_clip.tokenizer import bytes_to_unicode
+    base = list(bytes_to_unicode().values())
+    return base + [b + "</w>" for b in base] + ["".join(m) for m in merges] + list(SPECIAL_TOKENS)
+
+
+def fired_merges(merges: list[tuple[str, str]], texts) -> set[int]:
+    """Ranks of the merges BPE applies anywhere in ``texts`` (open_clip's cleaning and pre-tokenizer, its BPE)."""
+    from open_clip.tokenizer import SimpleTokenizer
+    tok = SimpleTokenizer()  # its cleaning, regex and byte encoder; the ranks below are ``merges``'
+    ranks = {m: i for i, m in enumerate(merges)}
+    fired: set[int] = set()
+    seen: set[str] = set()
+    for text in texts:
+        for word in tok.pat.findall(tok.clean_fn(text)):
+            if word in SPECIAL_TOKENS or word in seen:
+                continue
+            seen.add(word)
+            fired |= _bpe_ranks(tuple("".join(tok.byte_encoder[b] for b in word.encode("utf-8"))), ranks)
+    return fired
+
+
+def _bpe_ranks(symbols: tuple[str, ...], ranks: dict) -> set[int]:
+    """The ranks BPE applies to one word (its last symbol gets ``</w>``), lowest-ranked pair first."""
+    word = symbols[:-1] + (symbols[-1] + "</w>",)
+    used = set()
+    while len(word) > 1:
+        pairs = {(a, b) for a, b in zip(word, word[1:]) if (a, b) in ranks}
+        if not pairs:
+            break
+        first, second = min(pairs, key=ranks.__getitem__)
+        used.add(ranks[(first, second)])
+        out, i = [], 0
+        while i < len(word):
+            if i < len(word) - 1 and word[i] == first and word[i + 1] == second:
+                out.append(first + second)
+                i += 2
+            else:
+                out.append(word[i])
+                i += 1
+        word = tuple(out)
+    return used
+
+
+def prune_merges(merges: list[tuple[str, str]], keep: int | None = None, corpus=None) -> list[tuple[str, str]]:
+    """The merges of a pruned vocabulary, in rank order: the first ``keep`` of them, plus every one ``corpus``
+    fires (either may be None; not both). The vocabulary then has ``512 + len(result) + 2`` tokens.
+
+    Raises:
+        ConfigError: ``keep`` below 0 or above the merges there are; no ``keep`` and no ``corpus``; an empty corpus.
+    """
+    if keep is None and corpus is None:
+        raise ConfigError("a pruned vocabulary needs a size (--vocab K) or a corpus (--vocab-corpus FILE)")
+    if keep is not None and not 0 <= keep <= len(merges):
+        raise ConfigError(f"--vocab asks for {keep + BYTE_TOKENS + 2:,} tokens; this tokenizer has "
+                          f"{BYTE_TOKENS + 2:,} to {len(merges) + BYTE_TOKENS + 2:,} (bytes, SOT/EOT, then merges)")
+    chosen = set(range(keep or 0))
+    if corpus is not None:
+        corpus = list(corpus)
+        if not any(str(t).strip() for t in corpus):
+            raise ConfigError("the vocabulary corpus holds no text")
+        chosen |= fired_merges(merges, corpus)
+    return [merges[i] for i in sorted(chosen)]
+
+
+def inherit_rows(rows: np.ndarray, teacher_vocab: list[str], student_vocab: list[str]) -> np.ndarray:
+    """The student's token-embedding rows [V_s, W]: each token's teacher row, found by its string.
+
+    Raises:
+        ConfigError: the teacher's rows do not match its vocabulary, or a student token is not in it.
+    """
+    if len(rows) != len(teacher_vocab):
+        raise ConfigError(f"the teacher's token embedding has {len(rows)} rows, its tokenizer {len(teacher_vocab)} "
+                          "tokens: not CLIP's BPE (unsupported)")
+    index = {t: i for i, t in enumerate(teacher_vocab)}
+    missing = [t for t in student_vocab if t not in index]
+    if missing:
+        raise ConfigError(f"{len(missing)} pruned token(s) are not in the teacher's vocabulary (e.g. {missing[0]!r})")
+    return rows[[index[t] for t in student_vocab]]
