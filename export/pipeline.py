@@ -16,6 +16,7 @@ from pathlib import Path
 from edgeclip.artifact import PARITY_JSON, PARITY_MD, weights_beside
 from edgeclip.artifact.formats import require_runtime, runs_on_this_platform, runtimes_for
 from edgeclip.artifact.manifest import Verdict, hash_folder, write_manifest
+from edgeclip.errors import ConfigError
 
 from .formats import ExportBundle, build_format, plan_export
 from .parity import ParityReport, References, check_parity, load_photos, parity_markdown
@@ -41,7 +42,8 @@ class ArtifactResult:
 
 def export_artifact(model, out: str | Path, variants=("fp32",), images_dir: str | Path | None = None,
                     calib_dir: str | Path | None = None, trt: bool = False, trt_precision: str = "fp16",
-                    opset: int = 18, overwrite: bool = False, targets=(), int8_targets: bool = False) -> ArtifactResult:
+                    opset: int = 18, overwrite: bool = False, targets=(), int8_targets: bool = False,
+                    labels: str | Path | None = None, templates: str | Path | None = None) -> ArtifactResult:
     """Export ``model``, build ``variants`` and the formats in ``targets``, gate each on parity, write the manifest.
 
     Args:
@@ -52,6 +54,8 @@ def export_artifact(model, out: str | Path, variants=("fp32",), images_dir: str 
         trt / trt_precision: also TensorRT engines (needs TensorRT and an NVIDIA GPU).
         targets: other registered formats by name (``executorch``, ``litert``, ``coreml``, ``ort-mobile``, ...).
         int8_targets: also their INT8 variants (static where offered and ``calib_dir`` is given).
+        labels / templates: a label head (``export.heads``): a file of labels, one per line, and optionally one
+            of prompt templates; ``Runtime.classify`` then needs no text tower.
 
     Returns:
         ``ArtifactResult``; a failed gate does not raise: its verdict is in the manifest and ``passed`` is False.
@@ -62,14 +66,19 @@ def export_artifact(model, out: str | Path, variants=("fp32",), images_dir: str 
     """
     from edgeclip.outputs import check_output, one_writer
 
+    from .heads import read_labels, read_templates
     from .variants import require_openvino
     require_openvino(variants)  # names both packages OpenVINO's variants need
     plan = plan_export(list(variants), targets, int8_targets, bool(calib_dir), trt_precision if trt else None)
+    head = (read_labels(labels), read_templates(templates)) if labels is not None else None  # checked up front
+    if head is None and templates is not None:
+        raise ConfigError("--templates needs --labels (the templates are the label head's prompts)")
     with one_writer(check_output(out, "artifact", overwrite)):  # a second export to ``out`` is refused
-        return _export_locked(model, check_output(out, "artifact", overwrite), plan, images_dir, calib_dir, opset)
+        return _export_locked(model, check_output(out, "artifact", overwrite), plan, images_dir, calib_dir, opset,
+                              head)
 
 
-def _export_locked(model, out: Path, plan, images_dir, calib_dir, opset: int) -> ArtifactResult:
+def _export_locked(model, out: Path, plan, images_dir, calib_dir, opset: int, head=None) -> ArtifactResult:
     """``export_artifact`` once ``out`` is checked (again, under the lock) and held."""
     from tqdm import tqdm
 
@@ -87,6 +96,11 @@ def _export_locked(model, out: Path, plan, images_dir, calib_dir, opset: int) ->
         for fmt, settings in bar:  # build
             bar.set_description_str(f"export {fmt.name}")
             m.variants.update(build_format(fmt, bundle, settings))
+        if head is not None:
+            from .heads import write_head
+            m.head = write_head(bundle.model, tmp, *head)
+            print(f"label head: {m.head['count']:,} labels x {len(m.head['templates'])} template(s), "
+                  f"{m.head['bytes'] / 1e6:.2f} MB", file=sys.stderr)
         built = time.perf_counter() - t0
         res = ArtifactResult(out)
         bar = tqdm(list(m.variants), desc="parity", unit="variant", leave=False)

@@ -161,8 +161,14 @@ class Models:
         self.thumbs = [self.files.put(thumbnail(i), pin=True) for i in gallery.images]
         self.s_index = runtime.Index.build(self.rt, gallery.images, list(range(len(gallery.images))))
         self.t_gallery = embed_pil_images(self.teacher, gallery.images).numpy()
-        self.s_labels = self.rt.embed_texts(gallery.labels)
-        self.t_labels = embed_texts(self.teacher, self.tok, gallery.labels).numpy()
+        if self.rt.labels:  # the artifact's label head: the student classifies with no text tower at all
+            self.labels = self.rt.labels
+            self.s_labels = self.rt.label_embeddings
+            self.t_labels = _teacher_head(self.teacher, self.tok, self.labels, self.rt.manifest.head["templates"])
+        else:
+            self.labels = gallery.labels
+            self.s_labels = self.rt.embed_texts(gallery.labels)
+            self.t_labels = embed_texts(self.teacher, self.tok, gallery.labels).numpy()
         torch.set_num_threads(threads)  # after the one-off gallery embedding, which uses every core
 
     def student_info(self) -> str:
@@ -190,7 +196,13 @@ class Models:
         t0 = time.perf_counter()
         t = self.t_labels @ embed_pil_images(self.teacher, [img]).numpy()[0]
         t_ms = (time.perf_counter() - t0) * 1e3
-        return _softmax_top(s, self.gallery.labels, k), _softmax_top(t, self.gallery.labels, k), s_ms, t_ms
+        return _softmax_top(s, self.labels, k), _softmax_top(t, self.labels, k), s_ms, t_ms
+
+
+def _teacher_head(teacher, tok, labels: list[str], templates: list[str]) -> np.ndarray:
+    """The teacher's class embeddings for the artifact's head: each label's prompts averaged, as the head was made."""
+    emb = np.stack([embed_texts(teacher, tok, [t.format(lab) for lab in labels]).numpy() for t in templates]).mean(0)
+    return emb / np.linalg.norm(emb, axis=1, keepdims=True)
 
 
 def _softmax_top(sims: np.ndarray, labels: list[str], k: int) -> dict[str, float]:

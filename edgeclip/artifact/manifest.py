@@ -31,7 +31,7 @@ REEXPORT = "re-export it with 'edgeclip export STUDENT --out DIR'"
 _VARIANT_KEYS = ("format", "precision", "recipe", "image", "text", "backends")
 _MODEL_KEYS = ("embed_dim", "image_size", "context_length", "model_cfg")
 _VERSION_KEYS = ("edgeclip", "torch", "onnx", "onnxruntime", "opset")
-_KNOWN = {"edgeclip_output", "format", "variants", "parity", "files", "dropped", "timings", "fastest",
+_KNOWN = {"edgeclip_output", "format", "variants", "parity", "files", "dropped", "timings", "fastest", "head",
           *_MODEL_KEYS, *_VERSION_KEYS}
 _CHUNK = 1 << 20
 _LOCATION = b"\x0a\x08location\x12"  # protobuf bytes of an ONNX external-data entry: key "location", value next
@@ -140,6 +140,7 @@ class Manifest:
     dropped: dict[str, list[str]] = field(default_factory=dict)  # optional variants that failed, and why
     timings: dict = field(default_factory=dict)
     fastest: dict = field(default_factory=dict)  # edgeclip bench's record ("auto" reads it)
+    head: dict = field(default_factory=dict)  # a label head: {"embeddings", "labels" (files), "count", "templates"}
     extra: dict = field(default_factory=dict)  # other top-level keys (trt_readiness, ...), kept as written
     version: int = MANIFEST_VERSION
 
@@ -162,7 +163,7 @@ class Manifest:
         d["variants"] = {n: v.to_dict() for n, v in self.variants.items()}
         d["parity"] = {n: v.to_dict() for n, v in self.parity.items()}
         d["files"] = dict(sorted(self.files.items()))
-        for k in ("dropped", "timings", "fastest"):
+        for k in ("dropped", "timings", "fastest", "head"):
             if getattr(self, k):
                 d[k] = getattr(self, k)
         return {**d, **self.extra}
@@ -180,6 +181,7 @@ class Manifest:
                 files={k: v for k, v in files.items() if isinstance(v, str)} if isinstance(files, dict) else {},
                 versions={k: d[k] for k in _VERSION_KEYS if k in d},
                 dropped=d.get("dropped") or {}, timings=d.get("timings") or {}, fastest=d.get("fastest") or {},
+                head=d.get("head") or {},
                 extra={k: v for k, v in d.items() if k not in _KNOWN}, version=version)
         for k in _MODEL_KEYS:
             if k in d:

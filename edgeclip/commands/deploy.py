@@ -50,7 +50,13 @@ def _cmd_export(a) -> int:
     if not a.onnx and not a.trt and not targets:
         raise ConfigError("nothing to export: pass --onnx, --trt and/or a device format (--executorch, --litert, "
                           "--coreml, --ort-mobile)")
-    out = check_output(a.out, "artifact", a.overwrite, inputs=[spec_path(a.model), a.images, a.calib])
+    out = check_output(a.out, "artifact", a.overwrite, inputs=[spec_path(a.model), a.images, a.calib, a.labels,
+                                                                a.templates])
+    if a.labels is not None or a.templates is not None:  # the head's files, checked before the model is loaded
+        from ..export.heads import read_labels, read_templates
+        if a.labels is None:
+            raise ConfigError("--templates needs --labels (the templates are the label head's prompts)")
+        read_labels(a.labels), read_templates(a.templates)
     if a.int8 and not a.calib:
         print("note: --int8 without --calib builds no int8-static variant", file=sys.stderr)
     from ..export.variants import require_openvino
@@ -61,7 +67,7 @@ def _cmd_export(a) -> int:
     model = load_model(a.model, a.pretrained)
     res = export_artifact(model, out, _variants(a), images_dir=a.images, calib_dir=a.calib, trt=a.trt,
                           trt_precision=a.trt_precision, opset=a.opset, overwrite=a.overwrite, targets=targets,
-                          int8_targets=a.int8)
+                          int8_targets=a.int8, labels=a.labels, templates=a.templates)
     print((res.out / PARITY_MD).read_text())
     return verdict(res.parity)
 
@@ -158,6 +164,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--images", type=TEXT, default=photos_default(),
                    help="photos for parity (default: shared ImageNet sample)")
     q.add_argument("--opset", type=int, choices=(17, 18), default=18, help="ONNX opset")
+    q.add_argument("--labels", type=TEXT, default=None, help="a label head: FILE of labels, one per line (at most "
+                   "100,000); the runtime's classify() then needs no text tower")
+    q.add_argument("--templates", type=TEXT, default=None, help="FILE of prompt templates for --labels, one per "
+                   "line, each with one {} (default: 'a photo of a {}.')")
     q.add_argument("--out", type=TEXT, required=True, help="artifact folder (new or empty)")
     q.add_argument("--overwrite", action="store_true", help="replace an earlier artifact at --out")
     q.set_defaults(func=_cmd_export)

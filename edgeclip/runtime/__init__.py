@@ -33,7 +33,7 @@ class Runtime:
                  threads: int | None = None, verify: bool = True, allow_failed_parity: bool = False,
                  backend: str | None = None, batch: int = 1, manifest: Manifest | None = None):
         from ..artifact.formats import require_runtime, resolve
-        from .backends import AUTO, open_session, resolve_choice
+        from .backends import AUTO, resolve_choice
         self.dir = Path(artifact)
         self.manifest = manifest if manifest is not None else read_manifest(self.dir)
         if AUTO in (backend, variant):  # -> the bench record
@@ -43,20 +43,76 @@ class Runtime:
         require_runtime(self.backend, f"variant {variant!r}")  # one line naming the extra, before any file is read
         files = check_artifact(self.dir, self.manifest, variant, verify, allow_failed_parity)
         self.parity, self.fingerprint = files.parity, files.fingerprint
-        tok = files.tokenizer_cfg
+        self._files, self._open = files, (threads, providers, rec.options)
         try:
-            self.tokenizer = Tokenizer(files.vocab, tok["context_length"])
             self.preprocess = Preprocess(read_json(files.preprocess))
         except (KeyError, TypeError, ValueError, OSError) as e:
-            raise ConfigError(f"artifact {str(artifact)!r} has a broken tokenizer/preprocess file: {e}") from None
-        self.image_session = open_session(files.image, self.backend, threads, providers, IMAGE_INPUT.name, rec.options)
-        self.text_session = open_session(files.text, self.backend, threads, providers, TEXT_INPUT.name, rec.options)
-        for sess, spec in ((self.image_session, IMAGE_INPUT), (self.text_session, TEXT_INPUT)):
-            got = [(i.name, i.type, len(i.shape)) for i in sess.get_inputs()]
-            want = (spec.name, spec.ort_type, spec.rank)
-            if got != [want]:
-                raise ConfigError(f"{variant} graph inputs are {got}, expected [{want}] "
-                                  "(name, type, rank): not an edgeclip encoder")
+            raise ConfigError(f"artifact {str(artifact)!r} has a broken preprocess file: {e}") from None
+        self.image_session = self._session(files.image, IMAGE_INPUT)
+        self._text_session = self._tokenizer = self._head = None  # opened on first use: classify() needs neither
+        self._verify = verify
+
+    def _session(self, path: Path, spec):
+        from .backends import open_session
+        threads, providers, options = self._open
+        sess = open_session(path, self.backend, threads, providers, spec.name, options)
+        got = [(i.name, i.type, len(i.shape)) for i in sess.get_inputs()]
+        want = (spec.name, spec.ort_type, spec.rank)
+        if got != [want]:
+            raise ConfigError(f"{self.variant} graph inputs are {got}, expected [{want}] "
+                              "(name, type, rank): not an edgeclip encoder")
+        return sess
+
+    @property
+    def text_session(self):
+        """The text encoder, opened the first time text is embedded."""
+        if self._text_session is None:
+            self._text_session = self._session(self._files.text, TEXT_INPUT)
+        return self._text_session
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        if self._tokenizer is None:
+            try:
+                self._tokenizer = Tokenizer(self._files.vocab, self._files.tokenizer_cfg["context_length"])
+            except (KeyError, TypeError, ValueError, OSError) as e:
+                raise ConfigError(f"artifact {str(self.dir)!r} has a broken tokenizer file: {e}") from None
+        return self._tokenizer
+
+    @property
+    def labels(self) -> list[str]:
+        """The label head's labels ([] without a head)."""
+        return self._label_head()[0] if self.manifest.head else []
+
+    @property
+    def label_embeddings(self) -> np.ndarray:
+        """The label head's class embeddings, float32 [N, D] L2-normalised ([0, D] without a head)."""
+        return self._label_head()[1] if self.manifest.head else np.zeros((0, self.dim), np.float32)
+
+    def _label_head(self) -> tuple[list[str], np.ndarray]:
+        if self._head is None:
+            from .integrity import load_head
+            self._head = load_head(self.dir, self.manifest, self._verify)
+        return self._head
+
+    def classify(self, images, k: int = 5) -> list[list[tuple[str, float]]]:
+        """Top ``k`` labels of the artifact's label head (``edgeclip export --labels``) per image, with their
+        cosine similarity, from the image encoder alone: the text tower and the tokenizer are never opened.
+
+        Raises:
+            ConfigError: the artifact has no label head, or ``k`` is not an integer >= 1.
+        """
+        if not self.manifest.head:
+            raise ConfigError(f"artifact {str(self.dir)!r} has no label head; export it with --labels FILE, or use "
+                              "embed_texts() on your labels")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ConfigError(f"k must be an integer >= 1, got {k!r}")
+        if isinstance(images, (str, Path)) or not isinstance(images, (list, tuple, np.ndarray)):
+            images = [images]
+        labels, head = self._label_head()
+        sims = self.embed_images(images) @ head.T  # [N, classes]
+        top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        return [[(labels[j], float(row[j])) for j in t] for row, t in zip(sims, top)]
 
     @property
     def dim(self) -> int:

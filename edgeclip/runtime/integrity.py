@@ -112,3 +112,22 @@ def _verify(root: Path, manifest: Manifest, paths: list[Path]) -> list[str]:
                 refs += [inside(path.parent, r, f"external data of {name}") for r in names]
             todo = [p for p in dict.fromkeys(refs) if p.relative_to(base).as_posix() not in done]
     return done
+
+
+def load_head(root: Path, manifest: Manifest, verify: bool = True):
+    """The label head's (labels, embeddings [N, D] float32), each file checked against its sha256 first."""
+    import numpy as np
+    head = manifest.head
+    emb_path, lab_path = inside(root, head.get("embeddings"), "label head"), inside(root, head.get("labels"), "labels")
+    if verify:
+        _verify(root, manifest, [emb_path, lab_path])
+    try:
+        emb = np.load(emb_path, allow_pickle=False)
+        labels = read_json(lab_path).get("labels")
+    except (OSError, ValueError) as e:
+        raise IntegrityError(f"the artifact's label head is damaged: {str(e).splitlines()[0][:200]}") from None
+    if (emb.ndim != 2 or not isinstance(labels, list) or len(labels) != len(emb) or emb.shape[1] != manifest.embed_dim
+            or not np.isfinite(emb).all()):
+        raise IntegrityError(f"the artifact's label head is damaged: {len(labels) if isinstance(labels, list) else '?'} "
+                             f"labels for embeddings of shape {list(emb.shape)}")
+    return [str(x) for x in labels], emb.astype(np.float32, copy=False)
