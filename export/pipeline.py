@@ -102,6 +102,7 @@ def _export_locked(model, out: Path, plan, images_dir, calib_dir, opset: int, he
             print(f"label head: {m.head['count']:,} labels x {len(m.head['templates'])} template(s), "
                   f"{m.head['bytes'] / 1e6:.2f} MB", file=sys.stderr)
         built = time.perf_counter() - t0
+        _record_sizes(m, tmp)
         res = ArtifactResult(out)
         bar = tqdm(list(m.variants), desc="parity", unit="variant", leave=False)
         for name in bar:  # parity
@@ -121,6 +122,19 @@ def _export_locked(model, out: Path, plan, images_dir, calib_dir, opset: int, he
         m.files = hash_folder(tmp)  # every file, the parity reports included: an edited report is refused on load
         write_manifest(tmp, m)  # the one write
     return res
+
+
+def _record_sizes(m, folder: Path) -> None:
+    """Each variant's shipped bytes (image, text, tokenizer files) in its record and in the export log: the budget
+    a phone app pays, which parameter counts alone do not show."""
+    from edgeclip.artifact import TOKENIZER, VOCAB
+    from edgeclip.artifact.manifest import variant_bytes
+    lines = ["| variant | image MB | text MB | tokenizer MB | total MB |", "|---|---:|---:|---:|---:|"]
+    for name, v in m.variants.items():
+        b = v.options["bytes"] = variant_bytes(folder, v, (VOCAB, TOKENIZER))
+        lines.append(f"| {name} | {b['image'] / 1e6:.2f} | {b['text'] / 1e6:.2f} | {b['tokenizer'] / 1e6:.2f} | "
+                     f"{b['total'] / 1e6:.2f} |")
+    print("what each variant ships:\n" + "\n".join(lines), file=sys.stderr)
 
 
 def _parity(bundle: ExportBundle, name: str, images_dir, refs: References, seconds: dict) -> ParityReport:

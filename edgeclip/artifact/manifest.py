@@ -18,7 +18,7 @@ from pathlib import Path
 from ..errors import ConfigError, IntegrityError
 
 __all__ = ["Variant", "Verdict", "Manifest", "read_manifest", "write_manifest", "hash_folder", "sha256",
-           "tree_sha256", "hash_and_refs", "split_precision", "weights_beside"]
+           "tree_sha256", "hash_and_refs", "split_precision", "weights_beside", "encoder_bytes", "variant_bytes"]
 
 MANIFEST = "manifest.json"
 FORMAT = "edgeclip-artifact"
@@ -239,6 +239,26 @@ def write_manifest(folder: str | Path, manifest: Manifest) -> Path:
         tmp.unlink(missing_ok=True) if os.access(folder, os.W_OK) else None
         raise ConfigError(f"cannot write {MANIFEST} in {str(folder)!r}: {e.strerror or e}") from None
     return path
+
+
+def encoder_bytes(folder: str | Path, name: str) -> int:
+    """What one encoder ships: its file (a Core ML ``.mlpackage`` folder summed) and the files it reads beside it
+    (the external data an ONNX graph names, an OpenVINO IR's ``.bin``)."""
+    total, path = 0, Path(folder) / name
+    beside = hash_and_refs(path)[1] if path.suffix == ".onnx" and path.is_file() else [weights_beside(name)]
+    for p in {path, *(Path(folder) / r for r in beside)}:  # an ORT-optimised graph names the fp32 graph's .data
+        if p.is_dir():
+            total += sum(q.stat().st_size for q in p.rglob("*") if q.is_file())
+        elif p.is_file():
+            total += p.stat().st_size
+    return total
+
+
+def variant_bytes(folder: str | Path, variant: Variant, tokenizer_files=()) -> dict[str, int]:
+    """Bytes a variant ships: image encoder, text encoder, tokenizer files, and their total."""
+    out = {"image": encoder_bytes(folder, variant.image), "text": encoder_bytes(folder, variant.text),
+           "tokenizer": sum((Path(folder) / f).stat().st_size for f in tokenizer_files if (Path(folder) / f).is_file())}
+    return {**out, "total": sum(out.values())}
 
 
 def hash_folder(folder: str | Path) -> dict[str, str]:

@@ -88,7 +88,8 @@ def run_isolated(spec: dict, timeout: float = 600) -> dict:
 
 def _file_mb(art: Path, name: str) -> float:
     """An encoder's size with what it reads beside it (ONNX ``.data``; an OpenVINO ``.xml``'s ``.bin``)."""
-    return sum(p.stat().st_size for p in {*art.glob(name + "*"), art / weights_beside(name)} if p.is_file()) / 1e6
+    from ..artifact.manifest import encoder_bytes
+    return encoder_bytes(art, name) / 1e6
 
 
 def _agreement(art: Path, variant: str, n: int = 16) -> float:

@@ -41,6 +41,12 @@ def test_artifact_layout_and_manifest(artifact):
     assert m["opset"] == 18 and set(m["variants"]) == {"fp32", "fp32-opt", "fp16", "int8-dynamic"}
     assert all(v["passed"] for v in m["parity"].values()), m["parity"]
     assert m["files"]["image_encoder.onnx"] == sha256(out / "image_encoder.onnx")
+    b = m["variants"]["fp32"]["bytes"]  # what the variant ships, recorded and printed by the export
+    on_disk = {"image": ("image_encoder.onnx", "image_encoder.onnx.data"), "text": ("text_encoder.onnx",
+               "text_encoder.onnx.data"), "tokenizer": ("bpe_simple_vocab_16e6.txt.gz", "tokenizer.json")}
+    assert all(b[k] == sum((out / f).stat().st_size for f in fs) for k, fs in on_disk.items())
+    assert b["total"] == b["image"] + b["text"] + b["tokenizer"]
+    assert m["variants"]["int8-dynamic"]["bytes"]["text"] < b["text"] / 3
     onnx.checker.check_model(str(out / "image_encoder.onnx"), full_check=True)
 
 
