@@ -15,6 +15,7 @@ from edgeclip.errors import ExportError
 
 from edgeclip.artifact.manifest import Variant, split_precision
 
+from .embedding import quantize_token_embedding
 from .tolerances import OPENVINO_ONLY, Precision
 
 FP16_KEEP_FP32 = ["LayerNormalization", "Softmax", "ReduceL2", "ReduceSumSquare", "ReduceMean", "Pow", "Sqrt",
@@ -252,6 +253,7 @@ def build_variants(artifact_dir: str | Path, variants: list[Precision | str],
                     raise ExportError("int8-static needs calibration photos (--calib DIR)")
                 px, ids = calib
                 _static_pair(d, img, txt, _chunks(px, 8), [ids])  # the parity prompts as one text batch
+                quantize_token_embedding(d / txt)  # per-row INT8: the quantizer leaves the table fp32
         except ExportError:
             raise
         except Exception as e:
