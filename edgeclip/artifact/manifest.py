@@ -236,7 +236,10 @@ def write_manifest(folder: str | Path, manifest: Manifest) -> Path:
         tmp.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True) if os.access(folder, os.W_OK) else None
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only folder: nothing was written
         raise ConfigError(f"cannot write {MANIFEST} in {str(folder)!r}: {e.strerror or e}") from None
     return path
 

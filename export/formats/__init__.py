@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeclip.artifact.formats import FORMATS, Format, get_format, load_callable, require_converter
+from edgeclip.artifact.formats import (FORMATS, Format, get_format, load_callable, require_converter,
+                                      require_runtime, runs_on_this_platform)
 from edgeclip.artifact.manifest import Manifest, Variant
 from edgeclip.errors import ConfigError
 
@@ -64,7 +65,8 @@ def plan_export(onnx: list[str], formats=(), int8: bool = False, calib: bool = F
         trt_precision: build TensorRT engines of this precision (None: none).
 
     Raises:
-        ConfigError: an unknown format. BackendError: its converter is not installed (names the extra).
+        ConfigError: an unknown format. BackendError: its converter, or the runtime its parity needs, is not
+            installed (names the extra).
     """
     names = list(dict.fromkeys(formats or ()))
     for n in names:
@@ -85,8 +87,10 @@ def plan_export(onnx: list[str], formats=(), int8: bool = False, calib: bool = F
         plan.append((fmt, FormatSettings(tuple(dict.fromkeys(want)))))
     if trt_precision:
         plan.append((FORMATS["tensorrt"], FormatSettings((trt_precision,))))
-    for fmt, _ in plan[1:]:
+    for fmt, _ in plan[1:]:  # what builds it, and what runs its parity where that runtime exists at all
         require_converter(fmt)
+        if runs_on_this_platform(fmt.runtimes[0]):
+            require_runtime(fmt.runtimes[0], f"--{fmt.name}")
     return plan
 
 
