@@ -64,6 +64,7 @@ def tree(folder: Path) -> dict:
     return {"parent": sorted(os.listdir(folder.parent)), "files": files}
 
 
+@pytest.mark.slow
 def test_n_steps_straight_equal_half_resume_half(script, cfg_file, tmp_path):
     """6 steps in one run and 3 + --resume + 3 leave the same weights and optimizer state, bit for bit; finishing
     the resumed run writes the fp16 teacher, its scores and a card that names the resumes, and takes the
@@ -174,6 +175,7 @@ def test_refuses_an_output_that_is_not_its_run(script, cfg_file, tmp_path, capsy
     assert says in refuse(script, capsys, argv, out)
 
 
+@pytest.mark.slow
 def test_refusal_from_the_command_line_is_one_line(cfg_file, tmp_path):
     """The same contract from a real process: exit code 2, one stderr line, no traceback, nothing written."""
     out = tmp_path / "out"
