@@ -90,7 +90,8 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            converter="litert_torch", extra="litert", batch="fixed 1 (the runtime runs one item per call)",
            description="LiteRT (TensorFlow Lite) flatbuffers"),
     Format("coreml", (".mlpackage",), ("coreml",), ("fp32", "fp16"), f"{_X}.coreml:build", converter="coremltools",
-           extra="coreml", batch=f"dynamic, 1..{MAX_BATCH}", default=("fp32", "fp16"), description="Core ML ML programs (predictions: macOS)"),
+           extra="coreml", batch=f"dynamic, 1..{MAX_BATCH}", default=("fp32", "fp16"),
+           description="Core ML ML programs (predictions: macOS)"),
     Format("tensorrt", (".plan",), ("tensorrt",), ("fp32", "fp16", "int8"), f"{_X}.tensorrt:build",
            converter="tensorrt", extra="trt", description="TensorRT engines (need TensorRT and an NVIDIA GPU)"),
 )}

@@ -43,7 +43,8 @@ def read_merges(path: str | Path) -> list[tuple[str, str]]:
 
 def write_merges(path: str | Path, merges: list[tuple[str, str]]) -> Path:
     """``merges`` (in rank order) as a merges file open_clip's ``SimpleTokenizer(bpe_path=...)`` loads."""
-    text = "\n".join([HEADER, *(" ".join(m) for m in merges)])  # no final newline: open_clip would read a 513th "merge" ""
+    # no final newline: open_clip would read an empty line as one more (empty) merge, a token of its own
+    text = "\n".join([HEADER, *(" ".join(m) for m in merges)])
     Path(path).write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))  # mtime 0: the same bytes every time
     return Path(path)
 

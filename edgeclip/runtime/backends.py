@@ -3,8 +3,8 @@
 A session exposes the subset of ``onnxruntime.InferenceSession`` the runtime uses — ``get_inputs()`` (name,
 type, shape) and ``run(None, {name: array}) -> [array]`` — so ``Runtime`` embeds the same way on either.
 Which runtime runs which variant, and how a session is opened, is the format registry's answer
-(``edgeclip.artifact.formats``); ``open_session`` asks it. ``resolve_choice`` turns ``backend="auto"`` / ``variant="auto"`` into the fastest passing pair recorded by
-``edgeclip bench`` in the manifest. No torch here.
+(``edgeclip.artifact.formats``); ``open_session`` asks it. ``resolve_choice`` turns ``backend="auto"`` /
+``variant="auto"`` into the fastest passing pair recorded by ``edgeclip bench`` in the manifest. No torch here.
 """
 from __future__ import annotations
 

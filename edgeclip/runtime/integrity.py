@@ -118,7 +118,8 @@ def load_head(root: Path, manifest: Manifest, verify: bool = True):
     """The label head's (labels, embeddings [N, D] float32), each file checked against its sha256 first."""
     import numpy as np
     head = manifest.head
-    emb_path, lab_path = inside(root, head.get("embeddings"), "label head"), inside(root, head.get("labels"), "labels")
+    emb_path = inside(root, head.get("embeddings"), "label head")
+    lab_path = inside(root, head.get("labels"), "labels")
     if verify:
         _verify(root, manifest, [emb_path, lab_path])
     try:
@@ -128,6 +129,7 @@ def load_head(root: Path, manifest: Manifest, verify: bool = True):
         raise IntegrityError(f"the artifact's label head is damaged: {str(e).splitlines()[0][:200]}") from None
     if (emb.ndim != 2 or not isinstance(labels, list) or len(labels) != len(emb) or emb.shape[1] != manifest.embed_dim
             or not np.isfinite(emb).all()):
-        raise IntegrityError(f"the artifact's label head is damaged: {len(labels) if isinstance(labels, list) else '?'} "
-                             f"labels for embeddings of shape {list(emb.shape)}")
+        n = len(labels) if isinstance(labels, list) else "?"
+        raise IntegrityError(f"the artifact's label head is damaged: {n} labels for embeddings of shape "
+                             f"{list(emb.shape)}")
     return [str(x) for x in labels], emb.astype(np.float32, copy=False)

@@ -46,7 +46,6 @@ class ExportBundle:
 class FormatSettings:
     """What the plan asks one format to build: its precisions (gate names such as ``int8-static``)."""
     precisions: tuple[str, ...]
-    options: dict = field(default_factory=dict)  # format-specific (TensorRT: nothing beyond the precision yet)
 
 
 def file_name(tower: str, variant: str, suffix: str) -> str:

@@ -61,7 +61,8 @@ def test_open_clip_hf_and_the_runtime_give_identical_ids_for_a_pruned_vocabulary
     clean = [whitespace_clean(basic_clean(t)) for t in texts]
     diff = [t for t, a, b in zip(texts, hf_ids(clean), oc) if not (a == b).all()]
     assert not diff, (len(diff), diff[:5])
-    raw = [t for t, c, a, b in zip(texts, clean, hf_ids(texts), oc) if not (a == b).all() and c == " ".join(t.split()).lower()]
+    raw = [t for t, c, a, b in zip(texts, clean, hf_ids(texts), oc)
+           if not (a == b).all() and c == " ".join(t.split()).lower()]
     assert not raw, raw[:5]
     robust("vocabulary", f"pruned to {vocab:,} tokens: {len(texts):,} texts through open_clip, HF CLIPTokenizer "
            "(on open_clip's cleaned text) and the runtime", "identical ids",
