@@ -106,6 +106,9 @@ EVAL_EVERY = Range("eval_every", int, 0)  # intervals: a huge one means "never" 
 CKPT_EVERY = Range("ckpt_every", int, 1)
 STAGES = Range("stages", int, 1, 16)
 VIEWS = Range("views", int, 1, 64, " (1: no augmentation)")
+# a pruned vocabulary, in tokens: CLIP's 512 byte tokens + SOT/EOT at least, all of its BPE at most (the 48,894
+# merges open_clip reads: 49152 - 256 - 2, plus those 514)
+VOCAB = Range("vocab", int, 512 + 2, 512 + (49152 - 256 - 2) + 2, " tokens (byte tokens + SOT/EOT, up to CLIP's BPE)")
 WORKERS = Range("workers", int, 0, why=" (0: decode in the calling process)")  # capped to the cores by the loader
 # the other commands
 SHAPES_PAIRS = Range("N in 'shapes:N'", int, 1, 10**7, " (ShapesWorld pairs)")  # also quickstart --samples

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from edgeclip.artifact import (EOT_ID, IMAGE_INPUT, IMAGE_ONNX, IMAGE_OUTPUT, PAD_ID, PREPROCESS, SOT_ID, TEXT_INPUT,
+from edgeclip.artifact import (EOT_ID, IMAGE_INPUT, IMAGE_ONNX, IMAGE_OUTPUT, PAD_ID, PREPROCESS, TEXT_INPUT,
                                TEXT_ONNX, TEXT_OUTPUT, TOKENIZER, VOCAB)
 from edgeclip.artifact.manifest import Manifest, Variant, hash_folder, write_manifest
 from edgeclip.errors import ExportError
@@ -38,8 +38,9 @@ class ImageEncoder(torch.nn.Module):
 class TextEncoder(torch.nn.Module):
     """``input_ids`` [B, L] int64 --> ``text_embeds`` [B, D]; pools the first end-of-text token."""
 
-    def __init__(self, clip, eot_id: int = EOT_ID):
+    def __init__(self, clip, eot_id: int | None = None):
         super().__init__()
+        eot_id = clip.token_embedding.num_embeddings - 1 if eot_id is None else eot_id  # CLIP's BPE: EOT is last
         self.token_embedding, self.positional_embedding = clip.token_embedding, clip.positional_embedding
         self.transformer, self.ln_final, self.text_projection = clip.transformer, clip.ln_final, clip.text_projection
         self.register_buffer("attn_mask", clip.attn_mask.clone(), persistent=False)
@@ -60,13 +61,17 @@ class ExportResult:
     manifest: dict = field(default_factory=dict)
 
 
-def example_inputs(size: int, context_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+def example_inputs(size: int, context_length: int,
+                   vocab_size: int = EOT_ID + 1) -> tuple[torch.Tensor, torch.Tensor]:
     """The batch-2 tracing inputs every exporter uses: seeded pixels, and ids holding a real prompt and an empty one
-    (so both the first-EOT pooling and the causal mask are exercised)."""
+    (so both the first-EOT pooling and the causal mask are exercised). SOT / EOT are the vocabulary's last two ids
+    (CLIP's 49406 / 49407, or a pruned vocabulary's)."""
     g = torch.Generator().manual_seed(0)
     pixels = torch.randn(2, 3, size, size, generator=g)
+    sot, eot = vocab_size - 2, vocab_size - 1
+    words = torch.tensor([min(i, sot - 1) for i in (320, 1125, 539)])  # "a photo of" in CLIP's BPE
     ids = torch.zeros(2, context_length, dtype=torch.long)
-    ids[:, 0], ids[0, 1:4], ids[0, 4], ids[1, 1] = SOT_ID, torch.tensor([320, 1125, 539]), EOT_ID, EOT_ID
+    ids[:, 0], ids[0, 1:4], ids[0, 4], ids[1, 1] = sot, words, eot, eot
     return pixels, ids
 
 
@@ -97,12 +102,15 @@ def trace_to_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, in
             raise ExportError(f"ONNX export of {path.name} failed: {str(e).splitlines()[0][:300]}") from None
 
 
-def write_tokenizer_files(out: Path, context_length: int) -> None:
+def write_tokenizer_files(out: Path, context_length: int, model=None) -> None:
+    """The artifact's tokenizer: the model's BPE merges (CLIP's own, or its pruned ones) and ``tokenizer.json``."""
     from open_clip.tokenizer import default_bpe
-    shutil.copy(default_bpe(), out / VOCAB)
+    shutil.copy(getattr(model, "edgeclip_bpe", None) or default_bpe(), out / VOCAB)
+    vocab = model.token_embedding.num_embeddings if model is not None else EOT_ID + 1
     (out / TOKENIZER).write_text(json.dumps({
-        "type": "clip_bpe", "vocab_file": VOCAB, "context_length": context_length,
-        "sot_token_id": SOT_ID, "eot_token_id": EOT_ID, "pad_token_id": PAD_ID, "lowercase": True}, indent=2) + "\n")
+        "type": "clip_bpe", "vocab_file": VOCAB, "context_length": context_length, "vocab_size": vocab,
+        "sot_token_id": vocab - 2, "eot_token_id": vocab - 1, "pad_token_id": PAD_ID, "lowercase": True},
+        indent=2) + "\n")
 
 
 def model_manifest(model, opset: int) -> Manifest:
@@ -134,7 +142,7 @@ def write_base(model, out: Path, opset: int = DEFAULT_OPSET, check: bool = True)
     cfg = model_config(model)
     model = model.float().eval()
     size, ctx = vision_cfg(cfg).size, text_cfg(cfg).context_length
-    pixels, ids = example_inputs(size, ctx)
+    pixels, ids = example_inputs(size, ctx, model.token_embedding.num_embeddings)
     trace_to_onnx(ImageEncoder(model), pixels, out / IMAGE_ONNX, IMAGE_INPUT.name, IMAGE_OUTPUT, opset)
     trace_to_onnx(TextEncoder(model), ids, out / TEXT_ONNX, TEXT_INPUT.name, TEXT_OUTPUT, opset)
     if check:
@@ -143,7 +151,7 @@ def write_base(model, out: Path, opset: int = DEFAULT_OPSET, check: bool = True)
                 onnx.checker.check_model(str(out / name), full_check=True)
             except Exception as e:
                 raise ExportError(f"onnx.checker rejected {name}: {str(e).splitlines()[0][:200]}") from None
-    write_tokenizer_files(out, ctx)
+    write_tokenizer_files(out, ctx, model)
     (out / PREPROCESS).write_text(json.dumps(dict(preprocess_cfg(model)), indent=2) + "\n")
     return Variant("onnx", "fp32", image=IMAGE_ONNX, text=TEXT_ONNX)
 

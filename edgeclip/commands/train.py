@@ -134,6 +134,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--loss", type=_loss, default=S, help="loss terms and weights, e.g. "
                    "'affinity=1,feature=2000' (terms: affinity, feature, icl, contrastive; default: the measured "
                    "best recipe, edgeclip.distill.recipe)")
+    q.add_argument("--vocab", type=L.VOCAB, default=S, help="a pruned vocabulary of this many tokens (CLIP's "
+                   "first merges by rank; rows inherited from the teacher by token string); default CLIP's 49,408")
+    q.add_argument("--vocab-corpus", type=TEXT, default=S, help="prune the vocabulary to the merges this text file "
+                   "fires (one text per line: every text keeps its exact tokens); with --vocab, both")
     q.add_argument("--views", type=_views, default=S, help="augmented views per sample: 1 = "
                    "plain images, K = the image + K-1 seeded random-resized crops/flips whose teacher embeddings "
                    "are cached (default: the recipe's)")

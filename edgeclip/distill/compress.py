@@ -114,7 +114,8 @@ def compress(teacher, target_params, data=None, *, out: str | Path = "runs/stude
         t_cfg = model_config(teacher)
         t_pre = preprocess_cfg(teacher)
         target_arg, target_params = target_params, parse_budget(target_params, config_params(t_cfg))
-        plan = plan_stages(t_cfg, target_params, recipe.stages, shape=recipe.shape)
+        start = _vocab_start(teacher, recipe, out)  # the teacher with a pruned vocabulary, when one is asked for
+        plan = plan_stages(model_config(start), target_params, recipe.stages, shape=recipe.shape)
         data_arg, data = data, default_data(data, teacher)
         pairs = open_pairs(data, t_pre["size"] if isinstance(t_pre["size"], int) else t_pre["size"][0])
         stream = getattr(pairs, "streaming", False)
@@ -161,10 +162,12 @@ def compress(teacher, target_params, data=None, *, out: str | Path = "runs/stude
                           recipe.prune_steps)
 
         def run_stages():
-            prev, stage_reports = teacher, []
+            prev, stage_reports = start, []
             for st in plan:
                 last = st.index == len(plan)  # only the last stage may leave per-layer sizes
                 student, inh = how.make(prev, st.cfg, source, per_layer_ok=last)
+                if getattr(prev, "edgeclip_bpe", None) is not None:  # its tokenizer travels with each student
+                    student.edgeclip_bpe = prev.edgeclip_bpe
                 batches = source.batches(student)
                 n = per_stage[st.index - 1]
                 stage_cfg = replace(cfg, seed=schedule.seed + st.index, steps=n, warmup=min(50, max(1, n // 10)))
@@ -201,6 +204,8 @@ def compress(teacher, target_params, data=None, *, out: str | Path = "runs/stude
             "settings": opts.to_dict(),  # everything that repeats the run (seed included); also in run.json
             "skipped_items": dict(getattr(pairs, "skipped", None).counts) if hasattr(pairs, "skipped") else {},
             "plan": [s.describe() for s in plan], "stages": stage_reports,
+            "vocab": {"tokens": prev.token_embedding.num_embeddings, "teacher_tokens":
+                      teacher.token_embedding.num_embeddings, "size": recipe.vocab, "corpus": recipe.vocab_corpus},
             "teacher_cache": {"hits": cache.hits, "misses": cache.misses} if cache else None,
             "teacher_store": run.teacher_store,
             "ranks": world, "workers": workers, "precision": run.precision, "device": device,
@@ -215,6 +220,8 @@ def compress(teacher, target_params, data=None, *, out: str | Path = "runs/stude
         if out != final:  # the new run is complete: swap it in for the old one
             replace_with(out, final)
             out.parent.rmdir()
+        if getattr(prev, "edgeclip_bpe", None) is not None:  # the student's own copy, where the run now lives
+            prev.edgeclip_bpe = final / "student" / prev.edgeclip_bpe.name
         return CompressResult(prev, final, report)
 
 
@@ -274,6 +281,23 @@ class Inheritance:
         student, rep = inherit_weights(prev, cfg, method=self.method, depth=self.depth, width=self.width,
                                        seed=self.seed)
         return student, rep.to_dict()
+
+
+def _vocab_start(teacher, recipe, out: Path):
+    """What stage 1 inherits from: the teacher, or (``recipe.vocab`` / ``vocab_corpus``) a copy of it whose token
+    embedding keeps only the pruned vocabulary's rows, inherited by token string. The teacher itself, with its own
+    tokenizer, still gives the targets; the merges file is kept in the run folder (``vocab/``)."""
+    if recipe.vocab is None and recipe.vocab_corpus is None:
+        return teacher
+    import copy
+
+    from ..models.vocab import BYTE_TOKENS, prune_vocabulary, read_corpus
+    corpus = read_corpus(recipe.vocab_corpus) if recipe.vocab_corpus is not None else None
+    keep = recipe.vocab - BYTE_TOKENS - 2 if recipe.vocab is not None else None
+    start = prune_vocabulary(copy.deepcopy(teacher), keep, corpus, workdir=out / "vocab")
+    print(f"vocabulary: {start.token_embedding.num_embeddings:,} of {teacher.token_embedding.num_embeddings:,} "
+          "tokens, rows inherited from the teacher by token string")
+    return start
 
 
 def default_data(data, teacher):

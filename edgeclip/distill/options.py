@@ -42,6 +42,8 @@ class Recipe:
     prune_steps: int = 200           # auto: L0-mask steps per stage before distillation
     loss: dict | str | None = None   # term -> weight, or "affinity=1,feature=2000"; None: recipe.DEFAULT_LOSS
     views: int = DEFAULT_VIEWS       # augmented views per sample (1: the plain image)
+    vocab: int | None = None         # a pruned vocabulary of this many tokens (first merges by rank); None: CLIP's
+    vocab_corpus: str | None = None  # ... or the merges this text file fires (one text per line); with vocab: both
 
     def __post_init__(self):
         from ..data.augment import check_views
@@ -58,6 +60,10 @@ class Recipe:
         check_shape(self.shape)
         check_views(self.views)
         object.__setattr__(self, "loss", parse_loss(self.loss))  # the one loss parser; a dict from here on
+        _optional(limits.VOCAB, self.vocab)
+        if self.vocab_corpus is not None:
+            from ..models.vocab import read_corpus
+            read_corpus(self.vocab_corpus)  # missing or empty: one line, before anything is loaded
 
     def checkpoint_key(self) -> dict:
         """What a checkpoint must have been trained with to be resumed by this recipe."""

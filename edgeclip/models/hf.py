@@ -69,7 +69,7 @@ def open_clip_config_to_hf(cfg: dict) -> dict:
                         "num_hidden_layers": t.layers, "num_attention_heads": t.heads,
                         "max_position_embeddings": t.context_length, "vocab_size": t.vocab_size,
                         "hidden_act": act, "projection_dim": cfg["embed_dim"], "layer_norm_eps": 1e-5,
-                        "bos_token_id": SOT, "eos_token_id": EOT, "pad_token_id": 0},
+                        "bos_token_id": t.vocab_size - 2, "eos_token_id": t.vocab_size - 1, "pad_token_id": 0},
     }
 
 
@@ -184,7 +184,9 @@ def save_hf(model, folder: str | os.PathLike, preprocess_cfg: dict | None = None
     sd = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
     (folder / "config.json").write_text(json.dumps(open_clip_config_to_hf(cfg), indent=2) + "\n")
     save_file(open_clip_to_hf_state_dict(sd, cfg), str(folder / "model.safetensors"))
-    write_hf_tokenizer(folder, text_cfg(cfg).context_length)
+    bpe = getattr(model, "edgeclip_bpe", None) if text_cfg(cfg).bpe_file else None  # a pruned vocabulary
+    from .vocab import read_merges
+    write_hf_tokenizer(folder, text_cfg(cfg).context_length, merges=read_merges(bpe) if bpe else None)
     pre = preprocess_cfg or getattr(model, "edgeclip_preprocess", None) or default_preprocess_cfg(cfg)
     (folder / "preprocessor_config.json").write_text(json.dumps(hf_image_processor_config(pre), indent=2) + "\n")
     (folder / "README.md").write_text(hf_model_card(pre))

@@ -13,6 +13,7 @@ from ..outputs import atomic_path, check_output
 from ..errors import ConfigError
 from .weights import (FINGERPRINT_KEY, check_finite, config_fingerprint, load_weights, read_fingerprint,
                          read_state_dict)
+from .towers import text_cfg
 from .factory import OPENAI_MEAN, OPENAI_STD, create_model, default_preprocess_cfg, model_config  # noqa: F401
 
 WEIGHTS_NAME = "model.safetensors"
@@ -68,6 +69,10 @@ def save_student(model, out: str | os.PathLike, preprocess_cfg: dict | None = No
         if extra:
             meta["edgeclip"] = extra
         (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+        bpe = text_cfg(cfg).bpe_file
+        if bpe is not None:  # a pruned vocabulary travels with the student: open_clip reads it with bpe_path=
+            import shutil
+            shutil.copyfile(model.edgeclip_bpe, tmp / bpe)
         save_file(sd, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", FINGERPRINT_KEY: config_fingerprint(cfg)})
         if hf:
             from .hf import save_hf
@@ -96,6 +101,16 @@ def load_student(path: str | os.PathLike, device: str = "cpu"):
     _check_fingerprint(cfg, weights, cfg_path)
     model = create_model(cfg)
     load_weights(model, read_state_dict(weights), str(weights))
+    bpe = text_cfg(cfg).bpe_file
+    if bpe is not None:  # a pruned vocabulary: its merges file, inside the folder, with as many tokens as rows
+        from .vocab import BYTE_TOKENS, read_merges
+        path = (folder / str(bpe)).resolve()
+        if not path.is_relative_to(folder.resolve()) or not path.is_file():
+            raise ConfigError(f"{str(cfg_path)!r} names a vocabulary file {bpe!r} that is not in the folder")
+        n = BYTE_TOKENS + len(read_merges(path)) + 2
+        if n != text_cfg(cfg).vocab_size:
+            raise ConfigError(f"{str(path)!r} has {n} tokens, the model's embedding {text_cfg(cfg).vocab_size}")
+        model.edgeclip_bpe = path
     model.edgeclip_preprocess = meta.get("preprocess_cfg") or default_preprocess_cfg(cfg)
     model.edgeclip_meta = meta.get("edgeclip", {})
     return model.to(device).eval()

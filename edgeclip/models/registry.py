@@ -67,7 +67,10 @@ def unsupported_reason(cfg: dict) -> str | None:
         return "it has a custom text tower (SigLIP, MobileCLIP, EVA, CoCa, ...)"
     if t.get("hf_model_name"):
         return f"its text tower is the Hugging Face model {t['hf_model_name']!r}"
-    if t.get("hf_tokenizer_name") or t.get("vocab_size", CLIP_BPE_VOCAB) != CLIP_BPE_VOCAB:
+    pruned = isinstance(t.get("tokenizer_kwargs"), dict) and set(t["tokenizer_kwargs"]) == {"bpe_path"}
+    if t.get("tokenizer_kwargs") and not pruned:
+        return f"its tokenizer takes options edgeclip does not handle ({t['tokenizer_kwargs']})"
+    if t.get("hf_tokenizer_name") or (t.get("vocab_size", CLIP_BPE_VOCAB) != CLIP_BPE_VOCAB and not pruned):
         return (f"its tokenizer is not CLIP's BPE ({t.get('hf_tokenizer_name') or 'vocabulary of ' + str(t.get('vocab_size'))}"
                 f" tokens, CLIP's has {CLIP_BPE_VOCAB})")
     odd = sorted((set(v) - VISION_KEYS) | (set(t) - TEXT_KEYS))

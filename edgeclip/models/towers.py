@@ -78,10 +78,17 @@ class TextCfg(_Tower):
     heads: int = 8
     layers: int = 12
     mlp_ratio: float = 4.0
+    tokenizer_kwargs: dict | None = None  # a pruned CLIP BPE: {"bpe_path": file in the student folder}
 
     @property
     def head_width(self) -> int:
         return self.width // self.heads
+
+    @property
+    def bpe_file(self) -> str | None:
+        """The merges file of a pruned vocabulary (``edgeclip.models.vocab``), named relative to the student folder;
+        None for CLIP's own BPE."""
+        return (self.tokenizer_kwargs or {}).get("bpe_path")
 
 
 VISION_KEYS = frozenset(f.name for f in fields(VisionCfg))

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import ConfigError
 
 __all__ = ["read_merges", "write_merges", "vocab_of", "fired_merges", "prune_merges", "inherit_rows",
-           "BYTE_TOKENS", "SPECIAL_TOKENS", "MAX_MERGES"]
+           "prune_vocabulary", "read_corpus", "BYTE_TOKENS", "SPECIAL_TOKENS", "MAX_MERGES", "BPE_FILE"]
 
 BYTE_TOKENS = 512  # 256 byte symbols and their end-of-word forms: every string encodes with these alone
 SPECIAL_TOKENS = ("<start_of_text>", "<end_of_text>")
@@ -129,3 +129,59 @@ def inherit_rows(rows: np.ndarray, teacher_vocab: list[str], student_vocab: list
     if missing:
         raise ConfigError(f"{len(missing)} pruned token(s) are not in the teacher's vocabulary (e.g. {missing[0]!r})")
     return rows[[index[t] for t in student_vocab]]
+
+
+def read_corpus(path: str | Path) -> list[str]:
+    """A vocabulary corpus: one text per line (UTF-8); a missing, unreadable or empty file is one line."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--vocab-corpus file {str(path)!r} does not exist")
+    try:
+        texts = [ln for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read --vocab-corpus file {str(path)!r}: {e}") from None
+    if not texts:
+        raise ConfigError(f"--vocab-corpus file {str(path)!r} holds no text")
+    return texts
+
+
+BPE_FILE = "bpe_vocab.txt.gz"  # a pruned vocabulary's merges, in the student folder (open_clip: bpe_path=...)
+
+
+def prune_vocabulary(model, keep: int | None = None, corpus=None, workdir: str | Path | None = None):
+    """``model`` with a pruned CLIP vocabulary: the first ``keep`` merges and/or those ``corpus`` fires; every kept
+    token's embedding row inherited from ``model``'s by its string. Modified in place and returned.
+
+    The merges file is written to ``workdir`` (a temp folder when None) and travels with the model
+    (``model.edgeclip_bpe``); ``save_student`` copies it into the student folder and names it in the config
+    (``text_cfg.tokenizer_kwargs.bpe_path``), and the export ships it as the artifact's tokenizer.
+
+    Raises:
+        ConfigError: the model's tokenizer is not CLIP's BPE (unsupported), or a bad ``keep`` / ``corpus``.
+    """
+    import tempfile
+
+    import torch
+    from open_clip.tokenizer import default_bpe
+
+    from .factory import model_config
+    from .towers import text_cfg
+    cfg = model_config(model)
+    own = getattr(model, "edgeclip_bpe", None) or default_bpe()
+    merges = read_merges(own)
+    if model.token_embedding.weight.shape[0] != BYTE_TOKENS + len(merges) + 2:
+        raise ConfigError(f"the model's token embedding has {model.token_embedding.weight.shape[0]} rows, not CLIP's "
+                          "BPE: its tokenizer is not supported for vocabulary pruning")
+    kept = prune_merges(merges, keep, corpus)
+    rows = inherit_rows(model.token_embedding.weight.detach().cpu().numpy(), vocab_of(merges), vocab_of(kept))
+    folder = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="edgeclip-vocab-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = write_merges(folder / BPE_FILE, kept)
+    with torch.no_grad():
+        model.token_embedding = torch.nn.Embedding.from_pretrained(torch.from_numpy(rows).to(
+            model.token_embedding.weight), freeze=False)
+    model.vocab_size = len(rows)
+    cfg["text_cfg"] = {**cfg["text_cfg"], "vocab_size": len(rows), "tokenizer_kwargs": {"bpe_path": BPE_FILE}}
+    text_cfg(cfg)  # still a valid tower
+    model.edgeclip_bpe = path
+    return model

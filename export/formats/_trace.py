@@ -14,6 +14,6 @@ def encoders(model) -> list[tuple[str, torch.nn.Module, torch.Tensor, str]]:
     from edgeclip.models.towers import text_cfg, vision_cfg
     cfg = model_config(model)
     model = model.float().eval()
-    pixels, ids = example_inputs(vision_cfg(cfg).size, text_cfg(cfg).context_length)
+    pixels, ids = example_inputs(vision_cfg(cfg).size, text_cfg(cfg).context_length, text_cfg(cfg).vocab_size)
     return [("image", ImageEncoder(model).eval(), pixels, IMAGE_INPUT.name),
             ("text", TextEncoder(model).eval(), ids, TEXT_INPUT.name)]
