@@ -45,8 +45,12 @@ def write_merges(path: str | Path, merges: list[tuple[str, str]]) -> Path:
     """``merges`` (in rank order) as a merges file open_clip's ``SimpleTokenizer(bpe_path=...)`` loads."""
     # no final newline: open_clip would read an empty line as one more (empty) merge, a token of its own
     text = "\n".join([HEADER, *(" ".join(m) for m in merges)])
-    Path(path).write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))  # mtime 0: the same bytes every time
-    return Path(path)
+    import os
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # atomic: torchrun ranks each write the same file
+    tmp.write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))  # mtime 0: the same bytes every time
+    os.replace(tmp, path)
+    return path
 
 
 def vocab_of(merges: list[tuple[str, str]]) -> list[str]:
