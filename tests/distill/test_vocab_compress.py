@@ -10,6 +10,8 @@ import torch
 from conftest import one_error_line, run_cli
 from edgeclip.errors import ConfigError
 
+pytestmark = pytest.mark.slow  # a compress run and CLI subprocesses; tests/models/test_vocab.py is the fast part
+
 TEXTS = ["a red star", "a small blue circle on the left", "", "naïve café 🐶", "a photo of a dog"]
 
 

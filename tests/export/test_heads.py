@@ -73,6 +73,7 @@ def test_classify_without_a_head_says_how_to_add_one(tmp_path, tiny_model):
         rt.load(tmp_path / "a").classify(Image.new("RGB", (32, 32)))
 
 
+@pytest.mark.slow  # a CLI subprocess per case
 @pytest.mark.parametrize("case,text,words", [
     ("empty", "", "is empty"), ("blank line", "cat\n\ndog\n", "blank line (line 2)"),
     ("duplicate", "cat\ndog\ncat\n", "repeats 'cat' (lines 1 and 3)"),
