@@ -14,7 +14,7 @@ import numpy as np
 
 from edgeclip.errors import ConfigError
 
-__all__ = ["read_labels", "read_templates", "write_head", "MAX_LABELS", "DEFAULT_TEMPLATES", "HEAD_NPY", "LABELS_JSON"]
+__all__ = ["read_head", "read_labels", "read_templates", "write_head", "MAX_LABELS", "DEFAULT_TEMPLATES", "HEAD_NPY", "LABELS_JSON"]
 
 MAX_LABELS = 100_000  # 100k x 512 fp32 is 205 MB: a larger head belongs in an index, not in an artifact
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
@@ -62,6 +62,15 @@ def read_templates(path: str | Path | None) -> list[str]:
     if bad:
         raise ConfigError(f"template {bad[0]!r} must hold exactly one '{{}}' for the label")
     return templates
+
+
+def read_head(labels: str | Path | None, templates: str | Path | None) -> tuple[list[str], list[str]] | None:
+    """(labels, templates) of a head asked for, checked before anything is loaded; None when none is."""
+    if labels is None:
+        if templates is not None:
+            raise ConfigError("--templates needs --labels (the templates are the label head's prompts)")
+        return None
+    return read_labels(labels), read_templates(templates)
 
 
 def write_head(model, out: Path, labels: list[str], templates: list[str]) -> dict:

@@ -16,7 +16,6 @@ from pathlib import Path
 from edgeclip.artifact import PARITY_JSON, PARITY_MD, weights_beside
 from edgeclip.artifact.formats import require_runtime, runs_on_this_platform, runtimes_for
 from edgeclip.artifact.manifest import Verdict, hash_folder, write_manifest
-from edgeclip.errors import ConfigError
 
 from .formats import ExportBundle, build_format, plan_export
 from .parity import ParityReport, References, check_parity, load_photos, parity_markdown
@@ -66,13 +65,11 @@ def export_artifact(model, out: str | Path, variants=("fp32",), images_dir: str 
     """
     from edgeclip.outputs import check_output, one_writer
 
-    from .heads import read_labels, read_templates
+    from .heads import read_head
     from .variants import require_openvino
     require_openvino(variants)  # names both packages OpenVINO's variants need
     plan = plan_export(list(variants), targets, int8_targets, bool(calib_dir), trt_precision if trt else None)
-    head = (read_labels(labels), read_templates(templates)) if labels is not None else None  # checked up front
-    if head is None and templates is not None:
-        raise ConfigError("--templates needs --labels (the templates are the label head's prompts)")
+    head = read_head(labels, templates)  # checked up front
     with one_writer(check_output(out, "artifact", overwrite)):  # a second export to ``out`` is refused
         return _export_locked(model, check_output(out, "artifact", overwrite), plan, images_dir, calib_dir, opset,
                               head)

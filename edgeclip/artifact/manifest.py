@@ -18,7 +18,8 @@ from pathlib import Path
 from ..errors import ConfigError, IntegrityError
 
 __all__ = ["Variant", "Verdict", "Manifest", "read_manifest", "write_manifest", "hash_folder", "sha256",
-           "tree_sha256", "hash_and_refs", "split_precision", "weights_beside", "encoder_bytes", "variant_bytes"]
+           "tree_sha256", "hash_and_refs", "split_precision", "weights_beside", "encoder_bytes", "variant_bytes",
+           "read_json"]
 
 MANIFEST = "manifest.json"
 FORMAT = "edgeclip-artifact"
@@ -206,19 +207,25 @@ def schema_version(d: dict, where: str) -> int:
     return int(ver)
 
 
+def read_json(path: Path, where: str = "the artifact") -> dict:
+    """A JSON object file of an artifact (the manifest, ``tokenizer.json``, ``preprocess.json``, ``labels.json``);
+    unreadable, malformed or not an object is one ``ConfigError`` line."""
+    try:
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read {Path(path).name} of {where}: {str(e).splitlines()[0][:200]}") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{Path(path).name} of {where} is not a JSON object")
+    return d
+
+
 def read_manifest(folder: str | Path) -> Manifest:
     """The one reader: ``folder/manifest.json`` as a ``Manifest``; every problem is one ``ConfigError`` line."""
     where = repr(str(folder))
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise ConfigError(f"{where} is not an edgeclip artifact folder (no {MANIFEST})")
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot read {MANIFEST} of {where}: {str(e).splitlines()[0][:200]}") from None
-    if not isinstance(d, dict):
-        raise ConfigError(f"{MANIFEST} of {where} is not a JSON object")
-    return Manifest.from_dict(d, where)
+    return Manifest.from_dict(read_json(path, where), where)
 
 
 def write_manifest(folder: str | Path, manifest: Manifest) -> Path:

@@ -28,17 +28,14 @@ def _variants(a) -> list[str]:
 
 
 def _targets(a) -> list[str]:
-    """The device formats asked for (each registered format but the ONNX ones has its flag), each checked to be
-    installed: its converter and, where its runtime exists on this OS, that runtime (parity runs it)."""
-    from ..artifact.formats import FORMATS, RUNTIMES, require_converter, require_runtime, runs_on_this_platform
+    """The device formats asked for: each registered format but the ONNX ones has its flag. Conversion-only ones
+    (Core ML off macOS) get a note; what they need installed is ``plan_export``'s check."""
+    from ..artifact.formats import FORMATS, RUNTIMES, runs_on_this_platform
     targets = [f for f in FORMATS if f not in ("onnx", "openvino-ir", "tensorrt")
                and getattr(a, f.replace("-", "_"), False)]
     for t in targets:
-        require_converter(FORMATS[t])
         runtime = FORMATS[t].runtimes[0]
-        if runs_on_this_platform(runtime):
-            require_runtime(runtime, f"--{t}")
-        else:
+        if not runs_on_this_platform(runtime):
             print(f"note: --{t} on {sys.platform} is conversion only: its runtime needs "
                   f"{RUNTIMES[runtime].needs}, so its parity is recorded as 'not run'", file=sys.stderr)
     return targets
@@ -46,21 +43,20 @@ def _targets(a) -> list[str]:
 
 def _cmd_export(a) -> int:
     from ..export import export_artifact
+    from ..export.formats import plan_export
+    from ..export.variants import require_openvino
     targets = _targets(a)
+    require_openvino(_variants(a))  # before the model is loaded
+    plan_export(_variants(a), targets, a.int8, bool(a.calib))  # converters and runtimes, before any work
     if not a.onnx and not a.trt and not targets:
         raise ConfigError("nothing to export: pass --onnx, --trt and/or a device format (--executorch, --litert, "
                           "--coreml, --ort-mobile)")
     out = check_output(a.out, "artifact", a.overwrite, inputs=[spec_path(a.model), a.images, a.calib, a.labels,
                                                                 a.templates])
-    if a.labels is not None or a.templates is not None:  # the head's files, checked before the model is loaded
-        from ..export.heads import read_labels, read_templates
-        if a.labels is None:
-            raise ConfigError("--templates needs --labels (the templates are the label head's prompts)")
-        read_labels(a.labels), read_templates(a.templates)
+    from ..export.heads import read_head
+    read_head(a.labels, a.templates)  # the head's files, checked before the model is loaded
     if a.int8 and not a.calib:
         print("note: --int8 without --calib builds no int8-static variant", file=sys.stderr)
-    from ..export.variants import require_openvino
-    require_openvino(_variants(a))  # before the model is loaded
     if a.trt:  # fail before any work when TensorRT or the GPU is missing
         from ..export.trt import require_tensorrt
         require_tensorrt()

@@ -8,13 +8,12 @@ copy, a file from another export), not against someone who also rewrites ``manif
 from __future__ import annotations
 
 import hashlib
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifact import PARITY_JSON, PARITY_MD, PREPROCESS, TOKENIZER
-from ..artifact.manifest import Manifest, hash_and_refs
+from ..artifact.manifest import Manifest, hash_and_refs, read_json
 from ..errors import ConfigError, IntegrityError, ParityError
 
 
@@ -29,16 +28,6 @@ class ArtifactFiles:
     parity: str  # "passed" | "failed" | "not run" (no runtime where it was exported) | "unchecked" (no verdict)
     fingerprint: str | None  # identifies the exported weights; None when the manifest records no hashes
     verified: tuple[str, ...] = ()  # file names whose sha256 was checked
-
-
-def read_json(path: Path) -> dict:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot read {path.name} of the artifact: {e}") from None
-    if not isinstance(obj, dict):
-        raise ConfigError(f"{path.name} of the artifact is not a JSON object")
-    return obj
 
 
 def inside(root: Path, rel, what: str) -> Path:
