@@ -99,3 +99,15 @@ def test_the_demo_classifies_with_the_artifacts_head(headed, tmp_path):
     s, t, _, _ = m.classify(Image.new("RGB", (32, 32), (255, 0, 0)), k=4)
     assert set(s) == set(LABELS) and list(s) == list(t)  # same ranking from the head and from PyTorch
     assert max(abs(s[k] - t[k]) for k in s) <= 1e-3
+
+
+@pytest.mark.slow  # a CLI subprocess
+def test_export_never_writes_over_its_labels_file(tmp_path, robust):
+    """--labels is an input: an --out at it, or at the folder holding it, is refused and the file stays."""
+    (tmp_path / "labels.txt").write_text("cat\ndog\n")
+    for out in (tmp_path / "labels.txt", tmp_path):
+        code, err = run_cli("export", "reference", "--onnx", "--labels", tmp_path / "labels.txt", "--out", out)
+        assert one_error_line(code, err), err
+        assert (tmp_path / "labels.txt").read_text() == "cat\ndog\n" and sorted(p.name for p in tmp_path.iterdir()) \
+            == ["labels.txt"]
+    robust("outputs", "export --out at its own --labels file or its folder", "refused in one line, file kept", err[0])
